@@ -1,0 +1,30 @@
+"""netinvert: open trained neural networks by inverting them."""
+
+__version__ = "0.1.0"
+
+from .data import Dataset, list_datasets, load_dataset  # noqa: E402
+from .exceptions import (  # noqa: E402
+    DatasetError,
+    NetinvertError,
+    NotFittedError,
+    RunFormatError,
+    TrainingDivergedError,
+    UnknownNameError,
+    UnsafeCheckpointError,
+    UnsupportedLayerError,
+)
+
+__all__ = [
+    "__version__",
+    "Dataset",
+    "list_datasets",
+    "load_dataset",
+    "DatasetError",
+    "NetinvertError",
+    "NotFittedError",
+    "RunFormatError",
+    "TrainingDivergedError",
+    "UnknownNameError",
+    "UnsafeCheckpointError",
+    "UnsupportedLayerError",
+]

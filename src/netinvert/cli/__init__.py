@@ -1,0 +1,60 @@
+"""Command-line interface: a thin layer over the Python API.
+
+Each concern adds its sub-commands from its own module (``_core``, ``_invert``, ``_bnn``, ...):
+a module exposes ``register(subparsers)`` and each sub-command sets ``func(args) -> int``.
+Errors a user can cause are printed to stderr without a traceback (unless ``--debug``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from ..exceptions import NetinvertError
+
+__all__ = ["main", "build_parser"]
+
+#: Modules that contribute sub-commands, in the order they appear in --help.
+COMMAND_MODULES = ("_core", "_invert", "_apps", "_bnn")
+
+#: Errors reported as one clean line; anything else is a bug and keeps its traceback.
+USER_ERRORS = (NetinvertError, FileNotFoundError, ValueError, KeyError, ImportError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="netinvert", description="Open trained neural networks by inverting them.")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"{__name__}.{name}":
+                continue  # that concern has no commands yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except USER_ERRORS as exc:
+        if args.debug:
+            raise
+        msg = str(exc) if not isinstance(exc, KeyError) or not exc.args else str(exc.args[0])
+        sys.stderr.write(f"netinvert: error: {msg}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("netinvert: interrupted; completed checkpoints are kept.\n")
+        return 130
