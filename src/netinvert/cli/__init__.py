@@ -18,7 +18,7 @@ from ..exceptions import NetinvertError
 __all__ = ["main", "build_parser"]
 
 #: Modules that contribute sub-commands, in the order they appear in --help.
-COMMAND_MODULES = ("_core", "_invert", "_apps", "_bnn")
+COMMAND_MODULES = ("_core", "_data", "_invert", "_bnn", "_demo")
 
 #: Errors reported as one clean line; anything else is a bug and keeps its traceback.
 USER_ERRORS = (NetinvertError, FileNotFoundError, ValueError, KeyError, ImportError)
