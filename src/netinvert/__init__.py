@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-from .data import Dataset, list_datasets, load_dataset  # noqa: E402
+from .data import Dataset, DatasetStatus, dataset_status, list_datasets, load_dataset  # noqa: E402
 from .exceptions import (  # noqa: E402
     DatasetError,
     NetinvertError,
@@ -17,6 +17,8 @@ from .exceptions import (  # noqa: E402
 __all__ = [
     "__version__",
     "Dataset",
+    "DatasetStatus",
+    "dataset_status",
     "list_datasets",
     "load_dataset",
     "DatasetError",

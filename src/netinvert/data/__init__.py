@@ -1,6 +1,33 @@
-"""Datasets: a registry of named loaders returning in-memory tensors in [0, 1]."""
+"""Datasets: a registry of named loaders returning in-memory tensors in [0, 1].
 
-from . import _digits  # noqa: F401  (registers "digits")
-from ._base import DATASETS, Dataset, list_datasets, load_dataset, register_dataset
+Registered: ``digits`` (embedded), ``fashion-mnist``, ``mnist``, ``cifar10``, ``svhn`` and
+``image-folder``. :func:`dataset_status` says whether a dataset's files are here without
+loading them; ``netinvert datasets`` prints it for every name.
+"""
 
-__all__ = ["Dataset", "DATASETS", "list_datasets", "load_dataset", "register_dataset"]
+from . import _cifar, _digits, _idx, _image_folder, _svhn  # noqa: F401  (each registers its names)
+from ._base import (
+    DATASETS,
+    Dataset,
+    DatasetSource,
+    DatasetStatus,
+    dataset_status,
+    list_datasets,
+    load_dataset,
+    register_dataset,
+)
+from ._files import DATA_ENV
+from ._idx import read_idx
+
+__all__ = [
+    "Dataset",
+    "DatasetStatus",
+    "DatasetSource",
+    "DATASETS",
+    "DATA_ENV",
+    "dataset_status",
+    "list_datasets",
+    "load_dataset",
+    "read_idx",
+    "register_dataset",
+]

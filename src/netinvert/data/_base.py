@@ -1,4 +1,9 @@
-"""The dataset record every loader returns, and the dataset registry."""
+"""The dataset record every loader returns, and the dataset registry.
+
+Each registered dataset has a *loader* ``fn(root) -> Dataset`` and, for file-based sets, a
+*locator* ``fn(root) -> DatasetStatus`` that says whether the files are present without reading
+them, so ``netinvert datasets`` can list what is available here in well under a second.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,18 @@ from pathlib import Path
 import torch
 
 from .._registry import Registry
+from ..exceptions import DatasetError
 
-__all__ = ["Dataset", "DATASETS", "register_dataset", "load_dataset", "list_datasets"]
+__all__ = [
+    "Dataset",
+    "DatasetStatus",
+    "DatasetSource",
+    "DATASETS",
+    "register_dataset",
+    "load_dataset",
+    "list_datasets",
+    "dataset_status",
+]
 
 
 @dataclass(frozen=True)
@@ -78,13 +93,97 @@ class Dataset:
         }
 
 
+@dataclass(frozen=True)
+class DatasetStatus:
+    """Whether a dataset can be loaded here, found without reading its files.
+
+    Attributes
+    ----------
+    name : str
+        The registry name.
+    available : bool
+        True when every file the loader needs is present (they are validated only on load).
+    where : str
+        The folder (or embedded source) the data comes from; when unavailable, the folders
+        that were searched, or ``""`` when there was none to search.
+    hint : str
+        When unavailable: which files are missing and how to obtain them. Empty otherwise.
+    input_shape : tuple of int or None
+        ``(C, H, W)`` of one image, when known without loading.
+    n_classes : int or None
+        Number of classes, when known without loading.
+    """
+
+    name: str
+    available: bool
+    where: str
+    hint: str = ""
+    input_shape: tuple[int, int, int] | None = None
+    n_classes: int | None = None
+
+    def to_dict(self) -> dict:
+        """Plain-JSON form (``netinvert datasets --json`` prints a list of these)."""
+        return {
+            "name": self.name,
+            "available": self.available,
+            "where": self.where,
+            "hint": self.hint,
+            "input_shape": list(self.input_shape) if self.input_shape is not None else None,
+            "n_classes": self.n_classes,
+        }
+
+
 Loader = Callable[[Path | None], Dataset]
-DATASETS: Registry[Loader] = Registry("dataset")
+Locator = Callable[[Path | None], DatasetStatus]
 
 
-def register_dataset(name: str) -> Callable[[Loader], Loader]:
-    """Register a loader ``fn(root) -> Dataset`` under ``name``."""
-    return DATASETS.register(name)
+@dataclass(frozen=True)
+class DatasetSource:
+    """A registry entry: a loader, and optionally a locator that checks files without loading.
+
+    Calling the entry loads the dataset, so ``DATASETS.get(name)(root)`` returns a
+    :class:`Dataset`.
+    """
+
+    name: str
+    load: Loader
+    locate: Locator | None = None
+
+    def __call__(self, root: Path | None = None) -> Dataset:
+        return self.load(root)
+
+    def status(self, root: Path | None = None) -> DatasetStatus:
+        """The locator's answer; without a locator the data is embedded, so loading it is cheap."""
+        if self.locate is not None:
+            return self.locate(root)
+        try:
+            data = self.load(root)
+        except DatasetError as exc:
+            return DatasetStatus(self.name, False, "", str(exc))
+        return DatasetStatus(self.name, True, data.source, "", data.input_shape, data.n_classes)
+
+
+DATASETS: Registry[DatasetSource] = Registry("dataset")
+
+
+def register_dataset(name: str, *, locate: Locator | None = None) -> Callable[[Loader], Loader]:
+    """Register a loader ``fn(root) -> Dataset`` under ``name``.
+
+    Parameters
+    ----------
+    name : str
+        Registry key; also the dataset's ``Dataset.name``, which run cards store so that
+        ``netinvert evaluate`` can reload the same data.
+    locate : callable, optional
+        ``fn(root) -> DatasetStatus`` answering "are the files here?" without reading them.
+        Leave it out only for embedded data, whose status is found by loading it.
+    """
+
+    def decorator(fn: Loader) -> Loader:
+        DATASETS.add(name, DatasetSource(name, fn, locate))
+        return fn
+
+    return decorator
 
 
 def load_dataset(name: str, root: str | Path | None = None) -> Dataset:
@@ -106,6 +205,33 @@ def load_dataset(name: str, root: str | Path | None = None) -> Dataset:
         If files are missing (the message names them and says how to get them) or malformed.
     """
     return DATASETS.get(name)(Path(root) if root is not None else None)
+
+
+def dataset_status(name: str, root: str | Path | None = None) -> DatasetStatus:
+    """Say whether a registered dataset is available here, and where from, without loading it.
+
+    Parameters
+    ----------
+    name : str
+        A name from :func:`list_datasets`.
+    root : path, optional
+        The folder :func:`load_dataset` would be given; ``None`` checks the default places.
+
+    Returns
+    -------
+    DatasetStatus
+
+    Raises
+    ------
+    UnknownNameError
+        If ``name`` is not registered.
+
+    Examples
+    --------
+    >>> dataset_status("digits").available
+    True
+    """
+    return DATASETS.get(name).status(Path(root) if root is not None else None)
 
 
 def list_datasets() -> list[str]:
