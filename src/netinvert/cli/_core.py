@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import time
 from pathlib import Path
@@ -37,6 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", default="digits", help="dataset name (see 'netinvert datasets'; default: digits)")
     p.add_argument("--data-root", default=None, help="folder holding the dataset files")
     p.add_argument("--model", default="cnn", help=f"architecture, one of: {', '.join(list_models())} (default: cnn)")
+    p.add_argument("--model-param", action="append", default=[], type=_model_param, metavar="KEY=VALUE",
+                   help="architecture argument, VALUE in JSON (e.g. channels=[16,32], convs_per_block=1); repeatable")
     p.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     p.add_argument("--lr", type=float, default=TrainConfig.lr)
@@ -75,6 +78,16 @@ def _shape(text: str) -> tuple[int, int, int]:
     return shape  # type: ignore[return-value]
 
 
+def _model_param(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. hidden=64). Got {text!r} instead.")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value  # a bare word is a string
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     MODELS.get(args.model)  # fail on a typo before loading a large dataset
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
@@ -82,7 +95,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     data = load_dataset(args.dataset, args.data_root)
     seed_everything(args.seed)  # the initial weights depend on the seed too
-    model = build_model(args.model, input_shape=data.input_shape, n_classes=data.n_classes, mean=data.mean, std=data.std)
+    try:
+        model = build_model(args.model, input_shape=data.input_shape, n_classes=data.n_classes, mean=data.mean,
+                            std=data.std, **dict(args.model_param))
+    except TypeError as exc:  # an unknown --model-param key
+        raise ValueError(f"Bad --model-param for model {args.model!r}: {exc}") from None
     t0 = time.perf_counter()
     history = train_classifier(model, data, config, progress=not args.no_progress)
     seconds = time.perf_counter() - t0
@@ -136,7 +153,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "n_test": len(data.x_test),
         "device": str(device),
     }
-    out = args.out or (source / EVALUATION_NAME if info["format"] == "run" else None)
+    out = args.out or (Path(info["source"]) / EVALUATION_NAME if info["format"] == "run" else None)
     if out is not None:
         write_json(out, metrics)
         log.info("wrote %s", out)

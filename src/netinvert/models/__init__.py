@@ -2,11 +2,14 @@
 
 from . import _zoo  # noqa: F401  (registers mlp, cnn, resnet)
 from ._base import MODELS, Classifier, build_model, list_models, register_model
-from ._train import TrainConfig, evaluate_classifier, predict, train_classifier
+from ._checkpoint import load_classifier_run, save_classifier
+from ._foreign import HookedClassifier, load_classifier
+from ._train import TrainConfig, evaluate_classifier, pgd_attack, predict, train_classifier
 from ._zoo import MLP, ResNetCNN, SmallCNN
 
 __all__ = [
     "Classifier",
+    "HookedClassifier",
     "MODELS",
     "MLP",
     "ResNetCNN",
@@ -15,7 +18,11 @@ __all__ = [
     "build_model",
     "evaluate_classifier",
     "list_models",
+    "load_classifier",
+    "load_classifier_run",
+    "pgd_attack",
     "predict",
     "register_model",
+    "save_classifier",
     "train_classifier",
 ]

@@ -17,7 +17,7 @@ from ..data import Dataset
 from ..exceptions import TrainingDivergedError
 from ._base import Classifier
 
-__all__ = ["TrainConfig", "train_classifier", "evaluate_classifier", "predict"]
+__all__ = ["TrainConfig", "train_classifier", "evaluate_classifier", "predict", "pgd_attack"]
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +29,13 @@ class TrainConfig:
     ``adv_eps`` > 0 trains adversarially (PGD in the L-infinity ball of that radius, in [0, 1]
     pixel units, ``adv_steps`` steps): such *robust* classifiers serve as sceptical verifiers of
     inverted samples, because they do not share a plain model's non-robust cues.
+
+    The defaults train the digits CNN to about 0.99 test accuracy in well under a minute on
+    two CPU cores; larger datasets want a larger ``batch_size`` and fewer epochs (see
+    ``bench/classifiers.py`` for a Fashion-MNIST recipe).
     """
 
-    epochs: int = 20
+    epochs: int = 10
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -82,37 +86,59 @@ def train_classifier(model: Classifier, data: Dataset, config: TrainConfig | Non
     device = resolve_device(config.device)
     gen = seed_everything(config.seed)
     model.to(device)
+    # channels_last lets the CPU kernels for batch norm and pooling run ~1.5x faster (measured on
+    # the Fashion-MNIST CNN with one thread); the model is returned in the default layout.
+    memory_format = torch.channels_last if device.type == "cpu" and _has_conv(model) else torch.contiguous_format
+    model.to(memory_format=memory_format)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     n = len(data.x_train)
     steps_per_epoch = math.ceil(n / config.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch)
     history: dict[str, list[float]] = {"loss": [], "test_accuracy": []}
-    bar = tqdm(range(config.epochs), desc=f"train {type(model).__name__}", disable=not progress, leave=False)
+    # One bar over all batches: a Fashion-MNIST epoch takes tens of seconds on a CPU, too long
+    # for a bar that only moves once per epoch.
+    bar = tqdm(total=config.epochs * steps_per_epoch, desc=f"train {type(model).__name__}", disable=not progress,
+               leave=False, unit="batch")
     t0 = time.perf_counter()
-    for _epoch in bar:
-        model.train()
-        perm = torch.randperm(n, generator=gen)
-        total = 0.0
-        for i in range(0, n, config.batch_size):
-            idx = perm[i : i + config.batch_size]
-            x, y = data.x_train[idx].to(device), data.y_train[idx].to(device)
-            if config.adv_eps > 0:
-                x = pgd_attack(model, x, y, config.adv_eps, config.adv_steps, gen)
-            loss = F.cross_entropy(model(x), y)
-            if not torch.isfinite(loss):
-                raise TrainingDivergedError(f"Classifier loss became {loss.item()}; lower the learning rate (lr={config.lr}).")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * len(idx)
-        acc = evaluate_classifier(model, data.x_test, data.y_test)
-        history["loss"].append(total / n)
-        history["test_accuracy"].append(acc)
-        bar.set_postfix(loss=f"{total / n:.3f}", test_acc=f"{acc:.3f}")
+    try:
+        for epoch in range(config.epochs):
+            model.train()
+            perm = torch.randperm(n, generator=gen)
+            total, seen = 0.0, 0
+            for i in range(0, n, config.batch_size):
+                idx = perm[i : i + config.batch_size]
+                bar.update(1)
+                if len(idx) < 2:  # batch norm cannot normalise a single sample in train mode
+                    continue
+                x = data.x_train[idx].to(device).contiguous(memory_format=memory_format)
+                y = data.y_train[idx].to(device)
+                if config.adv_eps > 0:
+                    x = pgd_attack(model, x, y, config.adv_eps, config.adv_steps, gen)
+                loss = F.cross_entropy(model(x), y)
+                if not torch.isfinite(loss):
+                    raise TrainingDivergedError(f"Classifier loss became {loss.item()}; lower the learning rate (lr={config.lr}).")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                total += loss.item() * len(idx)
+                seen += len(idx)
+            acc = evaluate_classifier(model, data.x_test, data.y_test)
+            history["loss"].append(total / max(seen, 1))
+            history["test_accuracy"].append(acc)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{total / max(seen, 1):.3f}", test_acc=f"{acc:.3f}")
+            log.info("epoch %d/%d: loss %.4f, test accuracy %.4f", epoch + 1, config.epochs, total / max(seen, 1), acc)
+    finally:
+        bar.close()
+        model.to(memory_format=torch.contiguous_format)
     log.info("trained %s in %.1fs", type(model).__name__, time.perf_counter() - t0)
     model.eval()
     return history
+
+
+def _has_conv(model: torch.nn.Module) -> bool:
+    """Whether ``model`` has 2-d convolutions (the only layers channels_last speeds up)."""
+    return any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
 
 
 @torch.no_grad()

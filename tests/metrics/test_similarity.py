@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+import torch
+from skimage.metrics import structural_similarity
+
+from netinvert.metrics import nearest_ssim
+
+
+def test_training_images_find_themselves(digits):
+    scores = nearest_ssim(digits.x_train[:50], digits.x_train)
+    assert scores.shape == (50,)
+    assert torch.allclose(scores, torch.ones(50, dtype=torch.float64), atol=1e-9)
+
+
+def test_noise_is_far_from_every_training_image(digits):
+    noise = torch.rand(50, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    real = nearest_ssim(digits.x_test[:50], digits.x_train)
+    assert nearest_ssim(noise, digits.x_train).mean() < 0.4 < 0.8 < real.mean()
+
+
+@pytest.mark.parametrize(("shape", "win"), [((1, 8, 8), 7), ((3, 6, 5), 5), ((1, 28, 28), 7)])
+def test_exhaustive_search_equals_per_pair_skimage(shape, win):
+    g = torch.Generator().manual_seed(1)
+    refs = torch.rand(12, *shape, generator=g)
+    samples = (0.6 * refs[:4] + 0.4 * torch.rand(4, *shape, generator=g)).clamp(0, 1)
+    expected = [
+        max(
+            structural_similarity(
+                s.numpy().astype(np.float64), r.numpy().astype(np.float64), win_size=win, data_range=1.0, channel_axis=0
+            )
+            for r in refs
+        )
+        for s in samples
+    ]
+    got = nearest_ssim(samples, refs, k=None)
+    assert got.numpy() == pytest.approx(np.array(expected), abs=1e-12)
+    # A shortlist can only miss the best match, never exceed it.
+    assert (nearest_ssim(samples, refs, k=3) <= got + 1e-12).all()
+
+
+@pytest.mark.parametrize(
+    ("samples", "refs", "kwargs", "match"),
+    [
+        (torch.rand(0, 1, 8, 8), torch.rand(5, 1, 8, 8), {}, "empty"),
+        (torch.rand(2, 8, 8), torch.rand(5, 1, 8, 8), {}, r"\(N, C, H, W\)"),
+        (torch.rand(2, 1, 8, 8), torch.rand(5, 1, 7, 7), {}, "same image shape"),
+        (torch.rand(2, 1, 2, 2), torch.rand(5, 1, 2, 2), {}, "at least 3x3"),
+        (torch.rand(2, 1, 8, 8), torch.rand(5, 1, 8, 8), {"k": 0}, "'k' parameter"),
+    ],
+)
+def test_invalid_inputs_raise(samples, refs, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        nearest_ssim(samples, refs, **kwargs)
+
+
+def test_search_split_across_calls_gives_the_same_answer(monkeypatch):
+    from netinvert.metrics import _similarity
+
+    g = torch.Generator().manual_seed(2)
+    refs, samples = torch.rand(50, 1, 8, 8, generator=g), torch.rand(7, 1, 8, 8, generator=g)
+    whole = nearest_ssim(samples, refs, k=None)
+    monkeypatch.setattr(_similarity, "_PAIRS_PER_CALL", 16)  # 16 pairs per skimage call
+    assert torch.equal(nearest_ssim(samples, refs, k=None), whole)
