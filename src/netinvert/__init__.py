@@ -3,6 +3,7 @@
 __version__ = "0.1.0"
 
 from .data import Dataset, DatasetStatus, dataset_status, list_datasets, load_dataset  # noqa: E402
+from .models import Classifier, HookedClassifier, TrainConfig, build_model, load_classifier, train_classifier  # noqa: E402
 from .exceptions import (  # noqa: E402
     DatasetError,
     NetinvertError,
@@ -16,6 +17,12 @@ from .exceptions import (  # noqa: E402
 
 __all__ = [
     "__version__",
+    "Classifier",
+    "HookedClassifier",
+    "TrainConfig",
+    "build_model",
+    "load_classifier",
+    "train_classifier",
     "Dataset",
     "DatasetStatus",
     "dataset_status",

@@ -55,6 +55,8 @@ class Classifier(nn.Module):
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise a clear error when ``x`` is not a batch of this classifier's images."""
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"{type(self).__name__} expects a torch.Tensor. Got {type(x).__name__} instead.")
         if x.dim() != 4 or tuple(x.shape[1:]) != self.input_shape:
             raise ValueError(
                 f"{type(self).__name__} expects inputs of shape (N, {', '.join(map(str, self.input_shape))}). "
