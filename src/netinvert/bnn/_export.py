@@ -1,0 +1,145 @@
+"""Export a trained :class:`BNN` to an exact integer network, and BNN run folders.
+
+Every hidden neuron ``sign(BN(sum_j A_ij x_j))`` with ``x_j = 2 v_j - 1`` becomes
+``h_i = [sum_j l_ij >= C_i]`` where ``l_ij`` is ``v_j`` or ``not v_j``. The threshold is not derived
+from a formula with ceilings: the batch-norm module itself is evaluated (eval mode, float32) on
+every integer pre-activation the neuron can take, so the exported net reproduces PyTorch's own
+rounding, ties at zero (``sign(0) = +1``), negative scales (the inequality flips: literals are
+negated) and zero scales (a constant neuron) exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..exceptions import RunFormatError
+from ..runs import WEIGHTS_NAME, load_weights, read_card, save_weights, write_card
+from ._model import BNN, InputBinarizer
+
+__all__ = ["IntegerBNN", "export_bnn", "save_bnn_run", "load_bnn_run"]
+
+
+@dataclass(frozen=True)
+class IntegerBNN:
+    """A BNN as integers: what the CNF encodes, and a numpy reference forward pass.
+
+    Attributes
+    ----------
+    layers : tuple of (lits, bounds)
+        Per hidden layer, ``lits`` int8 ``(H, n_prev)`` in {-1, 0, +1} (+1: the literal ``v_j``,
+        -1: ``not v_j``, 0: absent) and ``bounds`` int64 ``(H,)``: ``h_i = [sum_j l_ij >= C_i]``.
+    head : ndarray
+        int8 ``(n_classes, n_last)`` in {-1, 0, +1}: ``score_k = sum_j W_kj (2 h_j - 1)``.
+    """
+
+    layers: tuple[tuple[np.ndarray, np.ndarray], ...]
+    head: np.ndarray
+
+    @property
+    def n_inputs(self) -> int:
+        return int(self.layers[0][0].shape[1]) if self.layers else int(self.head.shape[1])
+
+    @property
+    def n_classes(self) -> int:
+        return int(self.head.shape[0])
+
+    def hidden(self, bits: np.ndarray) -> list[np.ndarray]:
+        """Hidden bits of every layer for inputs ``(N, n_inputs)`` in {0, 1}."""
+        # float64 matmuls use BLAS and are exact for these integer sums; results are cast back
+        v = np.asarray(bits).astype(np.float64)
+        out = []
+        for lits, bounds in self.layers:
+            pos = (lits == 1).astype(np.float64)
+            neg = (lits == -1).astype(np.float64)
+            count = v @ pos.T + (1 - v) @ neg.T
+            v = (count >= bounds).astype(np.float64)
+            out.append(v.astype(np.int64))
+        return out
+
+    def scores(self, bits: np.ndarray) -> np.ndarray:
+        h = self.hidden(bits)
+        last = h[-1] if h else np.asarray(bits).astype(np.int64)
+        return (2 * last - 1) @ self.head.astype(np.int64).T
+
+    def predict(self, bits: np.ndarray) -> np.ndarray:
+        """Labels; ``np.argmax`` takes the lowest index on ties, like ``torch.argmax``."""
+        return self.scores(bits).argmax(1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"layers": [{"lits": l.tolist(), "bounds": b.tolist()} for l, b in self.layers],
+                "head": self.head.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> IntegerBNN:
+        try:
+            layers = tuple((np.asarray(x["lits"], dtype=np.int8).reshape(len(x["bounds"]), -1),
+                            np.asarray(x["bounds"], dtype=np.int64)) for x in d["layers"])
+            return cls(layers=layers, head=np.asarray(d["head"], dtype=np.int8))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RunFormatError(f"The exported network in the card is malformed ({exc}); re-run 'netinvert bnn train'.") from None
+
+
+def _fold_layer(weight: np.ndarray, bn: torch.nn.BatchNorm1d) -> tuple[np.ndarray, np.ndarray]:
+    """Fold ``sign(BN(A x))`` into literals and integer bounds using BN's own float32 output."""
+    a = weight.astype(np.int8)
+    m = (a != 0).sum(1)  # literals per neuron
+    s = np.arange(int(m.max()) + 1 if len(m) else 1)
+    # S true literals give pre-activation y = 2 S - m_i (exact in float32)
+    y = torch.tensor(2 * s[:, None] - m[None, :], dtype=torch.float32)
+    with torch.no_grad():
+        bn.eval()
+        fires = (bn(y) >= 0).numpy()
+    lits = np.empty_like(a)
+    bounds = np.empty(len(m), dtype=np.int64)
+    for i, mi in enumerate(m):
+        f = fires[: mi + 1, i]
+        if f.all() or not f.any():
+            lits[i], bounds[i] = a[i], 0 if f.all() else mi + 1
+        elif np.all(np.diff(f.astype(np.int8)) >= 0):  # fires for S >= C
+            lits[i], bounds[i] = a[i], int(np.argmax(f))
+        elif np.all(np.diff(f.astype(np.int8)) <= 0):  # fires for S <= s_max: count negations
+            s_max = int(np.flatnonzero(f).max())
+            lits[i], bounds[i] = -a[i], mi - s_max
+        else:  # cannot happen for an affine map; refuse rather than export a wrong net
+            raise RunFormatError(f"Neuron {i}: batch norm is not monotone in its input; cannot fold it.")
+    return lits, bounds
+
+
+def export_bnn(model: BNN) -> IntegerBNN:
+    """Export ``model`` (eval mode) to an :class:`IntegerBNN` with the same argmax on every input."""
+    model.eval()
+    layers = []
+    with torch.no_grad():
+        for lin, bn in zip(model.linears, model.norms):
+            layers.append(_fold_layer(lin.quantized_weight().numpy().astype(np.int8), bn))
+        head = model.head.quantized_weight().numpy().astype(np.int8)
+    return IntegerBNN(layers=tuple(layers), head=head)
+
+
+def save_bnn_run(run_dir: str | Path, model: BNN, binarizer: InputBinarizer, net: IntegerBNN, card: dict[str, Any]) -> Path:
+    """Write ``weights.safetensors`` (latent weights + BN state) and ``card.json`` (with the integer net)."""
+    run_dir = Path(run_dir)
+    save_weights(run_dir / WEIGHTS_NAME, model.state_dict(), metadata={"model": "bnn"})
+    full = {"kind": "bnn", "model_params": model.get_params(),
+            "binarizer": {"pool": binarizer.pool, "threshold": binarizer.threshold, "rule": binarizer.describe()},
+            **card, "integer_net": net.to_dict()}
+    write_card(run_dir, full)
+    return run_dir
+
+
+def load_bnn_run(run_dir: str | Path) -> tuple[BNN, InputBinarizer, IntegerBNN, dict[str, Any]]:
+    """Rebuild ``(model, binarizer, integer_net, card)`` from a folder written by :func:`save_bnn_run`."""
+    card = read_card(run_dir, required=("kind", "model_params", "binarizer", "integer_net"))
+    if card["kind"] != "bnn":
+        raise RunFormatError(f"{run_dir} holds a {card['kind']!r} run; pass a folder written by 'netinvert bnn train'.")
+    p = card["model_params"]
+    model = BNN(p["n_inputs"], tuple(p["hidden"]), p["n_classes"], ternary_delta=p.get("ternary_delta"))
+    model.load_state_dict(load_weights(Path(run_dir) / WEIGHTS_NAME))
+    model.eval()
+    b = card["binarizer"]
+    return model, InputBinarizer(pool=int(b["pool"]), threshold=float(b["threshold"])), IntegerBNN.from_dict(card["integer_net"]), card

@@ -1,0 +1,406 @@
+"""Exact inversion queries on an encoded BNN: inference, preimages, enumeration, minimal flips.
+
+Every query has a time budget and answers SAT, UNSAT ("no input yields this label under these
+constraints" -- an answer, not an error) or UNKNOWN with the time spent. Every input reported is
+first re-checked by the PyTorch forward pass (and the exported integer net); a mismatch is a bug
+in the encoding and raises instead of being reported.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from pysat.formula import CNFPlus
+
+from ._cardinality import unary_counter
+from ._encode import Encoding
+from ._model import BNN
+from ._solve import BudgetedSolver, SatResult, _Budget
+
+__all__ = ["InferenceResult", "Preimage", "RobustnessResult", "SatInverter", "candidate_hint"]
+
+
+
+@dataclass(frozen=True)
+class InferenceResult:
+    """The label the CNF gives an input; ``conflicts == 0`` and ``by_propagation`` when UP decided it."""
+
+    label: int
+    seconds: float
+    by_propagation: bool
+    conflicts: int = 0
+
+
+@dataclass(frozen=True)
+class Preimage:
+    """Answer to "which input gets label ``label``?": ``bits`` is set only when ``status`` is SAT."""
+
+    status: SatResult
+    label: int
+    bits: list[int] | None
+    seconds: float
+    conflicts: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status.value, "label": self.label, "preimage": self.bits,
+                "seconds": self.seconds, "conflicts": self.conflicts}
+
+
+@dataclass(frozen=True)
+class RobustnessResult:
+    """Least number of flipped input bits that changes the label.
+
+    ``k`` is the flips of ``flipped`` (None if no change was found within ``max_k``/the budget);
+    ``certified`` means every smaller ``k`` was proved UNSAT, so ``k`` is minimal; ``lower_bound``
+    is the least ``k`` not ruled out.
+    """
+
+    status: SatResult
+    label: int
+    k: int | None
+    certified: bool
+    lower_bound: int
+    flipped: list[int] | None
+    new_label: int | None
+    seconds: float
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status.value, "label": self.label, "k": self.k, "certified": self.certified,
+                "lower_bound": self.lower_bound, "flipped": self.flipped, "new_label": self.new_label,
+                "seconds": self.seconds, "steps": self.steps}
+
+
+def candidate_hint(net: Any, candidates: np.ndarray, label: int, *, fixed: Mapping[int, int] | None = None,
+                   near: Any = None) -> np.ndarray | None:
+    """The candidate input (e.g. a training image) best suited as a phase hint for a query.
+
+    Among ``candidates`` ``(m, n)`` that ``net`` labels ``label``, the one that disagrees least with
+    the ``fixed`` bits and, as a tie-break, lies nearest to ``near``. ``None`` if none has the label.
+    A hint only orders the search; answers stay exact (UNSAT is still a proof).
+    """
+    cand = np.asarray(candidates)
+    cand = cand[net.predict(cand) == int(label)]
+    if not len(cand):
+        return None
+    cost = np.zeros(len(cand), dtype=np.int64)
+    for j, b in (fixed or {}).items():
+        cost += (cand[:, int(j)] != int(b)).astype(np.int64) * (len(cand[0]) + 1)
+    if near is not None:
+        cost += (cand != np.asarray(near).reshape(1, -1)).sum(1)
+    return cand[int(cost.argmin())]
+
+
+class SatInverter:
+    """Exact queries on one encoded BNN, with one incremental solver kept between calls.
+
+    Parameters
+    ----------
+    encoding : Encoding
+        From :func:`encode`.
+    model : BNN or None
+        The PyTorch network the encoding came from; every reported input is checked against its
+        forward pass (always also against ``encoding.net``).
+    solver : str
+        A name from :func:`list_solvers` (``minicard``/``gluecard4`` for the native encoding).
+    time_s : float or None
+        Budget per query, in seconds.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from netinvert.bnn import IntegerBNN, SatInverter, encode
+    >>> net = IntegerBNN(layers=((np.array([[1, 1]], np.int8), np.array([2])),),
+    ...                  head=np.array([[-1], [1]], np.int8))
+    >>> with SatInverter(encode(net), time_s=5) as inv:
+    ...     inv.preimage(1).bits
+    [1, 1]
+    """
+
+    def __init__(self, encoding: Encoding, *, model: BNN | None = None, solver: str = "glucose4",
+                 time_s: float | None = 10.0) -> None:
+        self.encoding = encoding
+        self.model = model
+        self.solver = solver
+        self.time_s = time_s
+        self._bs: BudgetedSolver | None = None
+
+    def __enter__(self) -> SatInverter:
+        self._bs = BudgetedSolver(self.encoding, solver=self.solver, time_s=self.time_s).__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._bs is not None:
+            self._bs.close()
+            self._bs = None
+
+    @property
+    def _solver(self) -> BudgetedSolver:
+        if self._bs is None:
+            raise ValueError("SatInverter must be used in a 'with' block (or entered) before querying.")
+        return self._bs
+
+    def _check_label(self, label: int) -> int:
+        k = self.encoding.net.n_classes
+        if not 0 <= int(label) < k:
+            raise ValueError(f"The 'label' parameter of SatInverter must be an int in [0, {k - 1}]. Got {label} instead.")
+        return int(label)
+
+    def _bits(self, bits: Any, name: str) -> list[int]:
+        arr = np.asarray(bits).reshape(-1)
+        n = self.encoding.net.n_inputs
+        if arr.size != n or not np.isin(arr, (0, 1)).all():
+            raise ValueError(f"The '{name}' parameter of SatInverter must hold {n} bits in {{0, 1}}. Got shape {arr.shape} instead.")
+        return [int(b) for b in arr]
+
+    def reference_label(self, bits: Sequence[int]) -> int:
+        """Label of ``bits`` by PyTorch (checked equal to the integer net's)."""
+        x = np.asarray(bits, dtype=np.int64)[None]
+        ref = int(self.encoding.net.predict(x)[0])
+        if self.model is not None:
+            torch_label = int(self.model.predict(torch.as_tensor(x)).item())
+            if torch_label != ref:
+                raise RuntimeError(f"Exported net and PyTorch disagree on an input ({ref} vs {torch_label}); re-export the run.")
+        return ref
+
+    def _verified(self, bits: list[int], want: int | None = None, avoid: int | None = None) -> int:
+        got = self.reference_label(bits)
+        if (want is not None and got != want) or (avoid is not None and got == avoid):
+            raise RuntimeError(f"The SAT answer gives label {got} in PyTorch (wanted {want}, avoid {avoid}): encoding bug.")
+        return got
+
+    def infer(self, bits: Any) -> InferenceResult:
+        """Label of ``bits`` by the CNF: unit propagation first, a solver call if it does not decide."""
+        x = self._bits(bits, "bits")
+        assumptions = self.encoding.input_assumptions(x)
+        t0 = time.perf_counter()
+        if self._solver.in_process:
+            ok, fixed = self._solver.propagate(assumptions)
+            labels = [k for k, y in enumerate(self.encoding.outputs) if y in fixed]
+            if ok and len(labels) == 1:
+                return InferenceResult(labels[0], time.perf_counter() - t0, True)
+        out = self._solver.solve(assumptions)
+        if out.status is not SatResult.SAT:
+            raise RuntimeError(f"Inference returned {out.status.value}: the encoding must accept every input.")
+        model = set(out.model or ())
+        labels = [k for k, y in enumerate(self.encoding.outputs) if y in model]
+        return InferenceResult(labels[0], time.perf_counter() - t0, False, out.conflicts)
+
+    def _assumptions(self, label: int | None, fixed: Mapping[int, int] | None,
+                     hidden: Mapping[tuple[int, int], int] | None) -> list[int]:
+        enc = self.encoding
+        out = [enc.outputs[label]] if label is not None else []
+        for j, b in (fixed or {}).items():
+            if not 0 <= int(j) < len(enc.inputs):
+                raise ValueError(f"Fixed pixel index {j} is out of range [0, {len(enc.inputs) - 1}].")
+            out.append(enc.inputs[int(j)] if int(b) else -enc.inputs[int(j)])
+        for (layer, i), b in (hidden or {}).items():
+            v = enc.hidden[int(layer)][int(i)]
+            out.append(v if int(b) else -v)
+        return out
+
+    def _full_phases(self, bits: list[int]) -> list[int]:
+        """Polarities of *every* variable under the input ``bits`` (inputs, counters, hidden, outputs).
+
+        Hinting only the inputs is not enough (METHODS.md section 5): CDCL decides auxiliary
+        variables first and their default polarity contradicts the hint. With the whole
+        propagated assignment as phases, a satisfying candidate is found without a conflict and
+        a near-solution steers the search towards it.
+        """
+        enc = self.encoding
+        lits = set(enc.input_assumptions(bits))
+        # hidden, comparison and output values from the integer net: the native encoding has no
+        # counters, and propagation alone does not reach its hidden variables
+        x = np.asarray(bits, dtype=np.int64)[None]
+        for layer_vars, values in zip(enc.hidden, enc.net.hidden(x)):
+            lits.update(v if b else -v for v, b in zip(layer_vars, values[0]))
+        scores = enc.net.scores(x)[0]
+        label = int(scores.argmax())
+        lits.update(y if k == label else -y for k, y in enumerate(enc.outputs))
+        for a in range(len(scores)):
+            for b in range(a + 1, len(scores)):
+                v = enc.pool.id(("cmp", a, b))
+                lits.add(v if scores[a] >= scores[b] else -v)
+        if self._solver.in_process and not enc.native:
+            ok, fixed = self._solver.propagate(sorted(lits, key=abs))
+            if ok:
+                lits |= fixed
+        return sorted(lits, key=abs)
+
+    def _ball(self, near: Any, max_flips: int) -> list[int]:
+        """Assumptions restricting inputs to Hamming distance <= ``max_flips`` of ``near``."""
+        x = self._bits(near, "near")
+        if max_flips < 0:
+            raise ValueError(f"The 'max_flips' parameter must be an int in [0, inf). Got {max_flips} instead.")
+        if max_flips >= len(x):
+            return []
+        diff = [-v if b else v for v, b in zip(self.encoding.inputs, x)]  # true iff bit j is flipped
+        outs = self._counter(diff, max_flips + 1)
+        return [-outs[max_flips]]
+
+    def _counter(self, lits: list[int], k: int) -> list[int]:
+        side = CNFPlus()
+        outs = unary_counter(lits, k, self.encoding.pool, side)
+        for c in side.clauses:  # definitional: always satisfiable, safe to keep
+            self._solver.add_clause(c)
+        return outs
+
+    def preimage(self, label: int, *, fixed: Mapping[int, int] | None = None, near: Any = None,
+                 max_flips: int | None = None, hidden: Mapping[tuple[int, int], int] | None = None,
+                 phases: Any = None, time_s: float | None = -1.0) -> Preimage:
+        """An input the network labels ``label``, under optional constraints.
+
+        Parameters
+        ----------
+        label : int
+        fixed : mapping of int to {0, 1}
+            Input bits held fixed (complete a partial image).
+        near, max_flips : bits, int
+            Stay within Hamming distance ``max_flips`` of ``near``.
+        hidden : mapping of (layer, neuron) to {0, 1}
+            Required hidden-neuron values.
+        phases : bits
+            A candidate input used as the solver's preferred polarities (a hint; exactness kept).
+        time_s : float or None
+            Budget for this call (default: the constructor's).
+        """
+        label = self._check_label(label)
+        assumptions = self._assumptions(label, fixed, hidden)
+        if near is not None and max_flips is not None:
+            assumptions += self._ball(near, int(max_flips))
+        phase_lits = self._full_phases(self._bits(phases, "phases")) if phases is not None else None
+        out = self._solver.solve(assumptions, time_s=time_s, phases=phase_lits)
+        bits = None
+        if out.status is SatResult.SAT:
+            bits = self.encoding.decode_inputs(out.model or [])
+            self._verified(bits, want=label)
+        return Preimage(out.status, label, bits, out.seconds, out.conflicts)
+
+    def preimages(self, label: int, *, limit: int, fixed: Mapping[int, int] | None = None, near: Any = None,
+                  max_flips: int | None = None, hidden: Mapping[tuple[int, int], int] | None = None,
+                  time_s: float | None = -1.0) -> tuple[list[list[int]], SatResult, float]:
+        """Up to ``limit`` distinct preimages of ``label`` (blocking clauses on the inputs only).
+
+        Constraints are those of :meth:`preimage`. The blocking clauses are guarded by a fresh
+        activation literal that is switched off afterwards, so later queries on this inverter see
+        the original formula.
+
+        Returns ``(inputs, status, seconds)``: ``status`` is UNSAT when every preimage was listed,
+        SAT when ``limit`` was reached, UNKNOWN when the budget ran out.
+        """
+        label = self._check_label(label)
+        budget = _Budget(self.time_s if time_s == -1.0 else time_s)
+        assumptions = self._assumptions(label, fixed, hidden)
+        if near is not None and max_flips is not None:
+            assumptions += self._ball(near, int(max_flips))
+        act = self._solver.new_var()
+        found: list[list[int]] = []
+        status = SatResult.SAT
+        try:
+            while len(found) < limit:
+                left = budget.left()
+                if left is not None and left <= 0:
+                    status = SatResult.UNKNOWN
+                    break
+                out = self._solver.solve([*assumptions, act], time_s=left)
+                if out.status is not SatResult.SAT:
+                    status = out.status
+                    break
+                bits = self.encoding.decode_inputs(out.model or [])
+                self._verified(bits, want=label)
+                found.append(bits)
+                self._solver.add_clause([-act, *[-l for l in self.encoding.input_assumptions(bits)]])
+        finally:
+            self._solver.add_clause([-act])
+        return found, status, time.perf_counter() - budget.t0
+
+    def min_flips(self, bits: Any, *, max_k: int | None = None, time_s: float | None = -1.0,
+                  hint: bool = True, enumerate_up_to: int = 0) -> RobustnessResult:
+        """Least number of bit flips of ``bits`` that changes the label (incremental over ``k``).
+
+        ``k = 1, 2, ...`` is tried in turn with one shared unary counter (built once, bounds by
+        assumption); the first SAT ``k`` is minimal -- *certified* when every smaller ``k`` was
+        proved UNSAT. ``k = 0`` is ruled out by the forward pass itself.
+
+        Parameters
+        ----------
+        bits : sequence of {0, 1}
+        max_k : int or None
+            Largest number of flips tried.
+        time_s : float or None
+            Budget for the whole search.
+        hint : bool
+            Use the full assignment of ``bits`` as phases (a nearby solution differs in few variables).
+        enumerate_up_to : int
+            For each ``k`` with ``C(n, k) <= enumerate_up_to``, list every ``k``-flip neighbour on
+            the integer net instead of calling the solver (an equally exact certificate, much faster
+            for small ``k``; steps record ``"by": "enumeration"``). 0 (default): SAT only.
+        """
+        from math import comb
+
+        from ._robust import exhaustive_flip_search
+
+        x = self._bits(bits, "bits")
+        label = self.reference_label(x)
+        n = len(x)
+        kmax = n if max_k is None else min(int(max_k), n)
+        budget = _Budget(self.time_s if time_s == -1.0 else time_s)
+        outs: list[int] | None = None
+        phases: list[int] | None = None
+        steps: list[dict[str, Any]] = []
+        certified = True
+        lower = 1
+        status = SatResult.UNSAT
+
+        def found(flipped: list[int]) -> RobustnessResult:
+            new = self._verified(flipped, avoid=label)
+            dist = int(sum(a != b for a, b in zip(flipped, x)))
+            return RobustnessResult(SatResult.SAT, label, dist, certified, lower, flipped, new,
+                                    time.perf_counter() - budget.t0, steps)
+
+        for k in range(1, kmax + 1):
+            left = budget.left()
+            if left is not None and left <= 0:
+                status = SatResult.UNKNOWN
+                break
+            if comb(n, k) <= enumerate_up_to:
+                t0 = time.perf_counter()
+                idx, complete = exhaustive_flip_search(self.encoding.net, np.asarray(x), k,
+                                                       deadline=None if left is None else t0 + left)
+                st = SatResult.SAT if idx is not None else SatResult.UNSAT if complete else SatResult.UNKNOWN
+                steps.append({"k": k, "status": st.value, "by": "enumeration", "seconds": time.perf_counter() - t0})
+                if st is SatResult.UNKNOWN:
+                    status = SatResult.UNKNOWN
+                    break
+                if idx is not None:
+                    flipped = list(x)
+                    for j in idx:
+                        flipped[int(j)] = 1 - flipped[int(j)]
+                    return found(flipped)
+                if certified:
+                    lower = k + 1
+                continue
+            if outs is None:
+                diff = [-v if b else v for v, b in zip(self.encoding.inputs, x)]  # true iff bit j flips
+                outs = self._counter(diff, min(kmax + 1, n))
+                phases = self._full_phases(x) if hint else None
+            assumptions = [-self.encoding.outputs[label]] + ([-outs[k]] if k < len(outs) else [])
+            out = self._solver.solve(assumptions, time_s=left, phases=phases)
+            steps.append({"k": k, "status": out.status.value, "by": "sat", "seconds": out.seconds})
+            if out.status is SatResult.SAT:
+                return found(self.encoding.decode_inputs(out.model or []))
+            if out.status is SatResult.UNKNOWN:
+                certified = False
+                status = SatResult.UNKNOWN
+                continue  # a larger k may still be found quickly; it is then not certified minimal
+            if certified:
+                lower = k + 1
+        return RobustnessResult(status, label, None, False, lower, None, None, time.perf_counter() - budget.t0, steps)

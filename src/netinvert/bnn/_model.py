@@ -1,0 +1,240 @@
+"""Binarised neural nets in PyTorch: binary/ternary linear layers, sign activations, training.
+
+A BNN here is the network of Narodytska et al. as used by "Network Inversion of Binarised Neural
+Nets" (arXiv 2402.11995): binarised inputs ``x in {-1,+1}^n``, blocks ``sign(BN(A x))`` with
+``A in {-1,+1}`` (or ``{-1,0,+1}`` when ternary) and ``sign(0) = +1``, and a last binary layer whose
+integer scores are compared by ``argmax`` (ties: the lowest index, as :func:`torch.argmax`).
+Weights are learned as real *latent* weights and quantised in the forward pass; the gradient goes
+straight through the quantiser (STE, clipped to ``|w| <= 1``), which is what makes binary layers
+trainable at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["InputBinarizer", "BinaryLinear", "BNN", "BNNTrainConfig", "train_bnn", "bnn_accuracy"]
+
+logger = logging.getLogger(__name__)
+
+
+def _sign(x: torch.Tensor) -> torch.Tensor:
+    """``sign`` with ``sign(0) = +1`` (the convention the CNF encodes)."""
+    return torch.where(x >= 0, torch.ones_like(x), -torch.ones_like(x))
+
+
+class _SignSTE(torch.autograd.Function):
+    """Sign in the forward pass, hard-tanh gradient (1 inside [-1, 1], else 0) backward."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        return _sign(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        return grad * (x.abs() <= 1).to(grad.dtype)
+
+
+@dataclass(frozen=True)
+class InputBinarizer:
+    """How images in [0, 1] become input bits: average-pool by ``pool``, then ``pixel > threshold``.
+
+    The rule is part of the network (the CNF only sees bits), so it is stored in the run card.
+    """
+
+    pool: int = 1
+    threshold: float = 0.5
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """``(N, C, H, W)`` floats in [0, 1] -> ``(N, n_inputs)`` bool bits."""
+        x = images.float()
+        if self.pool > 1:
+            x = F.avg_pool2d(x, self.pool)
+        return (x > self.threshold).flatten(1)
+
+    def describe(self) -> str:
+        pool = f"{self.pool}x{self.pool} average pooling, then " if self.pool > 1 else ""
+        return f"{pool}bit = pixel > {self.threshold}"
+
+
+class BinaryLinear(nn.Module):
+    """Linear layer without bias whose weights are ``sign(w)`` (or ternary) in the forward pass.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+        Layer shape.
+    ternary_delta : float or None
+        If set, weights with ``|w| < ternary_delta`` are 0 (ternary ``{-1, 0, +1}``): zero weights drop
+        out of the neuron's cardinality constraint, which makes the CNF narrower (solver-friendly
+        training, as in EEV).
+    """
+
+    def __init__(self, in_features: int, out_features: int, *, ternary_delta: float | None = None) -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.ternary_delta = ternary_delta
+        self.weight = nn.Parameter(torch.empty(out_features, in_features).uniform_(-1, 1) * 0.1)
+
+    def quantized_weight(self) -> torch.Tensor:
+        """The weights the forward pass uses, in {-1, +1} (or {-1, 0, +1})."""
+        w = self.weight
+        q = _sign(w)
+        if self.ternary_delta is not None:
+            q = q * (w.abs() >= self.ternary_delta).to(w.dtype)
+        # straight-through: value of q, gradient of w
+        return w + (q - w).detach()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.quantized_weight().t()
+
+    def clip_(self) -> None:
+        """Keep latent weights in [-1, 1], where the STE gradient is defined."""
+        with torch.no_grad():
+            self.weight.clamp_(-1, 1)
+
+
+class BNN(nn.Module):
+    """A binarised MLP: ``n_inputs`` bits -> hidden sign layers -> ``n_classes`` integer scores.
+
+    Parameters
+    ----------
+    n_inputs : int
+        Number of input bits (after :class:`InputBinarizer`).
+    hidden : tuple of int
+        Widths of the hidden ``sign(BN(A x))`` blocks.
+    n_classes : int
+        Number of scores (labels).
+    ternary_delta : float or None
+        See :class:`BinaryLinear`; applies to every layer.
+
+    Notes
+    -----
+    ``forward`` takes bits ``(N, n_inputs)`` as bool or {0, 1} and returns the integer scores as
+    float32 (exact: sums of at most 2^24 terms of +-1). ``logits`` scales them by a learned positive
+    temperature for the cross-entropy loss; the scale does not change the argmax, so the network the
+    SAT encoding sees is exactly ``argmax(forward(bits))``.
+    """
+
+    def __init__(self, n_inputs: int, hidden: tuple[int, ...] = (32,), n_classes: int = 10, *,
+                 ternary_delta: float | None = None) -> None:
+        super().__init__()
+        self.n_inputs = int(n_inputs)
+        self.hidden = tuple(int(h) for h in hidden)
+        self.n_classes = int(n_classes)
+        self.ternary_delta = ternary_delta
+        sizes = (self.n_inputs, *self.hidden)
+        self.linears = nn.ModuleList(
+            BinaryLinear(a, b, ternary_delta=ternary_delta) for a, b in zip(sizes[:-1], sizes[1:])
+        )
+        self.norms = nn.ModuleList(nn.BatchNorm1d(b) for b in self.hidden)
+        self.head = BinaryLinear(sizes[-1], self.n_classes, ternary_delta=ternary_delta)
+        self.log_scale = nn.Parameter(torch.tensor(-0.5 * math.log(max(sizes[-1], 1))))
+
+    def get_params(self) -> dict[str, Any]:
+        return {"n_inputs": self.n_inputs, "hidden": list(self.hidden), "n_classes": self.n_classes,
+                "ternary_delta": self.ternary_delta}
+
+    def hidden_activations(self, bits: torch.Tensor) -> list[torch.Tensor]:
+        """Every hidden layer's output in {-1, +1}, in order."""
+        h = 2 * bits.float() - 1
+        out = []
+        for lin, bn in zip(self.linears, self.norms):
+            h = _SignSTE.apply(bn(lin(h)))
+            out.append(h)
+        return out
+
+    def forward(self, bits: torch.Tensor) -> torch.Tensor:
+        h = self.hidden_activations(bits)
+        last = h[-1] if h else 2 * bits.float() - 1
+        return self.head(last)
+
+    def logits(self, bits: torch.Tensor) -> torch.Tensor:
+        return self.forward(bits) * self.log_scale.exp()
+
+    @torch.no_grad()
+    def predict(self, bits: torch.Tensor) -> torch.Tensor:
+        """Labels by ``torch.argmax`` (ties: lowest index) in eval mode."""
+        was = self.training
+        self.eval()
+        try:
+            return self.forward(bits).argmax(1)
+        finally:
+            self.train(was)
+
+    def sparsity(self) -> float:
+        """Fraction of zero weights over all layers (0 for binary nets)."""
+        with torch.no_grad():
+            qs = [m.quantized_weight() for m in (*self.linears, self.head)]
+            return float(sum((q == 0).sum() for q in qs) / sum(q.numel() for q in qs))
+
+
+@dataclass(frozen=True)
+class BNNTrainConfig:
+    """Training hyper-parameters (Adam on latent weights, cross-entropy on scaled scores)."""
+
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 1e-2
+    seed: int = 0
+    sparsity_weight: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def train_bnn(model: BNN, bits: torch.Tensor, labels: torch.Tensor, config: BNNTrainConfig) -> list[dict[str, float]]:
+    """Train ``model`` in place on ``(bits, labels)``; returns per-epoch loss/accuracy history.
+
+    ``sparsity_weight`` adds an L1 penalty on the latent weights, which pushes them into the
+    ternary dead zone (only meaningful with ``ternary_delta``).
+    """
+    if config.epochs < 1:
+        raise ValueError(f"The 'epochs' parameter of BNNTrainConfig must be an int in [1, inf). Got {config.epochs} instead.")
+    g = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
+    layers = [*model.linears, model.head]
+    x, y = bits.float(), labels.long()
+    history = []
+    for epoch in range(config.epochs):
+        model.train()
+        perm = torch.randperm(len(x), generator=g)
+        total, correct, n = 0.0, 0, 0
+        for i in range(0, len(x), config.batch_size):
+            idx = perm[i:i + config.batch_size]
+            if len(idx) < 2:
+                continue  # batch norm needs two samples
+            out = model.logits(x[idx])
+            loss = F.cross_entropy(out, y[idx])
+            if config.sparsity_weight > 0:
+                loss = loss + config.sparsity_weight * sum(m.weight.abs().mean() for m in layers)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            for m in layers:
+                m.clip_()
+            total += loss.item() * len(idx)
+            correct += int((out.argmax(1) == y[idx]).sum())
+            n += len(idx)
+        sched.step()
+        history.append({"epoch": epoch + 1, "loss": total / max(n, 1), "train_accuracy": correct / max(n, 1)})
+        logger.info("epoch %d loss %.4f acc %.4f", epoch + 1, history[-1]["loss"], history[-1]["train_accuracy"])
+    model.eval()
+    return history
+
+
+def bnn_accuracy(model: BNN, bits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Test accuracy of ``argmax`` of the integer scores, in eval mode."""
+    return float((model.predict(bits) == labels).float().mean())

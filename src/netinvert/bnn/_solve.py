@@ -1,0 +1,258 @@
+"""SAT solving with a hard time budget: three-way results, interruptible and subprocess back ends.
+
+Glucose, MiniSat, Minicard and Gluecard stop within milliseconds of ``interrupt()``, so a
+``threading.Timer`` enforces their budget in-process (the solver keeps its learnt clauses between
+calls: incremental solving with assumptions). PySAT's CaDiCaL ignores ``interrupt()`` and the model
+counters and CMSGen have no reliable limit (METHODS.md section 5), so those run in a forked child
+process that is killed when the budget runs out: a call never hangs.
+"""
+
+from __future__ import annotations
+
+import enum
+import multiprocessing as mp
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pysat.solvers import Solver
+
+from .._registry import Registry
+from ._encode import Encoding
+
+__all__ = ["SatResult", "SolverSpec", "SOLVERS", "list_solvers", "SolveOutcome", "BudgetedSolver", "run_streaming"]
+
+
+
+class SatResult(enum.Enum):
+    """Outcome of a query: an answer (``SAT``/``UNSAT``) or ``UNKNOWN`` when the budget ran out."""
+
+    SAT = "sat"
+    UNSAT = "unsat"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class SolverSpec:
+    """A PySAT back end: its PySAT name, whether ``interrupt()`` works, and native cardinality."""
+
+    name: str
+    pysat_name: str
+    interruptible: bool
+    native_cardinality: bool
+
+
+SOLVERS: Registry[SolverSpec] = Registry("SAT solver")
+for _spec in (
+    SolverSpec("glucose4", "glucose4", True, False),
+    SolverSpec("glucose3", "glucose3", True, False),
+    SolverSpec("minisat22", "minisat22", True, False),
+    SolverSpec("maplechrono", "maplechrono", True, False),
+    SolverSpec("minicard", "minicard", True, True),
+    SolverSpec("gluecard4", "gluecard4", True, True),
+    SolverSpec("cadical153", "cadical153", False, False),
+):
+    SOLVERS.add(_spec.name, _spec)
+
+
+def list_solvers() -> list[str]:
+    """Solver names accepted by :class:`BudgetedSolver` and :class:`SatInverter`."""
+    return SOLVERS.names()
+
+
+@dataclass(frozen=True)
+class SolveOutcome:
+    """One solver call: status, model (``None`` unless SAT), seconds and conflicts spent."""
+
+    status: SatResult
+    model: list[int] | None
+    seconds: float
+    conflicts: int = 0
+
+
+def _fork_context() -> Any:
+    # fork: the child inherits the (possibly huge) formula without pickling it
+    return mp.get_context("fork")
+
+
+def _stream_child(conn: Any, fn: Callable[..., Iterator[Any]], args: tuple) -> None:
+    try:
+        for item in fn(*args):
+            conn.send(("item", item))
+        conn.send(("done", None))
+    except BaseException as exc:  # report to the parent, which re-raises
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
+
+
+def run_streaming(fn: Callable[..., Iterator[Any]], args: tuple, time_s: float | None) -> tuple[list[Any], bool, float]:
+    """Run generator ``fn(*args)`` in a forked child; collect its items until done or ``time_s``.
+
+    Returns ``(items, finished, seconds)``. The child is killed when the budget runs out, so
+    uninterruptible native code (CaDiCaL, Ganak, ApproxMC, CMSGen) cannot hang the caller.
+    """
+    ctx = _fork_context()
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_stream_child, args=(child, fn, args), daemon=True)
+    t0 = time.perf_counter()
+    proc.start()
+    child.close()
+    items: list[Any] = []
+    finished = False
+    deadline = None if time_s is None else t0 + time_s
+    try:
+        while True:
+            left = None if deadline is None else deadline - time.perf_counter()
+            if left is not None and left <= 0:
+                break
+            if not parent.poll(left):
+                break
+            try:
+                kind, item = parent.recv()
+            except EOFError:
+                raise RuntimeError("The solver subprocess died without an answer (out of memory?).") from None
+            if kind == "item":
+                items.append(item)
+            elif kind == "done":
+                finished = True
+                break
+            else:
+                raise RuntimeError(f"The solver subprocess failed: {item}")
+    finally:
+        if proc.is_alive():
+            proc.kill()
+        proc.join()
+        parent.close()
+    return items, finished, time.perf_counter() - t0
+
+
+def _solve_child(pysat_name: str, clauses: list[list[int]], atmosts: list, assumptions: list[int],
+                 phases: list[int] | None) -> Iterator[tuple[bool, list[int] | None]]:
+    with Solver(name=pysat_name, bootstrap_with=clauses) as s:
+        for lits, k in atmosts:
+            s.add_atmost(lits, k)
+        if phases:
+            s.set_phases(phases)
+        ok = s.solve(assumptions=assumptions)
+        yield bool(ok), (s.get_model() if ok else None)
+
+
+class BudgetedSolver:
+    """A solver loaded with an :class:`Encoding`, answering ``solve`` calls within a time budget.
+
+    Use it in a ``with`` block. Clauses added with :meth:`add_clause` stay for later calls (the
+    caller owns this solver; :class:`SatInverter` guards its own blocking clauses with an
+    activation literal).
+
+    Parameters
+    ----------
+    encoding : Encoding
+    solver : str
+        One of :func:`list_solvers`. The ``native`` encoding needs ``minicard`` or ``gluecard4``.
+    time_s : float or None
+        Default budget per call, in seconds (``None``: unlimited).
+    """
+
+    def __init__(self, encoding: Encoding, *, solver: str = "glucose4", time_s: float | None = 10.0) -> None:
+        self.encoding = encoding
+        self.solver = solver
+        self.time_s = time_s
+        self._spec = SOLVERS.get(solver)
+        if encoding.native and not self._spec.native_cardinality:
+            native = ", ".join(n for n in SOLVERS.names() if SOLVERS.get(n).native_cardinality)
+            raise ValueError(f"The 'native' encoding needs a solver with native cardinality ({native}). Got {solver!r} instead.")
+        self._s: Solver | None = None
+        self._extra: list[list[int]] = []
+        self._units: set[int] | None = None
+
+    def __enter__(self) -> BudgetedSolver:
+        if self._spec.interruptible:
+            self._s = Solver(name=self._spec.pysat_name, bootstrap_with=self.encoding.formula.clauses)
+            for lits, k in self.encoding.formula.atmosts:
+                self._s.add_atmost(lits, k)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._s is not None:
+            self._s.delete()
+            self._s = None
+
+    @property
+    def in_process(self) -> bool:
+        """True when the solver lives in this process (propagate() and phases work)."""
+        return self._s is not None
+
+    def new_var(self) -> int:
+        """A fresh variable (for activation literals and side constraints)."""
+        return self.encoding.pool.id()
+
+    def add_clause(self, clause: Iterable[int]) -> None:
+        clause = [int(l) for l in clause]
+        if len(clause) == 1 and self._units is not None:
+            self._units.add(clause[0])
+        if self._s is not None:
+            self._s.add_clause(clause)
+        else:
+            self._extra.append(clause)
+
+    def propagate(self, assumptions: Sequence[int]) -> tuple[bool, set[int]]:
+        """Unit propagation only: ``(no_conflict, literals fixed)`` including level-0 units."""
+        if self._s is None:
+            raise ValueError(f"propagate() needs an in-process solver; {self.solver!r} runs in a subprocess.")
+        if self._units is None:  # level-0 facts are not reported by propagate(); collect them once
+            self._units = {c[0] for c in (*self.encoding.formula.clauses, *self._extra) if len(c) == 1}
+        ok, lits = self._s.propagate(assumptions=list(assumptions))
+        return bool(ok), set(lits or ()) | self._units
+
+    def solve(self, assumptions: Sequence[int] = (), *, time_s: float | None = -1.0,
+              phases: Sequence[int] | None = None) -> SolveOutcome:
+        """Solve under ``assumptions`` within ``time_s`` (default: the constructor's budget).
+
+        ``phases`` are preferred polarities (e.g. a candidate input), a hint only.
+        """
+        budget = self.time_s if time_s == -1.0 else time_s
+        assumptions = [int(a) for a in assumptions]
+        if self._s is None:
+            items, finished, seconds = run_streaming(
+                _solve_child, (self._spec.pysat_name, [*self.encoding.formula.clauses, *self._extra],
+                               self.encoding.formula.atmosts, assumptions, list(phases or ())), budget)
+            if not finished:
+                return SolveOutcome(SatResult.UNKNOWN, None, seconds)
+            ok, model = items[0]
+            return SolveOutcome(SatResult.SAT if ok else SatResult.UNSAT, model, seconds)
+        s = self._s
+        if phases:
+            s.set_phases(list(phases))
+        before = s.accum_stats().get("conflicts", 0)
+        timer = threading.Timer(budget, s.interrupt) if budget is not None else None
+        t0 = time.perf_counter()
+        if timer is not None:
+            timer.start()
+        try:
+            ok = s.solve_limited(assumptions=assumptions, expect_interrupt=timer is not None)
+        finally:
+            if timer is not None:
+                timer.cancel()
+            s.clear_interrupt()
+        seconds = time.perf_counter() - t0
+        conflicts = s.accum_stats().get("conflicts", 0) - before
+        if ok is None:
+            return SolveOutcome(SatResult.UNKNOWN, None, seconds, conflicts)
+        return SolveOutcome(SatResult.SAT if ok else SatResult.UNSAT, s.get_model() if ok else None, seconds, conflicts)
+
+
+@dataclass(frozen=True)
+class _Budget:
+    """Time left of an overall budget (``None``: unlimited)."""
+
+    time_s: float | None
+    t0: float = field(default_factory=time.perf_counter)
+
+    def left(self) -> float | None:
+        return None if self.time_s is None else max(0.0, self.time_s - (time.perf_counter() - self.t0))

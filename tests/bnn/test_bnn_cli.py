@@ -1,0 +1,70 @@
+"""``netinvert bnn ...`` smoke runs, in-process as the console script runs them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from netinvert.bnn import load_bnn_run
+from netinvert.cli import main
+
+
+def run_cli(capsys, *argv):
+    rc = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.fixture(scope="module")
+def bnn_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("bnn_run")
+    assert main(["bnn", "train", "--dataset", "digits", "--out", str(run), "--epochs", "2", "--hidden", "12"]) == 0
+    return run
+
+
+def test_train_writes_exported_net_checked_against_torch(bnn_run, capsys):
+    model, binarizer, net, card = load_bnn_run(bnn_run)
+    assert card["export_agreement"] == "360/360" and card["dataset"] == "digits"
+    assert card["binarizer"]["rule"] == "bit = pixel > 0.5"
+    assert net.n_inputs == 64 and net.n_classes == 10 and card["test_accuracy"] > 0.3
+
+
+def test_invert_count_infer_robustness_encode(bnn_run, capsys):
+    rc, out, _ = run_cli(capsys, "bnn", "invert", bnn_run, "--label", 3, "--time-s", 20)
+    d = json.loads(out)
+    assert rc == 0 and d["status"] in ("sat", "unsat", "unknown") and "seconds" in d
+    if d["status"] == "sat":
+        assert len(d["preimage"]) == 64
+    assert json.loads((bnn_run / "invert.json").read_text())["status"] == d["status"]
+
+    rc, out, _ = run_cli(capsys, "bnn", "count", bnn_run, "--label", 3, "--approx", "--time-s", 1)
+    d = json.loads(out)
+    assert rc == 0 and {"label", "count", "exact", "seconds"} <= set(d) and d["exact"] is False and d["label"] == 3
+
+    rc, out, _ = run_cli(capsys, "bnn", "infer", bnn_run, "--n", 20, "--encoding", "native")
+    assert rc == 0 and json.loads(out)["agreement"] == 1.0
+
+    rc, out, _ = run_cli(capsys, "bnn", "robustness", bnn_run, "--index", 0, "--max-k", 1, "--encoding", "native")
+    d = json.loads(out)
+    assert rc == 0 and d["k"] in (1, None)
+
+    rc, out, _ = run_cli(capsys, "bnn", "encode", bnn_run, "--encoding", "sortnet", "--label", 1)
+    d = json.loads(out)
+    assert rc == 0 and (bnn_run / "encoding-sortnet-label1.cnf").read_text().startswith("c netinvert")
+
+    rc, out, _ = run_cli(capsys, "bnn", "enumerate", bnn_run, "--label", 1, "--limit", 2, "--time-s", 20)
+    assert rc == 0 and json.loads(out)["n_found"] in (0, 1, 2)
+
+    rc, out, _ = run_cli(capsys, "bnn", "sample", bnn_run, "--label", 1, "--n", 2, "--time-s", 3)
+    r = json.loads(out)["results"][0]
+    assert rc == 0 and r["label"] == 1 and len(r["marginals"]) == 64
+    if r["n_samples"]:
+        assert (bnn_run / "marginals_label1.png").is_file()
+
+
+def test_user_errors_are_clean(bnn_run, capsys):
+    rc, _, err = run_cli(capsys, "bnn", "invert", bnn_run, "--label", 3, "--encoding", "bogus")
+    assert rc == 2 and "Valid names" in err
+    rc, _, err = run_cli(capsys, "bnn", "count", bnn_run, "--label", 3, "--encoding", "native")
+    assert rc == 2 and "clausal encoding" in err

@@ -1,0 +1,72 @@
+"""Counting and sampling preimages: checked against brute force over every input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from netinvert.bnn import SatResult, count_preimages, encode, export_bnn, sample_preimages, save_marginal_heatmap
+
+CLAUSAL = ["seqcounter", "sortnet", "totalizer"]
+
+
+@pytest.mark.parametrize("name", CLAUSAL)
+def test_exact_counts_equal_brute_force(tiny_ternary, name):
+    """Every label, every clausal encoding: Ganak's projected count == enumeration of all 2^9 inputs."""
+    model, x, labels = tiny_ternary
+    enc = encode(export_bnn(model), name)
+    counts = [count_preimages(enc, k, method="exact", time_s=30) for k in range(3)]
+    for k, r in enumerate(counts):
+        assert r.status is not SatResult.UNKNOWN and r.exact
+        assert r.count == int((labels == k).sum()), (name, k)
+    assert sum(r.count for r in counts) == 2 ** 9
+
+
+def test_exact_counts_two_hidden_layers(tiny):
+    model, x, labels = tiny
+    enc = encode(export_bnn(model), "totalizer")
+    counts = [count_preimages(enc, k, time_s=60).count for k in range(4)]
+    assert counts == [int((labels == k).sum()) for k in range(4)] and sum(counts) == 2 ** 10
+
+
+@pytest.mark.parametrize("name", CLAUSAL)
+def test_approximate_counts_within_tolerance(tiny_ternary, name):
+    """ApproxMC's (epsilon, delta) guarantee, checked against the brute-force counts."""
+    model, x, labels = tiny_ternary
+    enc = encode(export_bnn(model), name)
+    eps = 0.8
+    for k in range(3):
+        r = count_preimages(enc, k, method="approx", time_s=30, epsilon=eps, delta=0.2)
+        true = int((labels == k).sum())
+        assert not r.exact and r.count is not None
+        if true == 0:
+            assert r.count == 0
+        else:
+            assert true / (1 + eps) <= r.count <= true * (1 + eps), (k, r.count, true)
+
+
+def test_counter_time_limit_returns_unknown(digits_net):
+    enc = encode(digits_net, "totalizer")  # 64 inputs: Ganak needs far more than 0.5 s
+    r = count_preimages(enc, 3, method="exact", time_s=0.5)
+    assert r.status is SatResult.UNKNOWN and r.count is None and r.seconds < 3
+
+
+def test_native_cannot_be_counted(tiny):
+    with pytest.raises(ValueError, match="clausal encoding"):
+        count_preimages(encode(export_bnn(tiny[0]), "native"), 0)
+
+
+def test_samples_are_preimages_and_heatmap_is_written(tiny, tmp_path):
+    model, x, labels = tiny
+    enc = encode(export_bnn(model), "totalizer")
+    k = int(np.bincount(labels).argmax())
+    r = sample_preimages(enc, k, 40, time_s=30, seed=1, model=model)
+    assert r.status is SatResult.SAT and r.samples.shape == (40, 10)
+    assert (model.predict(torch.as_tensor(r.samples)).numpy() == k).all()
+    assert len({tuple(s) for s in r.samples}) > 5  # diverse, not one preimage repeated
+    # the sample marginals are close to the exact marginals over all preimages
+    exact = x[labels == k].mean(0)
+    assert np.abs(r.marginals - exact).mean() < 0.2
+    png = save_marginal_heatmap(r.marginals, (2, 5), tmp_path / "m.png", title="t")
+    assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"

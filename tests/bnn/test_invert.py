@@ -1,0 +1,171 @@
+"""Inversion queries: preimages under constraints, UNSAT answers, time-outs, enumeration, flips."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from netinvert.bnn import BudgetedSolver, SatInverter, SatResult, encode, export_bnn
+
+
+def _label_sets(x: np.ndarray, labels: np.ndarray) -> dict[int, set[tuple[int, ...]]]:
+    return {k: {tuple(r) for r in x[labels == k]} for k in range(int(labels.max()) + 1)}
+
+
+@pytest.mark.parametrize("solver,encoding", [("glucose4", "totalizer"), ("minicard", "native"), ("cadical153", "sortnet")])
+def test_preimage_of_every_label_is_checked_and_unsat_when_none(tiny, solver, encoding):
+    model, x, labels = tiny
+    enc = encode(export_bnn(model), encoding)
+    with SatInverter(enc, model=model, solver=solver, time_s=10) as inv:
+        for k in range(4):
+            p = inv.preimage(k)
+            if (labels == k).any():
+                assert p.status is SatResult.SAT
+                assert int(model.predict(torch.tensor([p.bits])).item()) == k
+            else:
+                assert p.status is SatResult.UNSAT and p.bits is None
+
+
+def test_label_without_preimage_is_unsat():
+    """Two identical score rows: the higher index can never win a tie, so it has no preimage."""
+    from netinvert.bnn import BNN
+
+    model = BNN(3, (2,), 2).eval()
+    with torch.no_grad():
+        model.head.weight.copy_(torch.ones(2, 2))
+    enc = encode(export_bnn(model), "totalizer")
+    with SatInverter(enc, model=model, time_s=5) as inv:
+        r = inv.preimage(1)
+        assert r.status is SatResult.UNSAT and r.to_dict()["status"] == "unsat"
+        assert inv.preimage(0).status is SatResult.SAT
+
+
+def test_fixed_pixels_hidden_values_and_hamming_ball(tiny):
+    model, x, labels = tiny
+    net = export_bnn(model)
+    enc = encode(net, "totalizer")
+    hidden = net.hidden(x)[0]
+    with SatInverter(enc, model=model, time_s=10) as inv:
+        for k in range(4):
+            fixed = {0: 1, 3: 0, 7: 1}
+            ok = (labels == k) & (x[:, 0] == 1) & (x[:, 3] == 0) & (x[:, 7] == 1)
+            p = inv.preimage(k, fixed=fixed)
+            assert (p.status is SatResult.SAT) == ok.any()
+            if p.bits is not None:
+                assert p.bits[0] == 1 and p.bits[3] == 0 and p.bits[7] == 1
+            req = {(0, 1): 0, (0, 2): 1}
+            ok = (labels == k) & (hidden[:, 1] == 0) & (hidden[:, 2] == 1)
+            p = inv.preimage(k, hidden=req)
+            assert (p.status is SatResult.SAT) == ok.any()
+            if p.bits is not None:
+                h = net.hidden(np.array([p.bits]))[0][0]
+                assert h[1] == 0 and h[2] == 1
+            ref = x[100]
+            for radius in (0, 1, 2):
+                dist = (x != ref).sum(1)
+                ok = (labels == k) & (dist <= radius)
+                p = inv.preimage(k, near=ref, max_flips=radius)
+                assert (p.status is SatResult.SAT) == ok.any(), (k, radius)
+                if p.bits is not None:
+                    assert (np.array(p.bits) != ref).sum() <= radius
+
+
+def test_enumeration_lists_exactly_the_preimages(tiny):
+    model, x, labels = tiny
+    sets = _label_sets(x, labels)
+    enc = encode(export_bnn(model), "sortnet")
+    with SatInverter(enc, model=model, time_s=20) as inv:
+        for k in range(4):
+            found, status, _ = inv.preimages(k, limit=2000)
+            assert status is SatResult.UNSAT  # the list is complete
+            assert {tuple(f) for f in found} == sets[k] and len(found) == len(sets[k])
+        # blocking clauses were retired: the formula is unchanged for later queries
+        assert inv.preimage(int(labels[0])).status is SatResult.SAT
+        found, status, _ = inv.preimages(int(labels[0]), limit=3)
+        assert status is SatResult.SAT and len({tuple(f) for f in found}) == 3
+
+
+def _pigeonhole(s: BudgetedSolver, n: int) -> None:
+    """n + 1 pigeons in n holes: hard for CDCL, so it exercises the time budget."""
+    p = [[s.new_var() for _ in range(n)] for _ in range(n + 1)]
+    for row in p:
+        s.add_clause(row)
+    for h in range(n):
+        for i in range(n + 1):
+            for j in range(i + 1, n + 1):
+                s.add_clause([-p[i][h], -p[j][h]])
+
+
+@pytest.mark.parametrize("solver", ["glucose4", "cadical153"])
+def test_time_budget_returns_unknown(tiny, solver):
+    enc = encode(export_bnn(tiny[0]), "totalizer")
+    with BudgetedSolver(enc, solver=solver, time_s=0.3) as s:
+        _pigeonhole(s, 11)
+        t0 = time.perf_counter()
+        out = s.solve()
+        assert out.status is SatResult.UNKNOWN and out.model is None
+        assert time.perf_counter() - t0 < 3.0
+
+
+def test_min_flips_is_minimal_and_certified(digits_bnn, digits_net):
+    model, bits, _ = digits_bnn
+    enc = encode(digits_net, "native")
+    with SatInverter(enc, model=model, solver="minicard", time_s=20) as inv:
+        for x in bits[:4]:
+            r = inv.min_flips(x, max_k=2)
+            label = int(model.predict(torch.as_tensor(x[None])).item())
+            flips1 = np.array([np.where(np.arange(64) == j, 1 - x, x) for j in range(64)])
+            any1 = (model.predict(torch.as_tensor(flips1)).numpy() != label).any()
+            if r.k is None:
+                assert r.lower_bound > 1 or r.status is SatResult.UNKNOWN
+                assert not any1 or r.status is SatResult.UNKNOWN
+                continue
+            assert r.certified and r.new_label != label
+            assert int(model.predict(torch.tensor([r.flipped])).item()) == r.new_label
+            assert (np.array(r.flipped) != x).sum() == r.k
+            assert (r.k == 1) == any1  # k > 1 only when no single flip changes the label
+
+
+def test_bad_arguments_raise(tiny):
+    enc = encode(export_bnn(tiny[0]), "totalizer")
+    with SatInverter(enc, time_s=1) as inv:
+        with pytest.raises(ValueError, match="'label' parameter of SatInverter must be an int in \\[0, 3\\]"):
+            inv.preimage(7)
+        with pytest.raises(ValueError, match="must hold 10 bits"):
+            inv.infer([0, 1])
+    with pytest.raises(ValueError, match="'with' block"):
+        SatInverter(enc).preimage(0)
+
+
+def test_enumerated_small_k_agrees_with_sat(digits_bnn, digits_net):
+    """Listing every k-flip neighbour certifies the same minimal k as the solver."""
+    model, bits, _ = digits_bnn
+    enc = encode(digits_net, "native")
+    with SatInverter(enc, model=model, solver="minicard", time_s=20) as inv:
+        for x in bits[:6]:
+            fast = inv.min_flips(x, max_k=2, enumerate_up_to=10_000)
+            slow = inv.min_flips(x, max_k=2)
+            assert all(s["by"] == "enumeration" for s in fast.steps)
+            if slow.status is not SatResult.UNKNOWN:
+                assert fast.k == slow.k and fast.lower_bound == slow.lower_bound
+            if fast.k is not None:
+                assert fast.certified and fast.new_label != int(model.predict(torch.as_tensor(x[None])).item())
+
+
+def test_candidate_hint_respects_label_and_constraints(tiny):
+    from netinvert.bnn import candidate_hint
+
+    model, x, labels = tiny
+    net = export_bnn(model)
+    k = int(labels[5])
+    fixed = {0: int(x[5, 0]), 1: int(x[5, 1])}
+    hint = candidate_hint(net, x, k, fixed=fixed, near=x[5])
+    assert hint is not None and int(net.predict(hint[None])[0]) == k
+    assert (hint == x[5]).all()  # x[5] itself has the label, meets the fixed bits and is nearest
+    assert candidate_hint(net, x[labels != k], k) is None
+    with SatInverter(encode(net, "totalizer"), model=model, time_s=5) as inv:
+        p = inv.preimage(k, fixed=fixed, phases=hint)
+        assert p.status is SatResult.SAT and p.bits[0] == fixed[0]

@@ -1,0 +1,111 @@
+"""BNN training and export: the integer network must equal PyTorch's argmax exactly."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from netinvert.bnn import BNN, InputBinarizer, IntegerBNN, export_bnn, load_bnn_run, save_bnn_run
+from netinvert.exceptions import RunFormatError
+
+
+
+def all_inputs(n: int) -> np.ndarray:
+    return np.array(list(itertools.product((0, 1), repeat=n)), dtype=np.int8)
+
+
+def _hand_neurons() -> BNN:
+    """Four inputs, five hand-set neurons: z = gamma * y + beta with y = sum_j A_j x_j."""
+    model = BNN(4, (5,), 2)
+    with torch.no_grad():
+        model.linears[0].weight.copy_(torch.tensor([[1.0, 1, 1, 1], [1, -1, 1, -1], [1, 1, -1, 1], [-1, -1, 1, 1], [1, 1, 1, -1]]))
+        bn = model.norms[0]
+        bn.running_mean.zero_()
+        bn.running_var.fill_(1.0)
+        bn.eps = 0.0
+        # tie (z = 0 exactly at y = 2 -> +1), negative scale, zero scale with beta >= 0 / < 0, negative tie
+        bn.weight.copy_(torch.tensor([1.0, -1.0, 0.0, 0.0, -0.5]))
+        bn.bias.copy_(torch.tensor([-2.0, 0.0, 0.0, -0.5, 1.0]))
+        model.head.weight.copy_(torch.tensor([[1.0, -1, 1, -1, 1], [-1, 1, -1, 1, -1]]))
+    return model.eval()
+
+
+def test_folding_handmade_neurons_matches_torch_on_every_input():
+    model = _hand_neurons()
+    net = export_bnn(model)
+    x = all_inputs(4)
+    want = (model.hidden_activations(torch.as_tensor(x))[0] > 0).numpy().astype(int)
+    got = net.hidden(x)[0]
+    np.testing.assert_array_equal(got, want)
+    lits, bounds = net.layers[0]
+    # neuron 0: y = 2S - 4 >= 2 <=> S >= 3 (the tie fires: sign(0) = +1)
+    assert bounds[0] == 3 and list(lits[0]) == [1, 1, 1, 1]
+    # neuron 1: negative scale -> y <= 0 -> literals negated
+    assert list(lits[1]) == [-1, 1, -1, 1] and bounds[1] == 2
+    # zero scale: constant +1 (beta = 0, sign(0) = +1) and constant -1 (beta < 0)
+    assert want[:, 2].all() and bounds[2] == 0
+    assert not want[:, 3].any() and bounds[3] == 5
+    # neuron 4: -0.5 y + 1 >= 0 <=> y <= 2 (tie at y = 2 fires)
+    assert list(lits[4]) == [-1, -1, -1, 1] and bounds[4] == 1
+    y4 = (2 * x - 1) @ np.array([1, 1, 1, -1])
+    np.testing.assert_array_equal(want[:, 4], (y4 <= 2).astype(int))
+    np.testing.assert_array_equal(net.predict(x), model.predict(torch.as_tensor(x)).numpy())
+
+
+def test_argmax_ties_take_lowest_index():
+    model = _hand_neurons()
+    with torch.no_grad():
+        model.head.weight.copy_(torch.ones(2, 5))  # identical rows: every input ties
+    net = export_bnn(model)
+    x = all_inputs(4)
+    assert (model.predict(torch.as_tensor(x)) == 0).all()
+    assert (net.predict(x) == 0).all()
+
+
+@pytest.mark.parametrize("fixture", ["tiny", "tiny_ternary"])
+def test_export_equals_torch_on_all_inputs(fixture, request):
+    model, x, labels = request.getfixturevalue(fixture)
+    np.testing.assert_array_equal(export_bnn(model).predict(x), labels)
+
+
+def test_ternary_weights_have_zeros(tiny_ternary):
+    model = tiny_ternary[0]
+    assert 0 < model.sparsity() < 1
+    assert (export_bnn(model).layers[0][0] == 0).any()
+
+
+def test_trained_digits_bnn_exports_exactly(digits_bnn, digits_net):
+    model, bits, labels = digits_bnn
+    torch_pred = model.predict(torch.as_tensor(bits)).numpy()
+    np.testing.assert_array_equal(digits_net.predict(bits), torch_pred)
+    assert (torch_pred == labels).mean() > 0.7  # it learned something
+    assert set(np.unique(digits_net.layers[0][0])) <= {-1, 1}
+
+
+def test_run_folder_round_trip(tmp_path, tiny):
+    model, x, labels = tiny
+    net = export_bnn(model)
+    save_bnn_run(tmp_path, model, InputBinarizer(pool=2, threshold=0.25), net, {"dataset": "none"})
+    model2, binarizer, net2, card = load_bnn_run(tmp_path)
+    assert binarizer == InputBinarizer(pool=2, threshold=0.25)
+    assert "pixel > 0.25" in card["binarizer"]["rule"]
+    np.testing.assert_array_equal(model2.predict(torch.as_tensor(x)).numpy(), labels)
+    np.testing.assert_array_equal(net2.predict(x), labels)
+
+
+def test_malformed_card_raises(tmp_path):
+    with pytest.raises(RunFormatError, match="malformed"):
+        IntegerBNN.from_dict({"layers": [{"lits": [[1]]}], "head": [[1]]})
+    with pytest.raises(FileNotFoundError):
+        load_bnn_run(tmp_path / "missing")
+
+
+def test_input_binarizer_rule():
+    img = torch.zeros(1, 1, 4, 4)
+    img[0, 0, :2, :2] = 0.9
+    assert InputBinarizer()(img).sum() == 4
+    pooled = InputBinarizer(pool=2, threshold=0.5)(img)
+    assert pooled.shape == (1, 4) and pooled.tolist() == [[True, False, False, False]]
