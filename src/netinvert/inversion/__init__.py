@@ -1,0 +1,73 @@
+"""Generator-based network inversion: conditionings, generators, loss terms and the inverter.
+
+A single conditional generator ``G(z, c)`` is trained against a frozen classifier so that the
+classifier assigns ``G(z, c)`` the label hidden in ``c`` (Network Inversion, arXiv 2407.18002 and
+2411.17777). Each part is a registry, so a new conditioning, generator or loss term plugs in by
+name::
+
+    from netinvert.inversion import Inverter
+    inv = Inverter(classifier, conditioning="vector", losses=["ce:1", "cosine:1", "bn:0.2"]).fit(seconds=60)
+    images = inv.sample(label=3, n=16, seed=0)
+"""
+
+from ._conditioning import (
+    CONDITIONINGS,
+    ConditionBatch,
+    Conditioning,
+    LabelConditioning,
+    MatrixConditioning,
+    VectorConditioning,
+    VectorMatrixConditioning,
+    hot_matrix,
+    list_conditionings,
+    make_conditioning,
+    register_conditioning,
+)
+from ._generators import GENERATORS, ConvGenerator, Generator, MLPGenerator, list_generators, make_generator, register_generator
+from ._inverter import DEFAULT_LOSSES, Inverter, validity_report
+from ._losses import (
+    LOSSES,
+    LossContext,
+    LossTerm,
+    Objective,
+    as_loss,
+    capture_bn_stats,
+    list_losses,
+    make_loss,
+    make_objective,
+    register_loss,
+)
+
+__all__ = [
+    "CONDITIONINGS",
+    "ConditionBatch",
+    "Conditioning",
+    "LabelConditioning",
+    "MatrixConditioning",
+    "VectorConditioning",
+    "VectorMatrixConditioning",
+    "hot_matrix",
+    "list_conditionings",
+    "make_conditioning",
+    "register_conditioning",
+    "GENERATORS",
+    "ConvGenerator",
+    "Generator",
+    "MLPGenerator",
+    "list_generators",
+    "make_generator",
+    "register_generator",
+    "DEFAULT_LOSSES",
+    "Inverter",
+    "validity_report",
+    "LOSSES",
+    "LossContext",
+    "LossTerm",
+    "Objective",
+    "as_loss",
+    "capture_bn_stats",
+    "list_losses",
+    "make_loss",
+    "make_objective",
+    "register_loss",
+]

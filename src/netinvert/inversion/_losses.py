@@ -1,0 +1,450 @@
+"""Named, weighted loss terms for generator inversion, composable with ``+``, ``-``, ``*`` and ``/``.
+
+A loss is a small factory registered by name (``kl``, ``ce``, ``cosine``, ``ortho``, ``tv``,
+``range``, ``l2``, ``jitter``, ``bn``). It returns a :class:`LossTerm` that maps a
+:class:`LossContext` (the generated batch, the classifier's logits and features, the
+conditioning) to a scalar. Terms compose like Lucent objectives::
+
+    objective = 10 * make_loss("ce") + 10 * make_loss("cosine") + 0.5 * make_loss("bn")
+
+and an :class:`Objective` reports each term's (unweighted) value next to the total, which is
+what the progress bar and the loss-curve plot show.
+
+The seed losses are those of Network Inversion (arXiv 2407.18002, 2411.17777): KL(P || Q), CE,
+cosine similarity and orthogonality of classifier features. The priors that make samples look
+natural come from activation maximisation and DeepInversion (arXiv 1912.08795): total
+variation, pixel range, L2, robustness to jitter and noise, and batch-norm statistics matching.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .._registry import Registry
+from ._conditioning import ConditionBatch
+
+__all__ = [
+    "LossContext",
+    "LossTerm",
+    "Objective",
+    "LOSSES",
+    "register_loss",
+    "make_loss",
+    "list_losses",
+    "as_loss",
+    "make_objective",
+    "capture_bn_stats",
+]
+
+
+@dataclass
+class LossContext:
+    """Everything a loss term may look at for one generated batch.
+
+    Attributes
+    ----------
+    x : Tensor ``(N, C, H, W)``
+        Generated images in [0, 1].
+    logits : Tensor ``(N, n_classes)``
+        The frozen classifier's logits of ``x``.
+    features : Tensor ``(N, D)``
+        The classifier's penultimate features of ``x``.
+    cond : ConditionBatch
+        Labels, target distribution ``P`` and what the generator saw.
+    classifier : nn.Module
+        The frozen classifier (terms that re-evaluate perturbed inputs call it).
+    bn_stats : list of (batch_mean, batch_var, running_mean, running_var)
+        Input statistics of the classifier's batch-norm layers during the forward of ``x``,
+        filled by :func:`capture_bn_stats` (empty when no term needs them).
+    generator : torch.Generator or None
+        Source of randomness for stochastic terms (jitter), so runs are reproducible.
+    """
+
+    x: torch.Tensor
+    logits: torch.Tensor
+    features: torch.Tensor
+    cond: ConditionBatch
+    classifier: nn.Module
+    bn_stats: list[tuple[torch.Tensor, ...]] = field(default_factory=list)
+    generator: torch.Generator | None = None
+
+    @property
+    def labels(self) -> torch.Tensor:
+        return self.cond.labels
+
+    @property
+    def target(self) -> torch.Tensor:
+        return self.cond.target
+
+
+class _Composable:
+    """Arithmetic shared by terms and objectives; any operand but a term or a number is a TypeError."""
+
+    def parts(self) -> list[tuple[float, LossTerm]]:
+        raise NotImplementedError
+
+    def __add__(self, other: object) -> Objective:
+        if not isinstance(other, _Composable):
+            return NotImplemented
+        return Objective(self.parts() + other.parts())
+
+    def __sub__(self, other: object) -> Objective:
+        if not isinstance(other, _Composable):
+            return NotImplemented
+        return Objective(self.parts() + [(-w, t) for w, t in other.parts()])
+
+    def __mul__(self, scale: object) -> Objective:
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+            return NotImplemented
+        return Objective([(w * float(scale), t) for w, t in self.parts()])
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, scale: object) -> Objective:
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+            return NotImplemented
+        return self * (1.0 / float(scale))
+
+    def __neg__(self) -> Objective:
+        return self * -1.0
+
+    @property
+    def needs_bn_stats(self) -> bool:
+        """Whether any term reads batch-norm statistics (so the inverter installs hooks)."""
+        return any(t.reads_bn_stats for _, t in self.parts())
+
+    def __call__(self, ctx: LossContext) -> torch.Tensor:
+        return self.evaluate(ctx)[0]
+
+    def evaluate(self, ctx: LossContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The weighted total and each term's unweighted value (keys made unique by ``#2``...)."""
+        total = torch.zeros((), device=ctx.x.device)
+        values: dict[str, torch.Tensor] = {}
+        for weight, term in self.parts():
+            value = term.fn(ctx)
+            key, k = term.name, 2
+            while key in values:
+                key, k = f"{term.name}#{k}", k + 1
+            values[key] = value
+            total = total + weight * value
+        return total, values
+
+    def spec(self) -> list[dict[str, Any]]:
+        """Plain-JSON description (name, weight, parameters) of each term, for run cards."""
+        return [{"name": t.name, "weight": w, "params": dict(t.params), "registered": t.registered} for w, t in self.parts()]
+
+
+class LossTerm(_Composable):
+    """One named loss term with weight 1.
+
+    Parameters
+    ----------
+    name : str
+    fn : callable ``(LossContext) -> scalar Tensor``
+    description : str
+    params : dict
+        The factory arguments (stored in run cards so the term can be rebuilt).
+    needs_bn_stats : bool
+        Whether ``fn`` reads ``ctx.bn_stats``.
+    """
+
+    def __init__(self, name: str, fn: Callable[[LossContext], torch.Tensor], description: str = "", *,
+                 params: Mapping[str, Any] | None = None, needs_bn_stats: bool = False) -> None:
+        self.name = str(name)
+        self.fn = fn
+        self.description = description
+        self.params = dict(params or {})
+        self.reads_bn_stats = bool(needs_bn_stats)
+        self.registered = False  # set by make_loss: only registry-built terms can be rebuilt from a card
+
+    def parts(self) -> list[tuple[float, LossTerm]]:
+        return [(1.0, self)]
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"LossTerm({self.name}{', ' + args if args else ''})"
+
+
+class Objective(_Composable):
+    """A weighted sum of :class:`LossTerm` objects (what ``+`` and ``*`` build)."""
+
+    def __init__(self, parts: Sequence[tuple[float, LossTerm]]) -> None:
+        self._parts = [(float(w), t) for w, t in parts]
+
+    def parts(self) -> list[tuple[float, LossTerm]]:
+        return list(self._parts)
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return {t.name: w for w, t in self._parts}
+
+    def __repr__(self) -> str:
+        return " + ".join(f"{w:g}*{t!r}" for w, t in self._parts) or "Objective([])"
+
+
+LossFactory = Callable[..., LossTerm]
+LOSSES: Registry[LossFactory] = Registry("loss")
+
+
+def register_loss(name: str) -> Callable[[LossFactory], LossFactory]:
+    """Register a factory ``fn(**params) -> LossTerm`` under ``name``."""
+    return LOSSES.register(name)
+
+
+def make_loss(name: str, **params: Any) -> LossTerm:
+    """Build a registered loss term, e.g. ``make_loss("cosine", scope="batch")``."""
+    term = LOSSES.get(name)(**params)
+    term.registered = True
+    return term
+
+
+def list_losses() -> list[str]:
+    return LOSSES.names()
+
+
+def _pairwise_mean(sim: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    n = mask.sum()
+    return (sim * mask).sum() / n if n > 0 else sim.sum() * 0.0
+
+
+@register_loss("kl")
+def kl() -> LossTerm:
+    """``KL(P || Q) = sum_i P_i log(P_i / Q_i)``, averaged over the batch.
+
+    ``P`` is the conditioning's target distribution, ``Q = softmax(logits)``. With the papers'
+    soft vector it pulls the whole output distribution towards ``P``, which caps confidence when
+    ``P`` is flat (arXiv 2407.18002).
+    """
+    def fn(ctx: LossContext) -> torch.Tensor:
+        return F.kl_div(F.log_softmax(ctx.logits, 1), ctx.target, reduction="batchmean")
+
+    return LossTerm("kl", fn, "KL(P || Q) between conditioning and classifier output")
+
+
+@register_loss("ce")
+def ce() -> LossTerm:
+    """Cross-entropy ``-log Q_y`` of the classifier's output against the hidden label ``y = argmax P``."""
+    def fn(ctx: LossContext) -> torch.Tensor:
+        return F.cross_entropy(ctx.logits, ctx.labels)
+
+    return LossTerm("ce", fn, "cross-entropy to the conditioned label")
+
+
+_COSINE_SCOPES = ("class", "batch")
+
+
+@register_loss("cosine")
+def cosine(scope: str = "class") -> LossTerm:
+    """``1/|pairs| sum_{i != j} cos(F_i, F_j)`` over classifier features (lower = more diverse).
+
+    Parameters
+    ----------
+    scope : {"class", "batch"}, default="class"
+        ``class`` compares only samples of the same label (diversity within a class, what the
+        user checks); ``batch`` compares all pairs as in the papers' formula.
+    """
+    if scope not in _COSINE_SCOPES:
+        raise ValueError(f"The 'scope' parameter of cosine must be one of {_COSINE_SCOPES}. Got {scope!r} instead.")
+
+    def fn(ctx: LossContext) -> torch.Tensor:
+        f = F.normalize(ctx.features.flatten(1), dim=1)
+        sim = f @ f.T
+        n = len(f)
+        mask = ~torch.eye(n, dtype=torch.bool, device=f.device)
+        if scope == "class":
+            mask &= ctx.labels[:, None] == ctx.labels[None, :]
+        return _pairwise_mean(sim, mask.float())
+
+    return LossTerm("cosine", fn, f"mean pairwise cosine similarity of features ({scope})", params={"scope": scope})
+
+
+@register_loss("ortho")
+def ortho() -> LossTerm:
+    """``mean((F_n F_n^T - I)^2)`` with ``F_n`` the row-normalised features ``(N, D)``."""
+    def fn(ctx: LossContext) -> torch.Tensor:
+        f = F.normalize(ctx.features.flatten(1), dim=1)
+        eye = torch.eye(len(f), device=f.device)
+        return ((f @ f.T - eye) ** 2).mean()
+
+    return LossTerm("ortho", fn, "feature Gram matrix close to identity")
+
+
+@register_loss("tv")
+def tv(p: int = 1) -> LossTerm:
+    """Total variation: mean ``|x[h+1,w] - x[h,w]|^p`` plus mean ``|x[h,w+1] - x[h,w]|^p``.
+
+    Penalises high-frequency patterns (the fooling textures) and favours piecewise-smooth
+    images. ``p`` is 1 (edges survive) or 2 (smoother).
+    """
+    if p not in (1, 2):
+        raise ValueError(f"The 'p' parameter of tv must be 1 or 2. Got {p!r} instead.")
+
+    def fn(ctx: LossContext) -> torch.Tensor:
+        x = ctx.x
+        dh = (x[:, :, 1:, :] - x[:, :, :-1, :]).abs() ** p
+        dw = (x[:, :, :, 1:] - x[:, :, :, :-1]).abs() ** p
+        return dh.mean() + dw.mean()
+
+    return LossTerm("tv", fn, f"total variation (L{p})", params={"p": p})
+
+
+@register_loss("range")
+def pixel_range(low: float = 0.0, high: float = 1.0) -> LossTerm:
+    """``mean(relu(low - x)^2 + relu(x - high)^2)``: penalty outside the valid pixel range.
+
+    The built-in generators end in a sigmoid, so this is zero for them; it matters for
+    generators without a bounded output and for per-sample pixel optimisation.
+    """
+    def fn(ctx: LossContext) -> torch.Tensor:
+        return (F.relu(low - ctx.x) ** 2 + F.relu(ctx.x - high) ** 2).mean()
+
+    return LossTerm("range", fn, f"pixels outside [{low}, {high}]", params={"low": low, "high": high})
+
+
+@register_loss("l2")
+def l2() -> LossTerm:
+    """``mean(x^2)``: favours dark backgrounds and little ink (an activation-maximisation prior)."""
+    def fn(ctx: LossContext) -> torch.Tensor:
+        return (ctx.x**2).mean()
+
+    return LossTerm("l2", fn, "mean squared pixel value")
+
+
+@register_loss("jitter")
+def jitter(shift: int = 1, noise: float = 0.05) -> LossTerm:
+    """Cross-entropy to the label after a random shift (up to ``shift`` pixels) and Gaussian noise.
+
+    A real digit is still that digit when moved by a pixel; a fooling texture whose label rests
+    on exact pixel positions is not. The same random roll applies to the whole batch (as in
+    DeepInversion); ``noise`` is the standard deviation in [0, 1] pixel units.
+    """
+    if int(shift) < 0:
+        raise ValueError(f"The 'shift' parameter of jitter must be an int in [0, inf). Got {shift} instead.")
+    if not (float(noise) >= 0):
+        raise ValueError(f"The 'noise' parameter of jitter must be a float in [0, inf). Got {noise} instead.")
+
+    def fn(ctx: LossContext) -> torch.Tensor:
+        g = ctx.generator
+        dy, dx = (torch.randint(-shift, shift + 1, (2,), generator=g).tolist() if shift else (0, 0))
+        x = torch.roll(ctx.x, shifts=(dy, dx), dims=(2, 3))
+        if noise:
+            x = (x + noise * torch.randn(x.shape, generator=g).to(x.device)).clamp(0, 1)
+        return F.cross_entropy(ctx.classifier(x), ctx.labels)
+
+    return LossTerm("jitter", fn, "cross-entropy under random shift and noise", params={"shift": int(shift), "noise": float(noise)})
+
+
+@register_loss("bn")
+def bn() -> LossTerm:
+    """DeepInversion's prior: ``sum_l ||mu_l(x) - mu_l||_2 + ||var_l(x) - var_l||_2``.
+
+    ``mu_l(x)``, ``var_l(x)`` are the batch statistics of the input of the classifier's ``l``-th
+    batch-norm layer for the generated batch; ``mu_l``, ``var_l`` its running statistics from
+    training (arXiv 1912.08795). Generated batches are pushed to excite the network the way real
+    data did. Needs a classifier with batch norm.
+    """
+    def fn(ctx: LossContext) -> torch.Tensor:
+        if not ctx.bn_stats:
+            raise ValueError("The 'bn' loss needs a classifier with BatchNorm layers; remove 'bn' from the losses.")
+        total = torch.zeros((), device=ctx.x.device)
+        for mean, var, run_mean, run_var in ctx.bn_stats:
+            total = total + torch.linalg.vector_norm(mean - run_mean) + torch.linalg.vector_norm(var - run_var)
+        return total
+
+    return LossTerm("bn", fn, "batch-norm statistics matching (DeepInversion)", needs_bn_stats=True)
+
+
+def bn_layers(model: nn.Module) -> list[nn.Module]:
+    """The batch-norm layers of ``model`` that hold running statistics."""
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None]
+
+
+@contextmanager
+def capture_bn_stats(model: nn.Module) -> Iterator[list[tuple[torch.Tensor, ...]]]:
+    """Record, during the ``with`` block, the input statistics of each batch-norm layer of ``model``.
+
+    Yields a list that fills with ``(batch_mean, batch_var, running_mean, running_var)`` per
+    layer call. The hooks are removed when the block ends, even on error, so the classifier is
+    left exactly as it was.
+    """
+    stats: list[tuple[torch.Tensor, ...]] = []
+
+    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        x = inputs[0]
+        dims = [0, *range(2, x.dim())]
+        stats.append((x.mean(dims), x.var(dims, unbiased=False), module.running_mean, module.running_var))
+
+    handles = [m.register_forward_pre_hook(hook) for m in bn_layers(model)]
+    try:
+        yield stats
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _parse_value(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def as_loss(spec: str | Callable[[LossContext], torch.Tensor] | _Composable) -> _Composable:
+    """Normalise a loss given as ``"name"``, ``"name:weight"``, ``"name:weight:key=value,..."``, a callable or a term.
+
+    Examples: ``"ce:10"``, ``"cosine:10:scope=batch"``, ``"jitter:1:shift=2,noise=0.1"``. A plain
+    callable ``fn(ctx) -> scalar`` becomes a term named after the function.
+    """
+    if isinstance(spec, _Composable):
+        return spec
+    if isinstance(spec, str):
+        name, _, rest = spec.partition(":")
+        weight_text, _, param_text = rest.partition(":")
+        try:
+            weight = float(weight_text) if weight_text else 1.0
+        except ValueError:
+            raise ValueError(f"A loss spec must look like 'name:weight[:key=value,...]'. Got {spec!r} instead.") from None
+        if not math.isfinite(weight):
+            raise ValueError(f"The weight of loss {name!r} must be finite. Got {weight_text!r} instead.")
+        params = {}
+        for item in filter(None, param_text.split(",")):
+            key, eq, value = item.partition("=")
+            if not eq:
+                raise ValueError(f"Loss parameters must be key=value pairs. Got {item!r} in {spec!r} instead.")
+            params[key.strip()] = _parse_value(value.strip())
+        return weight * make_loss(name.strip(), **params)
+    if callable(spec):
+        return LossTerm(getattr(spec, "__name__", "custom"), spec, "user-defined term")
+    raise TypeError(f"A loss must be a 'name:weight' string, a callable or a LossTerm. Got {type(spec).__name__} instead.")
+
+
+def make_objective(losses: str | Mapping[str, float] | Sequence[Any] | _Composable) -> Objective:
+    """Build an :class:`Objective` from a spec string (space separated), a ``{name: weight}`` dict, a list or a term.
+
+    List items may be anything :func:`as_loss` takes, or ``{"name", "weight", "params"}`` dicts
+    as written by :meth:`Objective.spec` (so a run card rebuilds its objective).
+    """
+    if isinstance(losses, _Composable):
+        return Objective(losses.parts())
+    if isinstance(losses, str):
+        losses = losses.split()
+    elif isinstance(losses, Mapping):
+        losses = [float(w) * make_loss(n) for n, w in losses.items()]
+    parts: list[tuple[float, LossTerm]] = []
+    for item in losses:
+        if isinstance(item, Mapping):  # an entry of Objective.spec(), as stored in run cards
+            item = float(item.get("weight", 1.0)) * make_loss(item["name"], **item.get("params", {}))
+        parts += as_loss(item).parts()
+    if not parts:
+        raise ValueError("At least one loss term is needed; e.g. losses=['ce:1'].")
+    return Objective(parts)

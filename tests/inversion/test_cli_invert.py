@@ -1,0 +1,71 @@
+"""``netinvert invert`` and ``netinvert sample`` end to end on a digits classifier run folder."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from netinvert.cli import main
+from netinvert.runs import read_card
+
+
+@pytest.fixture(scope="module")
+def invert_run(digits_cnn_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("invert") / "run"
+    code = main(["invert", "--classifier", str(digits_cnn_run), "--out", str(out), "--steps", "5", "--width", "8",
+                 "--batch-size", "20", "--n-per-class", "6", "--verifier-epochs", "1", "--no-progress", "--device", "cpu",
+                 "--loss", "ce:1", "--loss", "cosine:1:scope=batch", "--loss", "bn:0.2", "--conditioning", "vector",
+                 "--temperature", "0.2"])
+    assert code == 0
+    return out
+
+
+def test_invert_writes_weights_card_figures_and_metrics(invert_run, capsys) -> None:
+    card = read_card(invert_run)
+    assert card["kind"] == "inverter" and card["conditioning_params"] == {"temperature": 0.2}
+    assert [(t["name"], t["weight"]) for t in card["losses"]] == [("ce", 1.0), ("cosine", 1.0), ("bn", 0.2)]
+    assert card["losses"][1]["params"] == {"scope": "batch"}
+    assert (invert_run / "weights.safetensors").is_file()
+    assert len(json.loads((invert_run / "history.json").read_text())["loss"]) == 5
+    for name in ("samples.png", "losses.png"):
+        with Image.open(invert_run / name) as img:
+            assert img.size[0] > 100 and img.size[1] > 100
+    metrics = json.loads((invert_run / "metrics.json").read_text())
+    for key in ("validity", "confidence", "nn_ssim"):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert set(metrics["verifier_accuracy"]) >= {"plain", "robust"}
+    assert set(metrics["frechet"]) >= {"generated", "real_vs_real"}
+    for key in ("diversity", "real_diversity"):
+        assert set(metrics[key]) >= {"classifier", "verifier", "pixel"}
+    assert [c["label"] for c in metrics["per_class"]] == list(range(10))
+    assert card["metrics"]["validity"] == metrics["validity"]
+
+
+def test_sample_writes_pngs_and_an_npz_by_index_or_class_name(invert_run, tmp_path, capsys) -> None:
+    capsys.readouterr()
+    assert main(["sample", str(invert_run), "--label", "7", "-n", "4", "--out", str(tmp_path / "s"), "--seed", "3", "--device", "cpu"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["label"] == 7 and report["n"] == 4 and 0 <= report["validity"] <= 1
+    pngs = sorted((tmp_path / "s").glob("*.png"))
+    assert len(pngs) == 4
+    with Image.open(pngs[0]) as img:
+        assert img.size == (8, 8)
+    npz = np.load(tmp_path / "s" / "samples.npz")
+    assert npz["x"].shape == (4, 1, 8, 8) and (npz["labels"] == 7).all()
+    again = tmp_path / "again"
+    assert main(["sample", str(invert_run), "--label", "7", "-n", "4", "--out", str(again), "--seed", "3", "--device", "cpu"]) == 0
+    assert np.array_equal(np.load(again / "samples.npz")["x"], npz["x"])  # same seed, same samples
+
+
+def test_cli_errors_are_one_clean_line(invert_run, digits_cnn_run, tmp_path, capsys) -> None:
+    assert main(["sample", str(invert_run), "--label", "eleven", "-n", "2", "--out", str(tmp_path / "x")]) == 2
+    assert "Unknown label 'eleven'; use a class index or one of: 0, 1" in capsys.readouterr().err
+    assert main(["sample", str(invert_run), "--label", "12", "-n", "2", "--out", str(tmp_path / "x")]) == 2
+    assert "'label' parameter of sample must be an int in [0, 9]" in capsys.readouterr().err
+    assert main(["invert", "--classifier", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--steps", "1"]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert main(["invert", "--classifier", str(digits_cnn_run), "--out", str(tmp_path / "o"), "--steps", "1", "--loss", "xx:1"]) == 2
+    assert "Unknown loss 'xx'. Valid names: bn, ce, cosine" in capsys.readouterr().err
