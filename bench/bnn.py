@@ -33,6 +33,7 @@ from netinvert.bnn import (
     BNNTrainConfig,
     InputBinarizer,
     SatInverter,
+    count_all_labels,
     count_preimages,
     encode,
     export_bnn,
@@ -49,7 +50,7 @@ RESULTS = Path(__file__).parent / "results"
 TIERS: dict[str, dict[str, Any]] = {
     "digits-64-32-10": dict(
         dataset="digits", pool=1, hidden=(32,), ternary=None,
-        train=BNNTrainConfig(epochs=40, batch_size=128, lr=1e-2, seed=0),
+        threshold=0.3, train=BNNTrainConfig(epochs=100, batch_size=64, lr=1e-2, seed=0),
         encodings=("seqcounter", "sortnet", "totalizer", "native"), n_infer={"*": None},
         pre_s=2.0, enum_s=3.0, rob=dict(n=8, max_k=4, time_s=4.0, encodings=("totalizer", "native"), enumerate_up_to=50_000),
         count=dict(encoding="totalizer", exact_s=3.0, approx_s=4.0)),
@@ -79,36 +80,61 @@ NOTES: list[str] = [
     "every preimage and flipped input reported was re-checked by the PyTorch forward pass (SatInverter raises otherwise). "
     "Clausal encodings decide inference by unit propagation alone ('by UP' = n, zero conflicts); Minicard's native "
     "constraints do not propagate through the repeated selector literal, so native inference is a (fast) solve.",
-    "Timings are upper bounds: the load average was about 11 on 2 cores (other jobs). Budgets per query are in the table; "
-    "UNKNOWN answers count at their full budget in the medians.",
-    "digits 64-32-10: inference target met (native 0.004 s, totalizer 0.018 s, all 360 agree). Preimages without a hint: "
-    "totalizer 10/10 labels, median 0.45 s; seqcounter, sortnet and native 5/10 within 2 s (missed). With the full-phase "
-    "hint (a training image of the label, all variables) <= 0.04 s. Robustness: SAT alone certified 7/8 (native, median "
-    "0.08 s) and 4/8 (totalizer); the hybrid (k-flip neighbours listed on the integer net while C(64,k) <= 50,000, "
-    "SAT above) certified 8/8 with k in 1..3, median 0.01 s. Counts: 0/10 labels within 3 s (Ganak) / 4 s (ApproxMC): the "
-    "2^64 target is missed.",
-    "Fashion 7x7 (49-20-10, pixel > 0.3 after 4x4 pooling: 0.65 test accuracy; 0.5 gave 0.59 in a 20k-image trial): "
-    "preimage median 0.031 s with the totalizer (target <= 0.1 s met; 10/10), 0.10-0.17 s for seqcounter/sortnet, native "
-    "8/10. Robustness certified 8/8 by SAT alone (median 0.21 s totalizer, 0.03 s native). Counts: 0/10 in 4-5 s here; "
-    "run separately with 60 s budgets (`netinvert bnn count RUN --label L --approx --time-s 60`), ApproxMC counted label 1 "
-    "(2.68e12 in 49 s) but not label 8, and Ganak did not finish label 8: the 'all labels summing to 2^49' target is missed.",
-    "Fashion 784-100-100-10 (dense, 0.806): native inference 100% on the 300 test images timed here (all 10,000 agree "
-    "between PyTorch and the exported net), median 0.095 s (target <= 0.1 s met at this load). Preimages without a hint: "
-    "1/10 labels within 3 s (missed, as METHODS.md measured); with the full-phase hint 10/10, median 0.066 s. Robustness: "
-    "certified minimal only for the 1/6 images with k = 1; for all 5 others the hybrid proved k >= 3 (all 784 single "
-    "and 306,936 double flips listed, none changes the label) but SAT at k = 3 did not finish in the 6 s budget.",
-    "Sparse/ternary 784-100-100-10 (|w| < 0.05 -> 0, L1 1e-2: 37% zero weights, 0.820 accuracy): native inference 3.4x "
-    "faster (0.028 s), hinted preimages 0.027 s; unhinted preimages still 1/10 in 3 s; hybrid robustness certified 2/6 "
-    "(k = 1 and k = 2) versus 1/6 dense, and proved k >= 3 for the other 4. Sparsity helps propagation-bound work, not the hard search.",
+    "Timings are upper bounds: 2 cores shared with 2-3 other jobs (load average in the header). Budgets per query are in "
+    "the table; UNKNOWN answers count at their full budget in the medians. Speed-ups below are ratios of medians measured "
+    "in the same run on the same solver instance ('plain' = the previous default, search_s=0).",
+    "What changed in this round: (1) SatInverter.preimage, preimages and the CLI (--search-s, default 1 s) first run a "
+    "tabu local search on the integer net (single-bit flips from the blank input, objective = label margin graded by how "
+    "far the deciding last-layer neurons are from their thresholds; no data) and hand the candidate's full assignment "
+    "to the solver as phases; the SAT answer stays exact and is still checked. Enumeration hints each step with an "
+    "unlisted one-flip neighbour of the last preimage that keeps the label. (2) count_all_labels: an exact counter of "
+    "every label at once by dynamic programming over the inputs (no SAT). (3) digits inputs are pixel > 0.3 (was 0.5), "
+    "100 epochs, batch 64.",
+    "Why unhinted search was slow on a 64-input net (diagnosis): the output encoding and the solver are not the cause. "
+    "Plain Glucose made only ~600 conflicts/s on the sortnet/seqcounter CNFs and Minicard ~100,000 conflicts in 3 s "
+    "without an answer, and CaDiCaL 1.5.3 (subprocess) also answered only 5/10 in 3 s, MapleChrono 0/10: a reified "
+    "constraint sum >= C with C near n/2 propagates backwards (from h to x) only when almost every input is assigned, "
+    "so CDCL guesses hidden/counter values and learns long clauses. The local search reaches every label in <= 12 "
+    "flips (ms); with its full assignment as phases every digits query had zero conflicts.",
+    "digits 64-32-10 (pixel > 0.3: test accuracy 0.906 with seed 0; seed 1 gave 0.933, pixel > 0.25 0.903/0.906, the "
+    "old pixel > 0.5 / 40 epochs 0.878/0.897): inference 360/360 everywhere (native 0.0009 s). Default preimages 10/10 "
+    "for every encoding, medians 0.008 s native, 0.016 s totalizer, 0.048 s sortnet, 0.16 s seqcounter, versus plain "
+    "5/10, 10/10, 10/10, 7/10 with medians 1.48, 0.17, 0.52, 1.30 s (8-180x). Enumeration of 100 preimages: native 647/s "
+    "(plain path 1.3/s in the previous run, 0.7/s in an A/B run), totalizer 32/s (plain 36-39/s in an A/B run: the "
+    "per-step propagation for full phases costs more than it saves there), sortnet 12/s (0.6/s plain). Robustness: SAT "
+    "alone certified 8/8 (k = 1-2; native median 0.03 s) on this net; min_flips itself is unchanged.",
+    "Fashion 7x7 (49-20-10, pixel > 0.3 after 4x4 pooling, accuracy 0.649): default preimages 10/10, medians 0.008 s "
+    "(native) to 0.041 s (sortnet), plain 0.015-0.205 s with native 7/10; target <= 0.1 s met by every encoding. "
+    "Enumeration: native 183/s (20/s before). Robustness certified 8/8 (native median 0.034 s).",
+    "Fashion 784-100-100-10 dense (0.806): native inference 300/300 (all 10,000 agree PyTorch vs export), median 0.16 s "
+    "at this load (0.095 s in the previous run; the target <= 0.1 s is load-bound here). Default preimages 10/10, median "
+    "0.063 s, max 0.71 s (target <= 1 s met) versus plain 0/10 in 3 s (>= 48x); enumeration 19/s (0 before). "
+    "Robustness: unchanged, 1/6 certified (k = 1); the hybrid proves k >= 3 for the other 5 (all single and double "
+    "flips listed) but SAT at k = 3 does not finish. Tried: Minicard with the flip bound as one native at-most "
+    "constraint could not even refute k = 2 in 10 s on 5 of 6 images (enumeration does in < 1 s), and a local search "
+    "for 3-flip neighbours of other labels found none, so either k > 3 or the 3-flip sets are needles; this target "
+    "stays missed.",
+    "Sparse/ternary 784-100-100-10 (|w| < 0.05 -> 0, L1 1e-2: 37% zero weights, 0.820 accuracy): native inference "
+    "0.027 s (6x faster than dense in this run; target met), default preimages 10/10, median 0.054 s, max 0.37 s, "
+    "versus plain 0/10 in 3 s; enumeration 20/s; hybrid robustness certified 2/6 (k = 1 and 2) versus 1/6 dense, k >= 3 "
+    "proved for the other 4. Sparsity helps propagation-bound work, not the hard UNSAT proofs.",
+    "Counts (target: exact counts of every label summing to 2^n): missed on both trained tiers. Tried: Ganak with the "
+    "inputs as sampling set (what the code always did) and without one (all variables; every auxiliary variable is "
+    "defined by the inputs, so the counts agree), on seqcounter, sortnet and totalizer: none finished label 1 of the "
+    "7x7 net in 60 s. ApproxMC (sortnet, 90 s a label) finished labels 0 (1.25e14, 73 s), 2 (1.41e14, 87 s) and 8 "
+    "(1.89e14, 55 s), not 1, 3, 4. pyganak 2.8 exposes no cache/preprocessing options (Counter(verbose, seed), "
+    "set_sampling_set only). The structural route, count_all_labels (DP over inputs, states merged), is exact and "
+    "cheap where states stay few: on random 24-input 12-neuron nets it counted all 10 labels in 1.9 s where Ganak "
+    "finished 0/10 in 20 s each, and on a random 16-input net Ganak took ~20 s a label; but on the trained tiers its "
+    "states exceed the cap (table): every first-layer neuron reads all inputs with C near n/2, so the middle layer of "
+    "the DP holds up to 2^(n/2) distinct partial-sum vectors (over 50 million at input 25 of the 7x7 net).",
     "Clausal encodings were not run on the 784-input nets: per-neuron counters on 784 inputs with C near n/2 give "
     "tens of millions of clauses (METHODS.md: sorting network 9.5M, totalizer 32.6M), beyond a 15-minute run with a "
-    "Python encoder. Encoding speed-up on the largest net where all finish (digits): native inference is 23x faster than "
-    "the sequential counter (0.0036 vs 0.084 s), the totalizer 4.6x; for unhinted preimages the totalizer is >= 3.9x "
-    "faster (seqcounter timed out on half the labels), so the 10x target holds for inference only.",
-    "Tried and not kept: OR-tools CP-SAT (9.15, 1 worker) on the digits net found 7/10 preimages in 5 s and proved "
-    "4 of 6 minimal flips optimal in 10 s -- no better than Minicard plus the hybrid, for a large dependency. CMSGen sampling "
-    "(`netinvert bnn sample`) works but is slow on real nets: 8 samples of label 7 in 25 s on the 49-input net, 1 "
-    "sample of a digits label in 60 s; it is not in the table.",
+    "Python encoder. Encoding speed-up on the largest net where all finish (digits): native inference is ~80x faster "
+    "than the sequential counter (0.0009 vs 0.072 s) and default preimages ~20x (0.008 vs 0.16 s median).",
+    "Not done: CMSGen sampling is still slow (8 samples in 25 s on the 49-input net, measured in the previous round; "
+    "CMSGen takes no phase hints, so the local search cannot help it) and pyunigen was not tried; OR-tools CP-SAT was "
+    "tried in the previous round and not kept.",
 ]
 
 
@@ -176,8 +202,10 @@ def _bench_encoding(enc_name: str, cfg: dict[str, Any], model: BNN, net: Any, xt
                             "conflicts": conflicts, **_stats(times)}
         log.info("  %s: %d vars %d clauses, inference %d/%d median %.4f s", enc_name, enc.n_vars, enc.n_clauses,
                  agree, n_inf, out["inference"]["median"])
-        for hint in ("none", "right-label"):
+        default_search_s = inv.search_s
+        for hint in ("search", "none", "right-label"):  # default path first: later calls inherit learnt clauses
             rows = []
+            inv.search_s = default_search_s if hint == "search" else 0.0
             for k in range(net.n_classes):
                 phases = None
                 if hint == "right-label":
@@ -186,12 +214,13 @@ def _bench_encoding(enc_name: str, cfg: dict[str, Any], model: BNN, net: Any, xt
                         continue
                     phases = x_train[idx[0]]
                 p = inv.preimage(k, phases=phases)
-                rows.append({"label": k, "status": p.status.value, "seconds": p.seconds})
+                rows.append({"label": k, "status": p.status.value, "seconds": p.seconds, "conflicts": p.conflicts})
             solved = [r["seconds"] for r in rows if r["status"] != "unknown"]
             allt = [r["seconds"] for r in rows]
             out[f"preimage_hint_{hint}"] = {"budget_s": cfg["pre_s"], "answered": len(solved), "of": len(rows),
                                             "median_all": _stats(allt)["median"], "max_answered": _stats(solved)["max"],
                                             "per_label": rows}
+        inv.search_s = default_search_s
         counts = np.bincount(torch_pred, minlength=net.n_classes)
         label = int(counts.argmax())
         found, status, seconds = inv.preimages(label, limit=100, time_s=cfg["enum_s"])
@@ -233,6 +262,13 @@ def _bench_counts(cfg: dict[str, Any], net: Any) -> dict[str, Any]:
                        "sum": sum(r["count"] for r in done) if len(done) == len(rows) else None,
                        "median_seconds_finished": _stats([r["seconds"] for r in done])["median"]}
         log.info("  counts %s: %d/%d finished", method, len(done), len(rows))
+    t0 = time.perf_counter()
+    rows = [r.to_dict() for r in count_all_labels(net, max_states=c.get("dp_states", 5_000_000), time_s=c.get("dp_s", 120.0))]
+    done = [r for r in rows if r["count"] is not None]
+    out["dp"] = {"max_states": c.get("dp_states", 5_000_000), "budget_s": c.get("dp_s", 120.0), "finished": len(done),
+                 "of": len(rows), "per_label": rows, "seconds": time.perf_counter() - t0,
+                 "sum": sum(r["count"] for r in done) if len(done) == len(rows) else None}
+    log.info("  counts dp: %d/%d finished in %.1f s", len(done), len(rows), out["dp"]["seconds"])
     out["total_inputs"] = 2 ** net.n_inputs
     return out
 
@@ -264,16 +300,20 @@ def _markdown(res: dict[str, Any]) -> str:
         lines.append(f"| {name} | {i['n_inputs']} ({i['binarizer']}) | {i['hidden']} | {i['test_accuracy']:.4f} | "
                      f"{i['export_agreement']} | {i['tied_top_scores']} | {i['sparsity']:.2f} | {i['layer1_bounds']} |")
     lines += ["", "## Encodings and queries", "",
-              "Preimage: one query per label, no hint (budget per query); 'hinted' sets the phases of every variable "
-              "from a training image the net gives that label. Robustness: least flips changing the label of test "
-              "images, certified minimal by UNSAT at every smaller k.", "",
+              "Preimage: one query per label (budget per query, local search included); 'default' is "
+              "`SatInverter.preimage` as shipped (no data: a local search on the integer net supplies the phase hint), "
+              "'plain' the bare SAT call (search_s=0, the earlier default), 'train-hinted' sets the phases of every "
+              "variable from a training image the net gives that label. Robustness: least flips changing the label of "
+              "test images, certified minimal by UNSAT at every smaller k.", "",
               "| net | encoding (solver) | vars | clauses | encode s | inference agree (n) | infer median s | by UP | "
-              "preimage answered | median s | hinted median s | enum /s | robustness certified (k) | rob median s | "
-              "hybrid certified | hybrid median s |",
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|---:|"]
+              "default preimage answered | median s | plain answered | plain median s | train-hinted median s | enum /s | "
+              "robustness certified (k) | rob median s | hybrid certified | hybrid median s |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|---:|"]
     for name, t in res["tiers"].items():
         for e in t["encodings"]:
             inf, p0, p1 = e["inference"], e["preimage_hint_none"], e["preimage_hint_right-label"]
+            ps = e.get("preimage_hint_search")
+            pss = f"{ps['answered']}/{ps['of']} in {ps['budget_s']} s | {_fmt(ps['median_all'])}" if ps else "- | -"
             rob = e.get("robustness")
             robs = f"{rob['certified_minimal']}/{rob['n']} (k={rob['k_values']})" if rob else "-"
             hyb = e.get("robustness_hybrid")
@@ -282,20 +322,25 @@ def _markdown(res: dict[str, Any]) -> str:
                 f"| {name} | {e['encoding']} ({e['solver']}) | {e['n_vars']} | {e['n_clauses']}"
                 f"{' + ' + str(e['n_atmosts']) + ' atmost' if e['n_atmosts'] else ''} | {_fmt(e['encode_seconds'], 2)} | "
                 f"{inf['agreement']:.4f} ({inf['n']}) | {_fmt(inf['median'], 4)} | {inf['by_propagation']} | "
-                f"{p0['answered']}/{p0['of']} in {p0['budget_s']} s | {_fmt(p0['median_all'])} | {_fmt(p1['median_all'])} | "
+                f"{pss} | {p0['answered']}/{p0['of']} | {_fmt(p0['median_all'])} | {_fmt(p1['median_all'])} | "
                 f"{_fmt(e['enumeration']['per_second'], 1)} | {robs} | {_fmt(rob['median_seconds'] if rob else None, 2)} | "
                 f"{hybs} | {_fmt(hyb['median_seconds'] if hyb else None, 3)} |")
     lines += ["", "## Counts (projected on the inputs)", "",
-              "| net | encoding | exact (Ganak) finished | budget s | approx (ApproxMC eps 0.8, delta 0.2) finished | budget s | exact sum = 2^n |",
-              "|---|---|---:|---:|---:|---:|---|"]
+              "| net | encoding | exact (Ganak) finished | budget s | approx (ApproxMC eps 0.8, delta 0.2) finished | budget s | "
+              "exact by DP over inputs (all labels, no SAT) | exact sum = 2^n |",
+              "|---|---|---:|---:|---:|---:|---|---|"]
     for name, t in res["tiers"].items():
         c = t.get("counts")
         if not c:
-            lines.append(f"| {name} | - | not run: 784 inputs, see notes | | | | |")
+            lines.append(f"| {name} | - | not run: 784 inputs, see notes | | | | | |")
             continue
-        ex, ap = c["exact"], c["approx"]
-        ok = "-" if ex["sum"] is None else str(ex["sum"] == c["total_inputs"])
-        lines.append(f"| {name} | {c['encoding']} | {ex['finished']}/{ex['of']} | {ex['budget_s']} | {ap['finished']}/{ap['of']} | {ap['budget_s']} | {ok} |")
+        ex, ap, dp = c["exact"], c["approx"], c.get("dp")
+        total = ex["sum"] if ex["sum"] is not None else (dp or {}).get("sum")
+        ok = "-" if total is None else str(total == c["total_inputs"])
+        dps = "-" if not dp else (f"{dp['finished']}/{dp['of']} in {dp['seconds']:.1f} s" if dp["finished"]
+                                  else f"0/{dp['of']}: over {dp['max_states']:,} states after {dp['seconds']:.1f} s")
+        lines.append(f"| {name} | {c['encoding']} | {ex['finished']}/{ex['of']} | {ex['budget_s']} | {ap['finished']}/{ap['of']} | "
+                     f"{ap['budget_s']} | {dps} | {ok} |")
     lines += ["", "## Notes", ""] + [f"- {n}" for n in res.get("notes", [])]
     lines += ["", "Reproduce: `python bench/bnn.py` (writes this file and bnn.json)."]
     return "\n".join(lines) + "\n"
@@ -307,6 +352,7 @@ def main() -> None:
     ap.add_argument("--runs-dir", type=Path, default=Path("/tmp/netinvert_bnn_runs"))
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--markdown-only", action="store_true", help="rewrite bnn.md from bnn.json (after editing NOTES)")
+    ap.add_argument("--counts-only", action="store_true", help="re-measure only the counts of --tiers, keeping the rest of bnn.json")
     args = ap.parse_args()
     if args.markdown_only:
         res = json.loads((args.out / "bnn.json").read_text())
@@ -320,12 +366,22 @@ def main() -> None:
     res: dict[str, Any] = {"machine": _machine(), "tiers": {}, "notes": NOTES}
     out_json = args.out / "bnn.json"
     if out_json.is_file():  # keep tiers measured by an earlier partial run
-        res["tiers"] = json.loads(out_json.read_text()).get("tiers", {})
+        old = json.loads(out_json.read_text())
+        res["tiers"] = old.get("tiers", {})
+        if args.counts_only:  # the query timings' machine line stays; the counts run's load is logged
+            res["machine"] = old.get("machine", res["machine"])
+            res["machine"]["load_average_counts_run"] = list(os.getloadavg())
     for name in args.tiers.split(","):
         cfg = TIERS[name]
         t0 = time.perf_counter()
         log.info("tier %s", name)
         model, net, xt, torch_pred, x_train, train_pred, info = _get_net(name, cfg, args.runs_dir)
+        if args.counts_only:
+            if cfg["count"] and name in res["tiers"]:
+                res["tiers"][name]["counts"] = _bench_counts(cfg, net)
+                out_json.write_text(json.dumps(res, indent=1) + "\n")
+                (args.out / "bnn.md").write_text(_markdown(res))
+            continue
         tier: dict[str, Any] = {"net": info, "encodings": []}
         for enc_name in cfg["encodings"]:
             tier["encodings"].append(_bench_encoding(enc_name, cfg, model, net, xt, torch_pred, x_train, train_pred))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from netinvert.bnn import load_bnn_run
@@ -68,3 +69,19 @@ def test_user_errors_are_clean(bnn_run, capsys):
     assert rc == 2 and "Valid names" in err
     rc, _, err = run_cli(capsys, "bnn", "count", bnn_run, "--label", 3, "--encoding", "native")
     assert rc == 2 and "clausal encoding" in err
+
+
+def test_invert_native_with_and_without_search_hint(bnn_run, capsys):
+    """Both paths are exact; with the default local-search hint the answer comes without conflicts."""
+    model, _, net, _ = load_bnn_run(bnn_run)
+    label = int(net.predict(np.zeros((1, 64), dtype=np.int64)).item())  # the blank image is a preimage
+    statuses = []
+    for search in (1.0, 0.0):
+        rc, out, _ = run_cli(capsys, "bnn", "invert", bnn_run, "--label", label, "--encoding", "native",
+                             "--time-s", 5, "--search-s", search)
+        d = json.loads(out)
+        assert rc == 0 and d["status"] in ("sat", "unknown")
+        if d["status"] == "sat":
+            assert int(net.predict(np.array([d["preimage"]])).item()) == label
+        statuses.append(d)
+    assert statuses[0]["status"] == "sat" and statuses[0]["conflicts"] == 0

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from netinvert.bnn import SatResult, count_preimages, encode, export_bnn, sample_preimages, save_marginal_heatmap
+from netinvert.bnn import SatResult, count_all_labels, count_preimages, encode, export_bnn, sample_preimages, save_marginal_heatmap
 
 CLAUSAL = ["seqcounter", "sortnet", "totalizer"]
 
@@ -70,3 +70,25 @@ def test_samples_are_preimages_and_heatmap_is_written(tiny, tmp_path):
     assert np.abs(r.marginals - exact).mean() < 0.2
     png = save_marginal_heatmap(r.marginals, (2, 5), tmp_path / "m.png", title="t")
     assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("fixture", ["tiny", "tiny_ternary"])
+def test_dynamic_programming_counts_every_label_exactly(request, fixture):
+    """count_all_labels (no SAT) == brute force through PyTorch, zero weights and two layers included."""
+    model, x, labels = request.getfixturevalue(fixture)
+    rows = count_all_labels(export_bnn(model))
+    assert [r.count for r in rows] == [int((labels == k).sum()) for k in range(len(rows))]
+    assert all(r.exact and r.method == "dp" for r in rows) and sum(r.count for r in rows) == len(x)
+    assert [r.status for r in rows] == [SatResult.SAT if (labels == k).any() else SatResult.UNSAT for k in range(len(rows))]
+
+
+def test_dynamic_programming_on_a_wider_net_and_its_state_limit(digits_net):
+    """16 inputs (Ganak took ~20 s a label on this net): every label equals brute force over 2^16 inputs."""
+    from conftest import all_inputs, random_bnn
+
+    model = random_bnn(16, (8,), 4, seed=11)
+    labels = model.predict(torch.as_tensor(all_inputs(16))).numpy()
+    rows = count_all_labels(export_bnn(model))
+    assert [r.count for r in rows] == [int((labels == k).sum()) for k in range(4)]
+    capped = count_all_labels(digits_net, max_states=1000)
+    assert all(r.status is SatResult.UNKNOWN and r.count is None for r in capped)

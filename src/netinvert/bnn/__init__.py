@@ -7,10 +7,10 @@ preimages (with constraints), enumerations and minimal flips; count preimages wi
 """
 
 from ._cardinality import CARDINALITY_ENCODINGS, list_cardinality_encodings, reify_atleast, unary_counter
-from ._count import COUNTERS, CountResult, count_preimages, list_counters
+from ._count import COUNTERS, CountResult, count_all_labels, count_preimages, list_counters
 from ._encode import Encoding, encode
 from ._export import IntegerBNN, export_bnn, load_bnn_run, save_bnn_run
-from ._invert import InferenceResult, Preimage, RobustnessResult, SatInverter, candidate_hint
+from ._invert import InferenceResult, Preimage, RobustnessResult, SatInverter, candidate_hint, local_search_candidate
 from ._robust import exhaustive_flip_search
 from ._model import BNN, BinaryLinear, BNNTrainConfig, InputBinarizer, bnn_accuracy, train_bnn
 from ._sample import SampleResult, sample_preimages, save_marginal_heatmap
@@ -22,7 +22,7 @@ __all__ = [
     "CARDINALITY_ENCODINGS", "list_cardinality_encodings", "reify_atleast", "unary_counter",
     "Encoding", "encode",
     "SOLVERS", "list_solvers", "SatResult", "SolveOutcome", "BudgetedSolver",
-    "SatInverter", "InferenceResult", "Preimage", "RobustnessResult", "candidate_hint", "exhaustive_flip_search",
-    "COUNTERS", "list_counters", "CountResult", "count_preimages",
+    "SatInverter", "InferenceResult", "Preimage", "RobustnessResult", "candidate_hint", "local_search_candidate", "exhaustive_flip_search",
+    "COUNTERS", "list_counters", "CountResult", "count_preimages", "count_all_labels",
     "SampleResult", "sample_preimages", "save_marginal_heatmap",
 ]

@@ -10,15 +10,19 @@ killed at the time limit.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from .._registry import Registry
 from ._encode import Encoding
+from ._export import IntegerBNN
 from ._solve import SatResult, run_streaming
 
-__all__ = ["CountResult", "COUNTERS", "list_counters", "count_preimages"]
+__all__ = ["CountResult", "COUNTERS", "list_counters", "count_preimages", "count_all_labels"]
 
 
 @dataclass(frozen=True)
@@ -100,3 +104,61 @@ def count_preimages(encoding: Encoding, label: int, *, method: str = "exact", ti
         return CountResult(int(label), None, exact, SatResult.UNKNOWN, seconds, method)
     count = items[0]
     return CountResult(int(label), count, exact, SatResult.SAT if count else SatResult.UNSAT, seconds, method)
+
+
+def count_all_labels(net: IntegerBNN, *, max_states: int = 20_000_000, time_s: float | None = 60.0) -> list[CountResult]:
+    """Exact preimage counts of *every* label in one pass, by dynamic programming over the inputs.
+
+    The first layer is read one input at a time; the state is, per first-layer neuron, how many
+    more true literals it needs, clamped to "already on" (0) and "can no longer switch on"
+    (remaining + 1), and identical states are merged with their counts added. After the last
+    input the state *is* the first hidden layer, whose label the integer net gives. No SAT
+    encoding is involved, so it cross-checks Ganak; the counts sum to ``2 ** n_inputs`` by
+    construction. The number of states can grow like ``2 ** (n / 2)``: on random 24-input,
+    12-neuron nets it took ~2 s where Ganak needed > 60 s for ten labels, but the 49-20-10
+    Fashion net passed 50 million states. When ``max_states`` or ``time_s`` is exceeded every
+    result is UNKNOWN with ``count=None``.
+
+    Returns
+    -------
+    list of CountResult
+        One per label, ``method="dp"``, ``exact=True``.
+    """
+    if not net.layers:
+        raise ValueError("count_all_labels needs a net with at least one hidden layer.")
+    n = net.n_inputs
+    if n > 64:
+        raise ValueError(f"count_all_labels keeps counts in uint64: at most 64 inputs. Got {n} instead.")
+    t0 = time.perf_counter()
+    lits, bounds = net.layers[0]
+    lits = lits.astype(np.int8)
+    width = lits.shape[0]
+    # residuals lie in [0, 65] for <= 64 inputs: int8 states keep the memory at width bytes each
+    remaining = np.concatenate([(lits != 0)[:, ::-1].cumsum(1)[:, ::-1], np.zeros((width, 1), dtype=np.int64)], 1).astype(np.int8)
+    states = np.clip(bounds, 0, remaining[:, 0].astype(np.int64) + 1).astype(np.int8)[None, :]
+    counts = np.ones(1, dtype=np.uint64)
+
+    def unknown() -> list[CountResult]:
+        secs = time.perf_counter() - t0
+        return [CountResult(k, None, True, SatResult.UNKNOWN, secs, "dp") for k in range(net.n_classes)]
+
+    for t in range(n):
+        on, off = (lits[:, t] > 0).astype(np.int8), (lits[:, t] < 0).astype(np.int8)  # literal true for bit 1 / 0
+        nxt = np.clip(np.concatenate([states - off[None], states - on[None]]), 0, remaining[:, t + 1] + 1)
+        both = np.concatenate([counts, counts])
+        key = np.ascontiguousarray(nxt).view(np.dtype((np.void, width))).ravel()
+        order = np.argsort(key, kind="stable")
+        sorted_keys = key[order]
+        first = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+        states, counts = nxt[order[first]], np.add.reduceat(both[order], first)
+        if len(states) > max_states or (time_s is not None and time.perf_counter() - t0 > time_s):
+            return unknown()
+    v = (states == 0).astype(np.float64)  # 0 more literals needed: the neuron is on
+    for l, b in net.layers[1:]:
+        v = (v @ (l == 1).astype(np.float64).T + (1 - v) @ (l == -1).astype(np.float64).T >= b).astype(np.float64)
+    labels = ((2 * v - 1) @ net.head.astype(np.float64).T).argmax(1)
+    totals = [0] * net.n_classes
+    for k, c in zip(labels.tolist(), counts.tolist()):
+        totals[k] += int(c)
+    secs = time.perf_counter() - t0
+    return [CountResult(k, c, True, SatResult.SAT if c else SatResult.UNSAT, secs, "dp") for k, c in enumerate(totals)]

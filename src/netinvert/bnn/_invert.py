@@ -22,7 +22,7 @@ from ._encode import Encoding
 from ._model import BNN
 from ._solve import BudgetedSolver, SatResult, _Budget
 
-__all__ = ["InferenceResult", "Preimage", "RobustnessResult", "SatInverter", "candidate_hint"]
+__all__ = ["InferenceResult", "Preimage", "RobustnessResult", "SatInverter", "candidate_hint", "local_search_candidate"]
 
 
 
@@ -96,6 +96,114 @@ def candidate_hint(net: Any, candidates: np.ndarray, label: int, *, fixed: Mappi
     return cand[int(cost.argmin())]
 
 
+def _deeper_layers(net: Any) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Layers after the first as ``(signs, offset, bounds)`` so that counts = v @ signs + offset.
+
+    ``sum_j [w_j > 0] v_j + [w_j < 0] (1 - v_j)`` is one float32 matmul plus the number of
+    negative weights (exact for these small integer sums).
+    """
+    return [(((lits == 1).astype(np.float32) - (lits == -1).astype(np.float32)).T,
+             (lits == -1).sum(1).astype(np.float32), bounds.astype(np.float32)) for lits, bounds in net.layers[1:]]
+
+
+def _forward_from_counts(bounds1: np.ndarray, deeper: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+                         counts1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Last hidden layer's bits and counts for a batch of layer-1 counts ``(m, H1)``."""
+    counts = counts1
+    v = (counts1 >= bounds1).astype(np.float32)
+    for signs, offset, bounds in deeper:
+        counts = v @ signs + offset
+        v = (counts >= bounds).astype(np.float32)
+    return v, counts
+
+
+def _label_objective(head: np.ndarray, bounds: np.ndarray, label: int, v: np.ndarray,
+                     counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(margin, distance)`` per row: ``margin >= 0`` iff the label is ``label`` (torch tie rule).
+
+    ``margin`` is ``min_j score_label - score_j - [j < label]``; ``distance`` sums, over the last
+    hidden neurons whose value the runner-up comparison wants changed, how far their counts are
+    from the threshold ``bounds``: it grades the plateaus of the integer margin, so the search has
+    a slope.
+    """
+    s = (2 * v - 1) @ head.T
+    m = s[:, [label]] - s - (np.arange(head.shape[0]) < label)[None, :]
+    m[:, label] = np.inf
+    jstar = m.argmin(1)
+    margin = m[np.arange(len(m)), jstar]
+    want = head[label][None, :] - head[jstar]
+    dist = np.where(want > 0, np.maximum(bounds - counts, 0), 0) + np.where(want < 0, np.maximum(counts - bounds + 1, 0), 0)
+    return margin, dist.sum(1)
+
+
+def local_search_candidate(net: Any, label: int, *, fixed: Mapping[int, int] | None = None, start: Any = None,
+                           max_flips: int | None = None, time_s: float = 0.5, seed: int = 0,
+                           tabu: int = 10, restart_steps: int = 200, max_steps: int | None = None) -> np.ndarray | None:
+    """An input the integer net labels ``label``, by tabu local search on single-bit flips (no data).
+
+    Starts from ``start`` (default: the all-zero input, a blank image: random starts on 784-input
+    nets did not converge in 3 s, the blank one did in < 1 s for every label) and flips, at each
+    step, the free bit that most increases the label margin (:func:`_label_objective`), sideways
+    moves allowed, recently flipped bits tabu; restarts from random inputs after
+    ``restart_steps``. ``fixed`` bits are never flipped; with ``max_flips`` the walk stays within
+    that Hamming distance of ``start``. Returns ``None`` if nothing is found in ``time_s`` or
+    ``max_steps`` flips (default ``20 * n_inputs``, which bounds the time lost on labels without
+    a preimage): the search is incomplete, so it only supplies phase hints for the exact SAT query.
+    """
+    if not net.layers:
+        return None
+    n = net.n_inputs
+    rng = np.random.default_rng(seed)
+    lits0 = net.layers[0][0].astype(np.float32)
+    pos, neg = (lits0 == 1).astype(np.float32), (lits0 == -1).astype(np.float32)
+    bounds1 = net.layers[0][1].astype(np.float32)
+    deeper = _deeper_layers(net)
+    head = net.head.astype(np.float32)
+    last_bounds = net.layers[-1][1].astype(np.float32)[None, :]
+    free = np.ones(n, dtype=bool)
+    x0 = np.zeros(n, dtype=np.float32) if start is None else np.asarray(start, dtype=np.float32).reshape(-1).copy()
+    for j, b in (fixed or {}).items():
+        x0[int(j)] = int(b)
+        free[int(j)] = False
+    big = float(n * sum(len(b) for _, b in net.layers) + 1)
+    deadline = time.perf_counter() + time_s
+    x = x0.copy()
+    last = np.full(n, -(10 ** 9))
+    step = 0
+    counts = x @ pos.T + (1 - x) @ neg.T
+    max_steps = 20 * n if max_steps is None else int(max_steps)
+    while time.perf_counter() < deadline and step < max_steps:
+        v, cl = _forward_from_counts(bounds1, deeper, counts[None])
+        if _label_objective(head, last_bounds, label, v, cl)[0][0] >= 0:
+            return x.astype(np.int8)
+        if step and step % restart_steps == 0:
+            x = np.where(free, rng.integers(0, 2, n), x0).astype(np.float32) if max_flips is None else x0.copy()
+            counts = x @ pos.T + (1 - x) @ neg.T
+            last[:] = -(10 ** 9)
+        neighbours = counts[None, :] + (1 - 2 * x)[:, None] * lits0.T  # layer-1 counts after flipping bit j
+        v, cl = _forward_from_counts(bounds1, deeper, neighbours)
+        margin, dist = _label_objective(head, last_bounds, label, v, cl)
+        obj = margin.astype(np.float64) * big - dist + rng.random(n) * 0.5
+        movable = free.copy()
+        if max_flips is not None:  # undoing a flip is always allowed; a new one only below the limit
+            flipped = x != x0
+            movable &= flipped | (flipped.sum() < max_flips)
+        if not movable.any():
+            return None
+        allowed = movable & (step - last > tabu)
+        if not allowed.any():
+            allowed = movable
+        obj[~allowed] = -np.inf
+        j = int(obj.argmax())
+        x[j] = 1 - x[j]
+        if margin[j] >= 0:
+            return x.astype(np.int8)
+        counts = neighbours[j]
+        last[j] = step
+        step += 1
+    return None
+
+
 class SatInverter:
     """Exact queries on one encoded BNN, with one incremental solver kept between calls.
 
@@ -110,6 +218,12 @@ class SatInverter:
         A name from :func:`list_solvers` (``minicard``/``gluecard4`` for the native encoding).
     time_s : float or None
         Budget per query, in seconds.
+    search_s : float
+        Seconds of :func:`local_search_candidate` per :meth:`preimage` call that has no
+        ``phases``, whose result becomes the phase hint (0 disables). Without it, CDCL on the
+        bare encoding missed half the digits labels in 2 s (tens of thousands of conflicts
+        deciding hidden and counter variables); the search needs no data and the SAT call stays
+        exact (UNSAT is still a proof).
 
     Examples
     --------
@@ -123,7 +237,10 @@ class SatInverter:
     """
 
     def __init__(self, encoding: Encoding, *, model: BNN | None = None, solver: str = "glucose4",
-                 time_s: float | None = 10.0) -> None:
+                 time_s: float | None = 10.0, search_s: float = 1.0) -> None:
+        if search_s < 0:
+            raise ValueError(f"The 'search_s' parameter of SatInverter must be a float in [0, inf). Got {search_s} instead.")
+        self.search_s = float(search_s)
         self.encoding = encoding
         self.model = model
         self.solver = solver
@@ -269,27 +386,61 @@ class SatInverter:
             Required hidden-neuron values.
         phases : bits
             A candidate input used as the solver's preferred polarities (a hint; exactness kept).
+            Without one, ``search_s`` seconds of local search on the integer net supply it.
         time_s : float or None
-            Budget for this call (default: the constructor's).
+            Budget for this call (default: the constructor's), local search included.
         """
         label = self._check_label(label)
+        budget = _Budget(self.time_s if time_s == -1.0 else time_s)
         assumptions = self._assumptions(label, fixed, hidden)
         if near is not None and max_flips is not None:
             assumptions += self._ball(near, int(max_flips))
+        if phases is None and self.search_s > 0:
+            left = budget.left()
+            phases = local_search_candidate(
+                self.encoding.net, label, fixed=fixed, start=None if near is None else self._bits(near, "near"),
+                max_flips=None if near is None else max_flips,
+                time_s=self.search_s if left is None else min(self.search_s, left / 2))
         phase_lits = self._full_phases(self._bits(phases, "phases")) if phases is not None else None
-        out = self._solver.solve(assumptions, time_s=time_s, phases=phase_lits)
+        out = self._solver.solve(assumptions, time_s=budget.left(), phases=phase_lits)
         bits = None
         if out.status is SatResult.SAT:
             bits = self.encoding.decode_inputs(out.model or [])
             self._verified(bits, want=label)
-        return Preimage(out.status, label, bits, out.seconds, out.conflicts)
+        return Preimage(out.status, label, bits, time.perf_counter() - budget.t0, out.conflicts)
+
+    def _next_candidate(self, label: int, found: list[list[int]], seen: set[tuple[int, ...]],
+                        fixed: Mapping[int, int] | None, near: Any, max_flips: int | None,
+                        left: float | None) -> list[int] | None:
+        """A phase hint for the next enumeration step: an unlisted one-flip neighbour of the last
+        preimage with the same label (one batched forward pass), else a fresh local search."""
+        net = self.encoding.net
+        if found:
+            last = np.asarray(found[-1], dtype=np.int64)
+            nb = np.repeat(last[None], len(last), 0)
+            idx = np.arange(len(last))
+            nb[idx, idx] ^= 1
+            keep = net.predict(nb) == label
+            for j, b in (fixed or {}).items():
+                keep &= nb[:, int(j)] == int(b)
+            if near is not None and max_flips is not None:
+                keep &= (nb != np.asarray(self._bits(near, "near"))[None]).sum(1) <= int(max_flips)
+            for row in nb[keep]:
+                if tuple(int(b) for b in row) not in seen:
+                    return [int(b) for b in row]
+        cand = local_search_candidate(
+            net, label, fixed=fixed, start=None if near is None else self._bits(near, "near"),
+            max_flips=None if near is None else max_flips, seed=len(found),
+            time_s=self.search_s if left is None else min(self.search_s, left / 2))
+        return None if cand is None else [int(b) for b in cand]
 
     def preimages(self, label: int, *, limit: int, fixed: Mapping[int, int] | None = None, near: Any = None,
                   max_flips: int | None = None, hidden: Mapping[tuple[int, int], int] | None = None,
                   time_s: float | None = -1.0) -> tuple[list[list[int]], SatResult, float]:
         """Up to ``limit`` distinct preimages of ``label`` (blocking clauses on the inputs only).
 
-        Constraints are those of :meth:`preimage`. The blocking clauses are guarded by a fresh
+        Constraints are those of :meth:`preimage`. Each step takes its phase hint from an unlisted
+        one-flip neighbour of the last preimage that keeps the label, else from a local search. The blocking clauses are guarded by a fresh
         activation literal that is switched off afterwards, so later queries on this inverter see
         the original formula.
 
@@ -303,6 +454,7 @@ class SatInverter:
             assumptions += self._ball(near, int(max_flips))
         act = self._solver.new_var()
         found: list[list[int]] = []
+        seen: set[tuple[int, ...]] = set()
         status = SatResult.SAT
         try:
             while len(found) < limit:
@@ -310,13 +462,18 @@ class SatInverter:
                 if left is not None and left <= 0:
                     status = SatResult.UNKNOWN
                     break
-                out = self._solver.solve([*assumptions, act], time_s=left)
+                phase_lits = None
+                if self.search_s > 0:
+                    cand = self._next_candidate(label, found, seen, fixed, near, max_flips, left)
+                    phase_lits = None if cand is None else self._full_phases(cand)
+                out = self._solver.solve([*assumptions, act], time_s=budget.left(), phases=phase_lits)
                 if out.status is not SatResult.SAT:
                     status = out.status
                     break
                 bits = self.encoding.decode_inputs(out.model or [])
                 self._verified(bits, want=label)
                 found.append(bits)
+                seen.add(tuple(bits))
                 self._solver.add_clause([-act, *[-l for l in self.encoding.input_assumptions(bits)]])
         finally:
             self._solver.add_clause([-act])

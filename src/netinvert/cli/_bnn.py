@@ -50,6 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         q.add_argument("--encoding", default="totalizer", help="cardinality encoding (seqcounter, sortnet, totalizer, native)")
         q.add_argument("--solver", default=None, help="SAT solver (default: minicard for native, else glucose4)")
         q.add_argument("--time-s", type=float, default=10.0, help="time budget per query, seconds")
+        q.add_argument("--search-s", type=float, default=1.0,
+                       help="seconds of local search for a phase hint per preimage query (0: plain SAT)")
         q.add_argument("--data-root", default=None)
         add_common(q, device=False)
         q.set_defaults(func=func)
@@ -167,7 +169,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
     bits = bits[: args.n] if args.n else bits
     torch_pred = model.predict(torch.as_tensor(bits)).numpy()
     agree, by_prop, times = 0, 0, []
-    with bnn.SatInverter(enc, model=model, solver=_solver(args), time_s=args.time_s) as inv:
+    with bnn.SatInverter(enc, model=model, solver=_solver(args), time_s=args.time_s, search_s=args.search_s) as inv:
         for x, want in zip(bits, torch_pred):
             r = inv.infer(x)
             agree += int(r.label == want)
@@ -190,7 +192,7 @@ def cmd_invert(args: argparse.Namespace) -> int:
     phases = None
     if args.hint == "train":
         phases = bnn.candidate_hint(net, _test_bits(args, card, binarizer, "train")[0], args.label, fixed=fixed, near=near)
-    with bnn.SatInverter(enc, model=model, solver=_solver(args), time_s=args.time_s) as inv:
+    with bnn.SatInverter(enc, model=model, solver=_solver(args), time_s=args.time_s, search_s=args.search_s) as inv:
         r = inv.preimage(args.label, fixed=fixed, hidden=hidden, near=near, max_flips=args.max_flips, phases=phases)
     return _finish(args, "invert", {"encoding": args.encoding, "solver": _solver(args), "hint": args.hint, **r.to_dict()})
 
@@ -198,7 +200,7 @@ def cmd_invert(args: argparse.Namespace) -> int:
 def cmd_enumerate(args: argparse.Namespace) -> int:
     bnn = _bnn()
     model, _, _, _, enc = _load(args)
-    with bnn.SatInverter(enc, model=model, solver=_solver(args), time_s=args.time_s) as inv:
+    with bnn.SatInverter(enc, model=model, solver=_solver(args), time_s=args.time_s, search_s=args.search_s) as inv:
         found, status, seconds = inv.preimages(args.label, limit=args.limit)
     return _finish(args, "enumerate", {"label": args.label, "n_found": len(found), "status": status.value,
                                        "complete": status is bnn.SatResult.UNSAT, "seconds": seconds,
@@ -237,6 +239,6 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     bnn = _bnn()
     model, binarizer, net, card, enc = _load(args)
     x = _test_bits(args, card, binarizer)[0][args.index]
-    with bnn.SatInverter(enc, model=model, solver=_solver(args), time_s=args.time_s) as inv:
+    with bnn.SatInverter(enc, model=model, solver=_solver(args), time_s=args.time_s, search_s=args.search_s) as inv:
         r = inv.min_flips(x, max_k=args.max_k, enumerate_up_to=args.enumerate_up_to)
     return _finish(args, "robustness", {"index": args.index, "encoding": args.encoding, **r.to_dict()})
