@@ -18,7 +18,7 @@ def invert_run(digits_cnn_run, tmp_path_factory):
     code = main(["invert", "--classifier", str(digits_cnn_run), "--out", str(out), "--steps", "5", "--width", "8",
                  "--batch-size", "20", "--n-per-class", "6", "--verifier-epochs", "1", "--no-progress", "--device", "cpu",
                  "--loss", "ce:1", "--loss", "cosine:1:scope=batch", "--loss", "bn:0.2", "--conditioning", "vector",
-                 "--temperature", "0.2"])
+                 "--temperature", "0.2", "--preset", "fashion", "--ema", "0.9"])
     assert code == 0
     return out
 
@@ -28,6 +28,10 @@ def test_invert_writes_weights_card_figures_and_metrics(invert_run, capsys) -> N
     assert card["kind"] == "inverter" and card["conditioning_params"] == {"temperature": 0.2}
     assert [(t["name"], t["weight"]) for t in card["losses"]] == [("ce", 1.0), ("cosine", 1.0), ("bn", 0.2)]
     assert card["losses"][1]["params"] == {"scope": "batch"}
+    # the preset fills what the options leave open; explicit options (losses, width, batch size, ema) win
+    assert card["preset"] == "fashion" and card["augment"] == {"name": "shift-flip", "params": {"shift": 2, "flip": 0.5}}
+    assert card["params"]["dropout"] == 0.3 and card["params"]["lr"] == 1e-3 and card["params"]["ema"] == 0.9
+    assert card["params"]["batch_size"] == 20 and card["generator_params"]["width"] == 8
     assert (invert_run / "weights.safetensors").is_file()
     assert len(json.loads((invert_run / "history.json").read_text())["loss"]) == 5
     for name in ("samples.png", "losses.png"):

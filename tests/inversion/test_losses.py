@@ -143,8 +143,10 @@ def _context_for(clf: nn.Module, x: torch.Tensor, labels: torch.Tensor, cond_nam
     batch = make_conditioning(cond_name, 3)(labels, torch.Generator().manual_seed(0))
     with capture_bn_stats(clf) as stats:
         logits, feats = clf.forward_with_features(x)
+    z = torch.randn(len(x), 4, generator=torch.Generator().manual_seed(2))
+    h = len(x) // 2  # the first and second halves stand in for two latents of one condition
     return LossContext(x=x, logits=logits, features=feats, cond=batch, classifier=clf, bn_stats=stats,
-                       generator=torch.Generator().manual_seed(0))
+                       generator=torch.Generator().manual_seed(0), pair=(x[:h], x[h:2 * h], z[:h], z[h:2 * h]))
 
 
 @pytest.mark.parametrize("name", list_losses())
@@ -183,3 +185,28 @@ def test_every_loss_sends_gradients_to_the_generator_only(name: str) -> None:
     assert all(p.grad is None for p in clf.parameters())
     after = clf.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_image_stats_matches_hand_computation() -> None:
+    # one channel, pixels (0, 0, 1, 1): mean 1/2, population std 1/2; against (0.25, 0.5): (1/4)^2 + 0
+    x = torch.tensor([[[[0.0, 0.0], [1.0, 1.0]]]])
+    clf = build_model("mlp", input_shape=(1, 2, 2), n_classes=3, mean=[0.25], std=[0.5])
+    assert make_loss("image_stats")(_ctx(x=x, classifier=clf)).item() == pytest.approx(0.0625, abs=1e-7)
+    # explicit statistics override the classifier's: (1/2 - 0)^2 + (1/2 - 1)^2 = 1/2
+    assert make_loss("image_stats", mean=0.0, std=1.0)(_ctx(x=x, classifier=clf)).item() == pytest.approx(0.5, abs=1e-7)
+    with pytest.raises(ValueError, match="no 'mean' buffer"):
+        make_loss("image_stats")(_ctx(x=x, classifier=nn.Identity()))
+
+
+def test_mode_seeking_matches_hand_computation() -> None:
+    # pair 1: |x_a - x_b| = 1 everywhere, |z_a - z_b| = 2: ratio 1/2, term 2; pair 2: ratio 1/4 / 1, term 4
+    xa = torch.zeros(2, 1, 2, 2)
+    xb = torch.stack([torch.ones(1, 2, 2), torch.tensor([[[1.0, 0.0], [0.0, 0.0]]])])
+    za, zb = torch.zeros(2, 3), torch.tensor([[2.0, 2.0, 2.0], [1.0, 1.0, 1.0]])
+    ctx = _ctx(x=torch.zeros(2, 1, 2, 2))
+    ctx.pair = (xa, xb, za, zb)
+    assert make_loss("mode_seeking", eps=1e-9)(ctx).item() == pytest.approx(3.0, rel=1e-6)
+    ctx.pair = None
+    with pytest.raises(ValueError, match="needs pairs"):
+        make_loss("mode_seeking")(ctx)
+    assert make_objective(["ce:1", "mode_seeking:0.05"]).needs_pair and not make_objective(["ce:1"]).needs_pair

@@ -13,7 +13,17 @@ import torch
 
 from .._device import resolve_device
 from ..exceptions import RunFormatError, TrainingDivergedError
-from ..inversion import DEFAULT_LOSSES, Inverter, list_conditionings, list_generators, list_losses, make_conditioning
+from ..inversion import (
+    DEFAULT_LOSSES,
+    PRESETS,
+    Inverter,
+    list_augmentations,
+    list_conditionings,
+    list_generators,
+    list_losses,
+    make_conditioning,
+    preset,
+)
 from ..inversion._inverter import validity_report
 from ..runs import read_card, write_json
 from ._common import add_common, emit_json
@@ -28,6 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("invert", help="train a generator that inverts a classifier; write weights, grids, curves and metrics")
     p.add_argument("--classifier", required=True, type=Path, help="classifier run folder (netinvert train) or model file")
     p.add_argument("--out", required=True, type=Path, help="run folder to write")
+    p.add_argument("--preset", default="default", choices=sorted(PRESETS),
+                   help="recommended settings for a kind of data (netinvert.inversion.PRESETS); the options below override it")
     p.add_argument("--conditioning", default="vector", choices=list_conditionings())
     p.add_argument("--temperature", type=float, default=None,
                    help="sharpness T of the vector conditioning p = softmax(v / T) (default 0.05; the papers use 1)")
@@ -35,12 +47,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--loss", action="append", metavar="NAME:WEIGHT[:K=V,...]", default=None,
                    help=f"loss term, repeatable; replaces the default set ({' '.join(DEFAULT_LOSSES)}). "
                         f"Names: {', '.join(list_losses())}")
-    p.add_argument("--dropout", type=float, default=0.5)
-    p.add_argument("--latent-dim", type=int, default=64)
+    p.add_argument("--dropout", type=float, default=None, help="dropout rate of the generator (default 0.5)")
+    p.add_argument("--latent-dim", type=int, default=None, help="size of the noise z (default 64)")
     p.add_argument("--width", type=int, default=None, help="generator capacity (channels; default 32 up to 16x16 inputs, else 64)")
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr-schedule", default="cosine", choices=("constant", "cosine"))
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 2e-3)")
+    p.add_argument("--batch-size", type=int, default=None, help="generated samples per step (default 64)")
+    p.add_argument("--lr-schedule", default=None, choices=("constant", "cosine"), help="default cosine")
+    p.add_argument("--augment", default=None, choices=list_augmentations(),
+                   help="random transformation of generated images before the classifier (default none)")
+    p.add_argument("--ema", type=float, default=None, help="decay of the EMA copy of the generator used for sampling (default: off)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--seconds", type=float, default=None, help="training budget in seconds")
     budget.add_argument("--steps", type=int, default=None, help="training budget in steps (default 1000)")
@@ -86,10 +101,11 @@ def cmd_invert(args: argparse.Namespace) -> int:
     conditioning: Any = args.conditioning
     if args.temperature is not None:
         conditioning = make_conditioning(args.conditioning, int(classifier.n_classes), temperature=args.temperature)
-    inverter = Inverter(classifier, conditioning=conditioning, generator=args.generator, losses=args.loss,
-                        dropout=args.dropout, latent_dim=args.latent_dim, width=args.width, lr=args.lr,
-                        batch_size=args.batch_size, lr_schedule=args.lr_schedule, seed=args.seed, device=device)
-    extra = {"classifier_run": str(args.classifier), "dataset": dataset, "data_root": data_root, "seed": args.seed}
+    options = {"losses": args.loss, "dropout": args.dropout, "latent_dim": args.latent_dim, "width": args.width, "lr": args.lr,
+               "batch_size": args.batch_size, "lr_schedule": args.lr_schedule, "augment": args.augment, "ema": args.ema}
+    settings = {**preset(args.preset), **{k: v for k, v in options.items() if v is not None}}
+    inverter = Inverter(classifier, conditioning=conditioning, generator=args.generator, seed=args.seed, device=device, **settings)
+    extra = {"classifier_run": str(args.classifier), "dataset": dataset, "data_root": data_root, "seed": args.seed, "preset": args.preset}
     t0 = time.perf_counter()
     try:
         inverter.fit(steps=args.steps, seconds=args.seconds, progress=not args.no_progress)

@@ -8,8 +8,14 @@ name::
     from netinvert.inversion import Inverter
     inv = Inverter(classifier, conditioning="vector", losses=["ce:1", "cosine:1", "bn:0.2"]).fit(seconds=60)
     images = inv.sample(label=3, n=16, seed=0)
+
+Recommended settings per kind of data are in :data:`PRESETS` (``Inverter(clf, **preset("fashion"))``):
+augmentation of the generated batch before the classifier (``augment``), the ``image_stats`` and
+``mode_seeking`` terms and an EMA copy of the generator (``ema``) are the parts that turned
+Fashion-MNIST fooling textures into garment silhouettes (bench/results/inversion.md).
 """
 
+from ._augment import AUGMENTATIONS, Augmentation, list_augmentations, make_augmentation, register_augmentation
 from ._conditioning import (
     CONDITIONINGS,
     ConditionBatch,
@@ -24,7 +30,7 @@ from ._conditioning import (
     register_conditioning,
 )
 from ._generators import GENERATORS, ConvGenerator, Generator, MLPGenerator, list_generators, make_generator, register_generator
-from ._inverter import DEFAULT_LOSSES, Inverter, validity_report
+from ._inverter import DEFAULT_LOSSES, PRESETS, Inverter, preset, validity_report
 from ._losses import (
     LOSSES,
     LossContext,
@@ -39,6 +45,13 @@ from ._losses import (
 )
 
 __all__ = [
+    "AUGMENTATIONS",
+    "Augmentation",
+    "list_augmentations",
+    "make_augmentation",
+    "register_augmentation",
+    "PRESETS",
+    "preset",
     "CONDITIONINGS",
     "ConditionBatch",
     "Conditioning",

@@ -1,7 +1,7 @@
 """Named, weighted loss terms for generator inversion, composable with ``+``, ``-``, ``*`` and ``/``.
 
 A loss is a small factory registered by name (``kl``, ``ce``, ``cosine``, ``ortho``, ``tv``,
-``range``, ``l2``, ``jitter``, ``bn``). It returns a :class:`LossTerm` that maps a
+``range``, ``l2``, ``jitter``, ``bn``, ``image_stats``, ``mode_seeking``). It returns a :class:`LossTerm` that maps a
 :class:`LossContext` (the generated batch, the classifier's logits and features, the
 conditioning) to a scalar. Terms compose like Lucent objectives::
 
@@ -66,6 +66,9 @@ class LossContext:
         filled by :func:`capture_bn_stats` (empty when no term needs them).
     generator : torch.Generator or None
         Source of randomness for stochastic terms (jitter), so runs are reproducible.
+    pair : tuple of four Tensors or None
+        ``(x_a, x_b, z_a, z_b)``: two images generated with the same conditioning from the
+        latents ``z_a`` and ``z_b`` (filled only when a term such as ``mode_seeking`` asks).
     """
 
     x: torch.Tensor
@@ -75,6 +78,7 @@ class LossContext:
     classifier: nn.Module
     bn_stats: list[tuple[torch.Tensor, ...]] = field(default_factory=list)
     generator: torch.Generator | None = None
+    pair: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     @property
     def labels(self) -> torch.Tensor:
@@ -121,6 +125,11 @@ class _Composable:
         """Whether any term reads batch-norm statistics (so the inverter installs hooks)."""
         return any(t.reads_bn_stats for _, t in self.parts())
 
+    @property
+    def needs_pair(self) -> bool:
+        """Whether any term reads ``ctx.pair`` (so the inverter generates a second image per condition)."""
+        return any(t.reads_pair for _, t in self.parts())
+
     def __call__(self, ctx: LossContext) -> torch.Tensor:
         return self.evaluate(ctx)[0]
 
@@ -154,15 +163,18 @@ class LossTerm(_Composable):
         The factory arguments (stored in run cards so the term can be rebuilt).
     needs_bn_stats : bool
         Whether ``fn`` reads ``ctx.bn_stats``.
+    needs_pair : bool
+        Whether ``fn`` reads ``ctx.pair``.
     """
 
     def __init__(self, name: str, fn: Callable[[LossContext], torch.Tensor], description: str = "", *,
-                 params: Mapping[str, Any] | None = None, needs_bn_stats: bool = False) -> None:
+                 params: Mapping[str, Any] | None = None, needs_bn_stats: bool = False, needs_pair: bool = False) -> None:
         self.name = str(name)
         self.fn = fn
         self.description = description
         self.params = dict(params or {})
         self.reads_bn_stats = bool(needs_bn_stats)
+        self.reads_pair = bool(needs_pair)
         self.registered = False  # set by make_loss: only registry-built terms can be rebuilt from a card
 
     def parts(self) -> list[tuple[float, LossTerm]]:
@@ -360,6 +372,71 @@ def bn() -> LossTerm:
         return total
 
     return LossTerm("bn", fn, "batch-norm statistics matching (DeepInversion)", needs_bn_stats=True)
+
+
+@register_loss("image_stats")
+def image_stats(mean: float | None = None, std: float | None = None) -> LossTerm:
+    """``mean_c((mean_c(x) - m_c)^2 + (std_c(x) - s_c)^2)``: the batch's pixel statistics match the data's.
+
+    ``mean_c(x)`` and ``std_c(x)`` are the mean and (population) standard deviation of channel
+    ``c`` over the whole generated batch; ``m_c``, ``s_c`` the training images' statistics. By
+    default they come from the classifier's input normalisation (``classifier.mean`` and
+    ``classifier.std``, which netinvert classifiers carry), so the prior needs no data. It keeps
+    a batch from drifting to saturated white blobs or all-dark frames, which the batch-norm prior
+    alone allows on Fashion-MNIST.
+
+    Parameters
+    ----------
+    mean, std : float, optional
+        Override the statistics (one value for every channel).
+    """
+    for name, value in (("mean", mean), ("std", std)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
+            raise ValueError(f"The '{name}' parameter of image_stats must be a finite float or None. Got {value!r} instead.")
+
+    def reference(ctx: LossContext, name: str, value: float | None) -> torch.Tensor:
+        c = ctx.x.shape[1]
+        if value is not None:
+            return torch.full((c,), float(value), device=ctx.x.device)
+        ref = getattr(ctx.classifier, name, None)
+        if not isinstance(ref, torch.Tensor):
+            raise ValueError(f"The 'image_stats' loss needs the data's pixel {name}: the classifier has no '{name}' "
+                             f"buffer, so pass it, e.g. 'image_stats:1:mean=0.29,std=0.35'.")
+        return ref.detach().reshape(-1).to(ctx.x.device).expand(c)
+
+    def fn(ctx: LossContext) -> torch.Tensor:
+        x = ctx.x.transpose(0, 1).flatten(1)  # (C, N*H*W)
+        gap_mean = x.mean(1) - reference(ctx, "mean", mean)
+        gap_std = x.std(1, unbiased=False) - reference(ctx, "std", std)
+        return (gap_mean**2 + gap_std**2).mean()
+
+    return LossTerm("image_stats", fn, "batch pixel mean and std match the data's", params={"mean": mean, "std": std})
+
+
+@register_loss("mode_seeking")
+def mode_seeking(eps: float = 1e-5) -> LossTerm:
+    """``mean_i 1 / (d_x(i) / d_z(i) + eps)``: two latents of one condition must give different images.
+
+    ``d_x(i) = mean|x_a,i - x_b,i|`` over pixels and ``d_z(i) = mean|z_a,i - z_b,i|`` over the
+    latent, for pairs generated with the same conditioning (``ctx.pair``; the inverter generates
+    the second image of each pair when this term is present, at the cost of half a batch more
+    generator work). The term falls as samples of a class move apart, which counters the
+    collapse to one template per class that the classifier-driven terms cause (Mode Seeking
+    GAN, arXiv 1903.05628).
+    """
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
+        raise ValueError(f"The 'eps' parameter of mode_seeking must be a float in (0, inf). Got {eps!r} instead.")
+
+    def fn(ctx: LossContext) -> torch.Tensor:
+        if ctx.pair is None:
+            raise ValueError("The 'mode_seeking' loss needs pairs of images of one condition (LossContext.pair); "
+                             "the Inverter provides them.")
+        xa, xb, za, zb = ctx.pair
+        ratio = (xa - xb).abs().flatten(1).mean(1) / (za - zb).abs().flatten(1).mean(1)
+        return (1.0 / (ratio + eps)).mean()
+
+    return LossTerm("mode_seeking", fn, "inverse image/latent distance ratio of same-condition pairs",
+                    params={"eps": float(eps)}, needs_pair=True)
 
 
 def bn_layers(model: nn.Module) -> list[nn.Module]:

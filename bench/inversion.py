@@ -1,0 +1,494 @@
+"""Benchmark of generator inversion (issue 3, section 5): digits, Fashion-MNIST, a robust target,
+an ablation and amortisation against per-sample pixel optimisation.
+
+Not a test: it takes about 40 minutes of wall time on two loaded cores. Each tier can run in its
+own process (``--tiers b,e`` in one, ``--tiers c,d`` in another); every tier writes its rows to
+``CACHE/tiers/<tier>.json`` and every invocation then merges whatever tiers exist into
+``bench/results/inversion.json`` and ``bench/results/inversion.md`` (with the machine it ran on).
+Grids of 10 samples per class go to ``bench/results/inversion/<row>.png``.
+
+Usage::
+
+    python bench/inversion.py --tiers a,b,c,d,e --fashion-run /work/fashion_cnn_run \\
+        --robust-run bench/.cache/fashion_robust_target
+    python bench/inversion.py --merge-only
+
+Budgets are wall-clock seconds of generator training (``Inverter.fit(seconds=...)``) at one torch
+thread; metrics are computed afterwards on 100 samples per class by
+:func:`netinvert.metrics.inversion_metrics` with verifiers cached in ``CACHE`` (outside git).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from netinvert.data import load_dataset
+from netinvert.inversion import DEFAULT_LOSSES, LossContext, Inverter, capture_bn_stats, make_augmentation, make_conditioning, make_objective, preset
+from netinvert.metrics import inversion_metrics, train_verifiers
+from netinvert.models import TrainConfig, build_model, load_classifier_run, save_classifier, train_classifier
+from netinvert.report import save_class_grid
+
+log = logging.getLogger("bench.inversion")
+
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / "results"
+GRIDS = RESULTS / "inversion"
+N_PER_CLASS = 100
+GRID_PER_CLASS = 10
+
+#: The papers' seed losses: KL, CE, cosine and orthogonality, vector conditioning at T = 1, dropout 0.5.
+SEED_SETTINGS: dict[str, Any] = {"losses": ("kl:5", "ce:10", "cosine:10", "ortho:7"), "dropout": 0.5,
+                                 "conditioning": ("vector", {"temperature": 1.0})}
+
+#: The issue's targets per benchmark family: (metric path, comparison, bound); "within10" compares to the real figure.
+TARGETS: dict[str, list[tuple[str, str, Any]]] = {
+    "digits": [("validity", ">=", 0.98), ("verifier_accuracy.robust", ">=", 0.9), ("diversity.classifier", "within10", None),
+               ("diversity.verifier", "within10", None), ("diversity.pixel", "within10", None)],
+    "fashion": [("validity", ">=", 0.95), ("verifier_accuracy.robust", ">=", 0.6), ("diversity.verifier", "within10", None),
+                ("diversity.pixel", "within10", None), ("frechet.generated", "half_seed", None)],
+}
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def _get(d: dict[str, Any], path: str) -> Any:
+    for key in path.split("."):
+        if d is None:
+            return None
+        d = d.get(key)
+    return d
+
+
+def _check_targets(family: str, metrics: dict[str, Any], seed_frechet: float | None) -> dict[str, str]:
+    out = {}
+    for path, op, bound in TARGETS.get(family, []):
+        value = _get(metrics, path)
+        if value is None:
+            out[path] = "n/a"
+            continue
+        if op == ">=":
+            ok = value >= bound
+        elif op == "within10":
+            real = _get(metrics, "real_" + path)
+            ok = real is not None and abs(value - real) <= 0.1 * abs(real)
+        else:  # half_seed
+            if seed_frechet is None:
+                out[path] = "n/a (no seed run)"
+                continue
+            ok = value <= 0.5 * seed_frechet
+        out[path] = "pass" if ok else "miss"
+    return out
+
+
+def _conditioning(spec: Any, n_classes: int) -> Any:
+    if isinstance(spec, (tuple, list)):
+        name, params = spec
+        return make_conditioning(name, n_classes, **params)
+    return spec
+
+
+def _verifiers(data: Any, cache: Path) -> Any:
+    return train_verifiers(data, cache_dir=cache / f"verifiers-{data.name}", progress=False)
+
+
+def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
+    keys = ("validity", "confidence", "verifier_accuracy", "frechet", "nn_ssim", "diversity", "real_diversity")
+    out = {k: metrics.get(k) for k in keys}
+    out["per_class"] = [{k: v for k, v in row.items() if k in ("label", "validity", "verifier_accuracy", "diversity")}
+                        for row in metrics.get("per_class", [])]
+    return out
+
+
+def _wanted(args: argparse.Namespace, name: str) -> bool:
+    return not args.only or name in args.only.split(",")
+
+
+def run_row(name: str, tier: str, family: str, clf: Any, data: Any, verifiers: Any, seconds: float,
+            settings: dict[str, Any], seed: int = 0, grid: bool = True, keep: bool = False) -> dict[str, Any]:
+    """Fit one inverter for ``seconds``, score it, save its grid; returns the row (and the inverter if ``keep``)."""
+    settings = dict(settings)
+    cond = _conditioning(settings.pop("conditioning", "vector"), int(clf.n_classes))
+    inv = Inverter(clf, conditioning=cond, seed=seed, **settings)
+    log.info("[%s] %s: fitting for %.0f s", tier, name, seconds)
+    t0 = time.perf_counter()
+    inv.fit(seconds=seconds, progress=False)
+    fit_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    x, y = inv.sample_classes(N_PER_CLASS, seed=seed + 1)
+    metrics = inversion_metrics(x, y, classifier=clf, data=data, verifiers=verifiers, seed=seed)
+    eval_s = time.perf_counter() - t1
+    grid_path = None
+    if grid:
+        xg, yg = inv.sample_classes(GRID_PER_CLASS, seed=seed)
+        grid_path = GRIDS / f"{name}.png"
+        save_class_grid(xg, yg, grid_path, class_names=list(data.class_names),
+                        title=f"{name}: {len(inv.history_['step'])} steps, {fit_s:.0f} s, validity {metrics['validity']:.2f}")
+    spec = {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.items()}
+    spec["conditioning"] = repr(cond) if not isinstance(cond, str) else cond
+    row = {"name": name, "tier": tier, "family": family, "settings": spec, "steps": len(inv.history_["step"]),
+           "fit_seconds": round(fit_s, 1), "eval_seconds": round(eval_s, 1),
+           "grid": str(grid_path.relative_to(RESULTS)) if grid_path else None, **_summary(metrics)}
+    log.info("[%s] %s: %d steps, validity %.3f, robust %.3f, frechet %.1f", tier, name, row["steps"], row["validity"],
+             row["verifier_accuracy"]["robust"], row["frechet"]["generated"])
+    if keep:
+        row["_inverter"] = inv
+    return row
+
+
+# ---------------------------------------------------------------------------------------------- classifiers
+def _fashion_target(args: argparse.Namespace, data: Any, robust: bool) -> Any:
+    run = args.robust_run if robust else args.fashion_run
+    if run is None or not (Path(run) / "card.json").is_file():
+        run = args.cache / ("fashion_robust_target" if robust else "fashion_cnn_target")
+        if not (run / "card.json").is_file():
+            config = TrainConfig(epochs=1, adv_eps=0.1, adv_steps=3) if robust else TrainConfig(epochs=3)
+            train = data.subset(n_train=20000, seed=0) if robust else data
+            log.info("training the %s Fashion-MNIST target into %s", "robust" if robust else "plain", run)
+            model = build_model("cnn", input_shape=data.input_shape, n_classes=data.n_classes, mean=data.mean, std=data.std)
+            train_classifier(model, train, config)
+            save_classifier(model, run, {"dataset": data.name, "train": config.__dict__})
+    model, card = load_classifier_run(run)
+    return model.eval(), str(run), card
+
+
+# ---------------------------------------------------------------------------------------------- tiers
+def tier_a(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Digits, 60 s: the package defaults, and the recipe's parts one at a time (to choose the defaults)."""
+    data = load_dataset("digits")
+    run = args.cache / "digits_cnn_target"
+    if not (run / "card.json").is_file():
+        model = build_model("cnn", input_shape=data.input_shape, n_classes=data.n_classes, mean=data.mean, std=data.std)
+        train_classifier(model, data, TrainConfig())
+        save_classifier(model, run, {"dataset": "digits"})
+    clf, _ = load_classifier_run(run)
+    ver = _verifiers(data, args.cache)
+    recipe = ("image_stats:1", "mode_seeking:0.05")
+    variants = {"digits_default": {}, "digits_ema": {"ema": 0.99}, "digits_shift1": {"augment": make_augmentation("shift", shift=1)},
+                "digits_priors": {"losses": (*DEFAULT_LOSSES, *recipe)},
+                "digits_recipe": {"losses": (*DEFAULT_LOSSES, *recipe), "ema": 0.99, "augment": make_augmentation("shift", shift=1)}}
+    rows = []
+    for name, extra in variants.items():
+        if name != "digits_default" and args.quick:
+            continue
+        rows.append(run_row(name, "a", "digits", clf, data, ver, args.digits_seconds, extra, grid=name == "digits_default"))
+    return rows
+
+
+def tier_b(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Fashion-MNIST plain target: the fashion preset, then the seed losses, equal budgets."""
+    data = load_dataset("fashion-mnist")
+    clf, run, _ = _fashion_target(args, data, robust=False)
+    ver = _verifiers(data, args.cache)
+    configs = {"fashion_best": preset("fashion"), "fashion_seed": SEED_SETTINGS}
+    rows = [run_row(name, "b", "fashion-baseline" if name == "fashion_seed" else "fashion", clf, data, ver, args.fashion_seconds, settings)
+            for name, settings in configs.items() if _wanted(args, name)]
+    for r in rows:
+        r["target_run"] = run
+    return rows
+
+
+def tier_c(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The fashion preset against an adversarially trained target."""
+    data = load_dataset("fashion-mnist")
+    clf, run, card = _fashion_target(args, data, robust=True)
+    ver = _verifiers(data, args.cache)
+    row = run_row("fashion_robust_target", "c", "fashion", clf, data, ver, args.fashion_seconds, preset("fashion"))
+    row["target_run"], row["target_card"] = run, {k: card.get(k) for k in ("source", "training", "test_acc", "pgd10_acc_2k")}
+    return [row]
+
+
+#: Ablation rows: changes to the fashion preset.
+def _ablations() -> dict[str, dict[str, Any]]:
+    base = preset("fashion")
+    losses = list(base["losses"])
+
+    def without(term: str) -> dict[str, Any]:
+        return {"losses": tuple(s for s in losses if not s.startswith(term + ":"))}
+
+    return {
+        "abl_base": {},
+        "abl_cond_label": {"conditioning": "label"},
+        "abl_cond_matrix": {"conditioning": "matrix"},
+        "abl_cond_vector+matrix": {"conditioning": "vector+matrix"},
+        "abl_cond_vector_T1": {"conditioning": ("vector", {"temperature": 1.0})},
+        "abl_no_dropout": {"dropout": 0.0},
+        "abl_plus_cosine": {"losses": (*losses, "cosine:1")},
+        "abl_plus_ortho": {"losses": (*losses, "ortho:1")},
+        "abl_no_bn": without("bn"),
+        "abl_no_tv": without("tv"),
+        "abl_no_image_stats": without("image_stats"),
+        "abl_no_mode_seeking": without("mode_seeking"),
+        "abl_no_augment": {"augment": "none"},
+        "abl_no_ema": {"ema": None},
+        "abl_base_repeat": {},  # the base again, last: shows how much the machine's load moved the budget's steps
+    }
+
+
+def tier_d(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Ablation on the plain Fashion-MNIST target at a shorter, equal budget."""
+    data = load_dataset("fashion-mnist")
+    clf, _, _ = _fashion_target(args, data, robust=False)
+    ver = _verifiers(data, args.cache)
+    rows = []
+    for name, change in _ablations().items():
+        if _wanted(args, name):
+            rows.append(run_row(name, "d", "fashion-ablation", clf, data, ver, args.ablation_seconds, {**preset("fashion"), **change},
+                            grid=False))
+    return rows
+
+
+def _pixel_optimisation(clf: Any, ver: Any, n_classes: int, batch: int, max_steps: int, eval_every: int,
+                        goal: tuple[float, float], seed: int = 0) -> dict[str, Any]:
+    """DeepInversion-style per-sample optimisation of input pixels with CE and the preset's priors.
+
+    Pixels are ``sigmoid(w)`` (always in range), Adam lr 0.1 on ``w``; the classifier scores a
+    shifted/flipped copy as in the generator's fit. Every ``eval_every`` steps validity and
+    robust-verifier accuracy of the batch are measured (outside the timed part); the first step
+    where both reach ``goal`` is the equal-quality point.
+    """
+    spec = [s for s in preset("fashion")["losses"] if not s.startswith("mode_seeking")]  # no latent: no pairs
+    objective = make_objective(spec)
+    aug = make_augmentation(preset("fashion")["augment"])
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.arange(batch) % n_classes
+    cond = make_conditioning("label", n_classes)(labels, gen)
+    w = torch.randn((batch, *clf.input_shape), generator=gen).mul_(0.5).requires_grad_(True)
+    opt = torch.optim.Adam([w], lr=0.1)
+    timed, trace, reached = 0.0, [], None
+    for step in range(1, max_steps + 1):
+        t0 = time.perf_counter()
+        x = torch.sigmoid(w)
+        with capture_bn_stats(clf) as stats:
+            logits, feats = clf.forward_with_features(aug(x, gen))
+        loss, _ = objective.evaluate(LossContext(x=x, logits=logits, features=feats, cond=cond, classifier=clf, bn_stats=stats,
+                                                 generator=gen))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        timed += time.perf_counter() - t0
+        if step % eval_every == 0 or step == max_steps:
+            with torch.no_grad():
+                x = torch.sigmoid(w)
+                validity = float((clf(x).argmax(1) == labels).float().mean())
+                robust = float((ver.robust(x).argmax(1) == labels).float().mean())
+            trace.append({"step": step, "seconds": round(timed, 2), "validity": validity, "robust": robust})
+            if reached is None and validity >= goal[0] and robust >= goal[1]:
+                reached = trace[-1]
+                break
+    return {"batch": batch, "trace": trace, "reached": reached, "images": torch.sigmoid(w).detach(), "labels": labels}
+
+
+def tier_e(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Amortisation: a generator (fashion preset) vs per-sample pixel optimisation at equal quality, one process."""
+    data = load_dataset("fashion-mnist")
+    clf, _, _ = _fashion_target(args, data, robust=False)
+    clf.requires_grad_(False)
+    ver = _verifiers(data, args.cache)
+    row = run_row("amortised_generator", "e", "fashion", clf, data, ver, args.amortise_seconds, preset("fashion"), keep=True)
+    inv = row.pop("_inverter")
+    # marginal cost of a generator sample: time 1,000 draws
+    t0 = time.perf_counter()
+    inv.sample_classes(N_PER_CLASS, seed=7)
+    gen_per_sample = (time.perf_counter() - t0) / (N_PER_CLASS * int(clf.n_classes))
+    goal = (row["validity"], row["verifier_accuracy"]["robust"])
+    pix = _pixel_optimisation(clf, ver, int(clf.n_classes), args.pixel_batch, args.pixel_max_steps, 10, goal)
+    end = pix["reached"] or pix["trace"][-1]
+    pix_per_sample = end["seconds"] / pix["batch"]
+    fixed = row["fit_seconds"]
+    break_even = fixed / (pix_per_sample - gen_per_sample) if pix_per_sample > gen_per_sample else None
+    save_class_grid(pix["images"][: 10 * int(clf.n_classes)], pix["labels"][: 10 * int(clf.n_classes)], GRIDS / "pixel_optimisation.png",
+                    class_names=list(data.class_names),
+                    title=f"per-sample pixel optimisation, {end['step']} steps, validity {end['validity']:.2f}")
+    metrics = inversion_metrics(pix["images"], pix["labels"], classifier=clf, data=data, verifiers=ver, seed=0)
+    pix_row = {"name": "pixel_optimisation", "tier": "e", "family": "fashion", "steps": end["step"], "fit_seconds": end["seconds"],
+               "grid": "inversion/pixel_optimisation.png", "settings": {"losses": "ce:1 bn:1 tv:0.3 image_stats:1", "augment": "shift-flip",
+                                                                        "batch": pix["batch"], "lr": 0.1},
+               **_summary(metrics)}
+    amort = {"matched_on": "validity and robust-verifier accuracy, both at least the generator's",
+             "goal": {"validity": goal[0], "robust": goal[1]}, "matched": pix["reached"] is not None,
+             "generator_fixed_seconds": fixed, "generator_seconds_per_sample": gen_per_sample,
+             "pixel_seconds_per_sample": pix_per_sample, "pixel_batch": pix["batch"], "pixel_trace": pix["trace"],
+             "break_even_samples": break_even}
+    row["amortisation"] = pix_row["amortisation"] = amort
+    return [row, pix_row]
+
+
+TIERS: dict[str, Callable[[argparse.Namespace], list[dict[str, Any]]]] = {"a": tier_a, "b": tier_b, "c": tier_c, "d": tier_d, "e": tier_e}
+TIER_TITLES = {"a": "digits, 60 s", "b": "Fashion-MNIST plain target, 300 s", "c": "Fashion-MNIST adversarially trained target, 300 s",
+               "d": "ablation on Fashion-MNIST (plain target), equal shorter budget", "e": "amortisation vs per-sample pixel optimisation"}
+
+
+# ---------------------------------------------------------------------------------------------- reporting
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "load_average": [round(v, 2) for v in os.getloadavg()],
+            "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform()}
+
+
+def _fmt(v: Any, nd: int = 3) -> str:
+    return "-" if v is None else f"{v:.{nd}f}" if isinstance(v, float) else str(v)
+
+
+def _validity_only(amort: dict[str, Any]) -> None:
+    """The weaker match: the first pixel-optimisation step whose validity alone reaches the generator's."""
+    hit = next((p for p in amort["pixel_trace"] if p["validity"] >= amort["goal"]["validity"]), None)
+    if hit is None:
+        amort["validity_only"] = None
+        return
+    per = hit["seconds"] / amort["pixel_batch"]
+    gap = per - amort["generator_seconds_per_sample"]
+    amort["validity_only"] = {"step": hit["step"], "robust_then": hit["robust"], "pixel_seconds_per_sample": per,
+                              "break_even_samples": amort["generator_fixed_seconds"] / gap if gap > 0 else None}
+
+
+def _shrink_grids() -> None:
+    """Re-save the grids as 8-bit greyscale PNGs (they are grey images on white; RGBA is 4x the bytes in git)."""
+    for path in GRIDS.glob("*.png"):
+        with Image.open(path) as img:
+            if img.mode == "L":
+                continue
+            grey = img.convert("L")
+        grey.save(path, optimize=True)
+
+
+def merge(cache: Path) -> dict[str, Any]:
+    _shrink_grids()
+    tiers = {}
+    for t in TIERS:
+        path = cache / "tiers" / f"{t}.json"
+        tiers[t] = json.loads(path.read_text()) if path.is_file() else None
+    seed = next((r["frechet"]["generated"] for t in tiers.values() if t for r in t["rows"] if r["name"] == "fashion_seed"), None)
+    for t in tiers.values():
+        for r in (t or {}).get("rows", []):
+            if r.get("validity") is not None:
+                r["targets"] = _check_targets("digits" if r["family"] == "digits" else "fashion" if r["family"] == "fashion" else "",
+                                              r, seed)
+    for t in tiers.values():
+        for r in (t or {}).get("rows", []):
+            if "amortisation" in r:
+                _validity_only(r["amortisation"])
+    report = {"tiers": tiers, "seed_frechet": seed}
+    (RESULTS / "inversion.json").write_text(json.dumps(report, indent=1, default=str))
+    (RESULTS / "inversion.md").write_text(markdown(report))
+    return report
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = ["# Inversion benchmark", "", "Generated by `bench/inversion.py`; every figure from "
+             "`netinvert.metrics.inversion_metrics` on 100 samples per class. Diversity is the mean within-class cosine "
+             "(centred on the real mean), lower = more varied, shown as generated / real. Budgets are wall-clock seconds of "
+             "generator training at one torch thread.", ""]
+    head = ("| row | steps | fit s | validity | conf | verifier plain / robust | Frechet gen (real-real) | nn SSIM | "
+            "diversity clf gen/real | verifier gen/real | pixel gen/real | targets |")
+    for key, title in TIER_TITLES.items():
+        tier = report["tiers"].get(key)
+        lines += [f"## Tier {key}: {title}", ""]
+        if not tier:
+            lines += ["Not run (see Notes).", ""]
+            continue
+        m = tier["machine"]
+        lines += [f"Machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch thread(s), load average at the end "
+                  f"{m['load_average']}, torch {m['torch']}; run {tier['started']} - {tier['finished']} UTC.", "", head,
+                  "|" + "---|" * 12]
+        for r in tier["rows"]:
+            d, rd = r.get("diversity") or {}, r.get("real_diversity") or {}
+            targets = ", ".join(f"{k.split('.')[-1]} {v}" for k, v in (r.get("targets") or {}).items()) or "-"
+            name = f"[{r['name']}]({r['grid']})" if r.get("grid") else r["name"]
+            lines.append(f"| {name} | {r['steps']} | {_fmt(r['fit_seconds'], 0)} | {_fmt(r['validity'])} | {_fmt(r['confidence'])} | "
+                         f"{_fmt(r['verifier_accuracy']['plain'])} / {_fmt(r['verifier_accuracy']['robust'])} | "
+                         f"{_fmt(r['frechet']['generated'], 1)} ({_fmt(r['frechet']['real_vs_real'], 1)}) | {_fmt(r['nn_ssim'])} | "
+                         f"{_fmt(d.get('classifier'))}/{_fmt(rd.get('classifier'))} | {_fmt(d.get('verifier'))}/{_fmt(rd.get('verifier'))} | "
+                         f"{_fmt(d.get('pixel'))}/{_fmt(rd.get('pixel'))} | {targets} |")
+        earlier: dict[tuple[str, str, str], list[str]] = {}
+        for r in tier["rows"]:
+            run = r.get("run")
+            if run and (run["started"], run["finished"]) != (tier["started"], tier["finished"]):
+                key = (run["started"], run["finished"], str(run["machine"]["load_average"]))
+                earlier.setdefault(key, []).append(f"`{r['name']}`")
+        for (started, finished, load), names in earlier.items():
+            lines.append(f"\n{', '.join(names)} ran {started} - {finished} UTC (load average at the end {load}).")
+        amort = next((r["amortisation"] for r in tier["rows"] if "amortisation" in r), None)
+        if amort:
+            be = amort["break_even_samples"]
+            lines += ["", f"Equal quality = {amort['matched_on']} (goal validity {amort['goal']['validity']:.3f}, robust "
+                      f"{amort['goal']['robust']:.3f}; reached by pixel optimisation: {amort['matched']}). Generator: "
+                      f"{amort['generator_fixed_seconds']:.0f} s once, then {amort['generator_seconds_per_sample'] * 1000:.2f} ms per "
+                      f"sample; pixel optimisation: {amort['pixel_seconds_per_sample'] * 1000:.0f} ms per sample (batches of "
+                      f"{amort['pixel_batch']}). Break-even: {'-' if be is None else f'{be:.0f}'} samples"
+                      + (" (a lower bound on the pixel cost: it never reached the goal within its step budget, so the true "
+                         "break-even is at most this)." if not amort["matched"] else ".")]
+            vo = amort.get("validity_only")
+            if vo:
+                vbe = vo["break_even_samples"]
+                lines += ["", f"Matched on validity alone, pixel optimisation gets there at step {vo['step']} "
+                          f"({vo['pixel_seconds_per_sample'] * 1000:.0f} ms per sample, robust-verifier accuracy then "
+                          f"{vo['robust_then']:.2f}); break-even {'-' if vbe is None else f'{vbe:.0f}'} samples."]
+        lines.append("")
+    notes = GRIDS / "notes.md"
+    lines += ["## Notes", "", notes.read_text() if notes.is_file() else "(to be written after looking at the grids)", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tiers", default="a,b,c,d,e", help="comma-separated subset of a,b,c,d,e")
+    p.add_argument("--fashion-run", type=Path, default=Path("/work/fashion_cnn_run"), help="plain Fashion-MNIST classifier run folder")
+    p.add_argument("--robust-run", type=Path, default=None, help="adversarially trained Fashion-MNIST classifier run folder")
+    p.add_argument("--cache", type=Path, default=ROOT / ".cache", help="verifiers, targets and tier rows (outside git)")
+    p.add_argument("--digits-seconds", type=float, default=60.0)
+    p.add_argument("--fashion-seconds", type=float, default=300.0)
+    p.add_argument("--ablation-seconds", type=float, default=60.0)
+    p.add_argument("--amortise-seconds", type=float, default=120.0)
+    p.add_argument("--pixel-batch", type=int, default=100)
+    p.add_argument("--pixel-max-steps", type=int, default=600)
+    p.add_argument("--quick", action="store_true", help="digits: only the default row")
+    p.add_argument("--only", default=None, help="tiers b and d: run only these comma-separated rows; the tier's other "
+                                                "cached rows are kept")
+    p.add_argument("--merge-only", action="store_true", help="only rebuild inversion.json/.md from the cached tiers")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    torch.set_num_threads(1)
+    GRIDS.mkdir(parents=True, exist_ok=True)
+    (args.cache / "tiers").mkdir(parents=True, exist_ok=True)
+    if not args.merge_only:
+        for t in filter(None, args.tiers.split(",")):
+            if t not in TIERS:
+                p.error(f"unknown tier {t!r}; choose from {sorted(TIERS)}")
+            started = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+            rows = TIERS[t](args)
+            stamp = {"machine": machine(), "started": started, "finished": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
+            for r in rows:
+                r["run"] = stamp
+            path = args.cache / "tiers" / f"{t}.json"
+            if args.only and path.is_file():  # keep the rows of an earlier run of this tier that were not rerun
+                new, old = {r["name"] for r in rows}, json.loads(path.read_text())
+                kept = [r for r in old["rows"] if r["name"] not in new]
+                for r in kept:
+                    r.setdefault("run", {k: old[k] for k in ("machine", "started", "finished")})
+                rows = kept + rows
+            out = {"rows": rows, **stamp}
+            path.write_text(json.dumps(out, indent=1, default=str))
+    merge(args.cache)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
