@@ -109,3 +109,24 @@ def test_input_binarizer_rule():
     assert InputBinarizer()(img).sum() == 4
     pooled = InputBinarizer(pool=2, threshold=0.5)(img)
     assert pooled.shape == (1, 4) and pooled.tolist() == [[True, False, False, False]]
+
+
+def test_a_card_whose_integer_net_disagrees_with_the_weights_is_refused(tmp_path):
+    """The CNF is built from the card: an edited or stale card must not encode another network."""
+    import json
+
+    import pytest
+    import torch
+
+    from netinvert.bnn import BNN, InputBinarizer, export_bnn, load_bnn_run, save_bnn_run
+    from netinvert.exceptions import RunFormatError
+
+    torch.manual_seed(0)
+    model = BNN(6, (4,), 3).eval()
+    save_bnn_run(tmp_path, model, InputBinarizer(), export_bnn(model), {})
+    load_bnn_run(tmp_path)  # consistent: loads
+    card = json.loads((tmp_path / "card.json").read_text())
+    card["integer_net"]["head"][0][0] *= -1
+    (tmp_path / "card.json").write_text(json.dumps(card))
+    with pytest.raises(RunFormatError, match="does not match its weights"):
+        load_bnn_run(tmp_path)

@@ -137,9 +137,17 @@ def load_bnn_run(run_dir: str | Path) -> tuple[BNN, InputBinarizer, IntegerBNN, 
     card = read_card(run_dir, required=("kind", "model_params", "binarizer", "integer_net"))
     if card["kind"] != "bnn":
         raise RunFormatError(f"{run_dir} holds a {card['kind']!r} run; pass a folder written by 'netinvert bnn train'.")
-    p = card["model_params"]
-    model = BNN(p["n_inputs"], tuple(p["hidden"]), p["n_classes"], ternary_delta=p.get("ternary_delta"))
-    model.load_state_dict(load_weights(Path(run_dir) / WEIGHTS_NAME))
+    p, b = card["model_params"], card["binarizer"]
+    try:
+        model = BNN(p["n_inputs"], tuple(p["hidden"]), p["n_classes"], ternary_delta=p.get("ternary_delta"))
+        model.load_state_dict(load_weights(Path(run_dir) / WEIGHTS_NAME))
+        binarizer = InputBinarizer(pool=int(b["pool"]), threshold=float(b["threshold"]))
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise RunFormatError(f"{run_dir} does not hold a consistent BNN run ({exc}); re-run 'netinvert bnn train'.") from None
     model.eval()
-    b = card["binarizer"]
-    return model, InputBinarizer(pool=int(b["pool"]), threshold=float(b["threshold"])), IntegerBNN.from_dict(card["integer_net"]), card
+    net = IntegerBNN.from_dict(card["integer_net"])
+    # The CNF is built from the card's integer net: a stale or edited card would silently encode
+    # another network than the weights, so it must equal a fresh export of them.
+    if export_bnn(model).to_dict() != net.to_dict():
+        raise RunFormatError(f"The integer network in {run_dir}/card.json does not match its weights; re-run 'netinvert bnn train'.")
+    return model, binarizer, net, card
