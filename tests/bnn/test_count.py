@@ -84,7 +84,7 @@ def test_dynamic_programming_counts_every_label_exactly(request, fixture):
 
 def test_dynamic_programming_on_a_wider_net_and_its_state_limit(digits_net):
     """16 inputs (Ganak took ~20 s a label on this net): every label equals brute force over 2^16 inputs."""
-    from conftest import all_inputs, random_bnn
+    from bnn_helpers import all_inputs, random_bnn
 
     model = random_bnn(16, (8,), 4, seed=11)
     labels = model.predict(torch.as_tensor(all_inputs(16))).numpy()
