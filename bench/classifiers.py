@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _machine import cpu_model
 
 from netinvert import __version__
 from netinvert._device import seed_everything
@@ -53,16 +54,8 @@ EVAL_PGD = {"eps": 0.1, "steps": 10, "n": 1000}
 
 def machine() -> dict[str, Any]:
     """CPU model, core count, torch version and thread setting."""
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return {
-        "cpu": cpu,
+        "cpu": cpu_model("unknown"),
         "cores": os.cpu_count(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),

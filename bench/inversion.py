@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 from PIL import Image
+from _machine import cpu_model
 
 from netinvert.data import load_dataset
 from netinvert.inversion import DEFAULT_LOSSES, LossContext, Inverter, capture_bn_stats, make_augmentation, make_conditioning, make_objective, preset
@@ -331,15 +332,7 @@ TIER_TITLES = {"a": "digits, 60 s", "b": "Fashion-MNIST plain target, 300 s", "c
 
 # ---------------------------------------------------------------------------------------------- reporting
 def machine() -> dict[str, Any]:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "load_average": [round(v, 2) for v in os.getloadavg()],
+    return {"cpu": cpu_model(platform.processor() or ""), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "load_average": [round(v, 2) for v in os.getloadavg()],
             "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform()}
 
 
