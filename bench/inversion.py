@@ -175,7 +175,8 @@ def tier_a(args: argparse.Namespace) -> list[dict[str, Any]]:
     clf, _ = load_classifier_run(run)
     ver = _verifiers(data, args.cache)
     recipe = ("image_stats:1", "mode_seeking:0.05")
-    variants = {"digits_default": {}, "digits_ema": {"ema": 0.99}, "digits_shift1": {"augment": make_augmentation("shift", shift=1)},
+    variants = {"digits_default": {}, "digits_no_pixel_cosine": {"losses": tuple(s for s in DEFAULT_LOSSES if "space=pixels" not in s)},
+                "digits_ema": {"ema": 0.99}, "digits_shift1": {"augment": make_augmentation("shift", shift=1)},
                 "digits_priors": {"losses": (*DEFAULT_LOSSES, *recipe)},
                 "digits_recipe": {"losses": (*DEFAULT_LOSSES, *recipe), "ema": 0.99, "augment": make_augmentation("shift", shift=1)}}
     rows = []
@@ -200,11 +201,11 @@ def tier_b(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def tier_c(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """The fashion preset against an adversarially trained target."""
+    """The fashion-robust preset against an adversarially trained target."""
     data = load_dataset("fashion-mnist")
     clf, run, card = _fashion_target(args, data, robust=True)
     ver = _verifiers(data, args.cache)
-    row = run_row("fashion_robust_target", "c", "fashion", clf, data, ver, args.fashion_seconds, preset("fashion"))
+    row = run_row("fashion_robust_target", "c", "fashion", clf, data, ver, args.fashion_seconds, preset("fashion-robust"))
     row["target_run"], row["target_card"] = run, {k: card.get(k) for k in ("source", "training", "test_acc", "pgd10_acc_2k")}
     return [row]
 
@@ -231,7 +232,10 @@ def _ablations() -> dict[str, dict[str, Any]]:
         "abl_no_image_stats": without("image_stats"),
         "abl_no_mode_seeking": without("mode_seeking"),
         "abl_no_augment": {"augment": "none"},
+        "abl_affine_augment": {"augment": "affine"},
         "abl_no_ema": {"ema": None},
+        "abl_no_pixel_cosine": without("cosine"),
+        "abl_pixel_cosine_no_margin": {"losses": (*without("cosine")["losses"], "cosine:3:centred=true,space=pixels")},
         "abl_base_repeat": {},  # the base again, last: shows how much the machine's load moved the budget's steps
     }
 

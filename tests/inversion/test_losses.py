@@ -63,6 +63,51 @@ def test_ortho_matches_hand_computation() -> None:
     assert make_loss("ortho")(_ctx(features=feats)).item() == pytest.approx(4 * 0.5 / 9, abs=1e-6)
 
 
+def test_capped_ce_stops_at_the_cap_and_matches_hand_computation() -> None:
+    # Q_y = 1/2 for the first sample (below cap 0.8): ln 2 - ln(1/0.8); Q_y = 0.9 for the second: 0
+    logits = torch.tensor([[0.0, 0.0, -1e9], [math.log(9.0), 0.0, -1e9]])
+    ctx = _ctx(logits=logits, labels=torch.tensor([0, 0]))
+    expected = (math.log(2) + math.log(0.8)) / 2
+    assert make_loss("ce", cap=0.8)(ctx).item() == pytest.approx(expected, abs=1e-6)
+    confident = _ctx(logits=logits[1:].clone().requires_grad_(True), labels=torch.tensor([0]))
+    value = make_loss("ce", cap=0.8)(confident)
+    value.backward()
+    assert value.item() == 0.0 and confident.logits.grad.abs().sum() == 0  # no pull beyond the cap
+    assert make_loss("ce")(confident).item() > 0
+    for bad in (0.0, 1.0, 1.5, True):
+        with pytest.raises(ValueError, match="cap"):
+            make_loss("ce", cap=bad)
+
+
+def test_centred_cosine_in_pixels_and_margin_match_hand_computation() -> None:
+    # three 1x1x2 images; batch mean (1, 1); centred rows (0, -1), (-1, 1), (1, 0)
+    x = torch.tensor([[1.0, 0.0], [0.0, 2.0], [2.0, 1.0]]).reshape(3, 1, 1, 2)
+    same = torch.zeros(3, dtype=torch.long)
+    ctx = _ctx(x=x, labels=same, features=torch.zeros(3, 2))
+    c01, c02, c12 = -1 / math.sqrt(2), 0.0, -1 / math.sqrt(2)
+    centred = make_loss("cosine", centred=True, space="pixels")(ctx).item()
+    assert centred == pytest.approx((c01 + c02 + c12) / 3, abs=1e-6)
+    # uncentred pixel cosines: (1,0).(0,2) = 0, (1,0).(2,1) = 2/sqrt5, (0,2).(2,1) = 1/sqrt5
+    plain = make_loss("cosine", space="pixels")(ctx).item()
+    assert plain == pytest.approx((0 + 2 / math.sqrt(5) + 1 / math.sqrt(5)) / 3, abs=1e-6)
+    # a margin of 0.5 keeps only the pair above it (2/sqrt5 = 0.894): (0.894 - 0.5) / 3 pairs
+    margin = make_loss("cosine", space="pixels", margin=0.5)(ctx).item()
+    assert margin == pytest.approx((2 / math.sqrt(5) - 0.5) / 3, abs=1e-6)
+    with pytest.raises(ValueError, match="space"):
+        make_loss("cosine", space="logits")
+    with pytest.raises(ValueError, match="margin"):
+        make_loss("cosine", margin=1.0)
+
+
+def test_centred_ortho_matches_hand_computation() -> None:
+    # features (1, 0), (3, 0): centred (-1, 0), (1, 0), normalised Gram [[1, -1], [-1, 1]]: mean((G - I)^2) = 2/4
+    feats = torch.tensor([[1.0, 0.0], [3.0, 0.0]])
+    assert make_loss("ortho", centred=True)(_ctx(features=feats)).item() == pytest.approx(0.5, abs=1e-6)
+    assert make_loss("ortho")(_ctx(features=feats)).item() == pytest.approx(0.5, abs=1e-6)  # uncentred: all cos = 1
+    feats = torch.tensor([[1.0, 1.0], [1.0, 3.0], [3.0, 1.0]])  # uncentred cosines all positive, centred ones not
+    assert make_loss("ortho", centred=True)(_ctx(features=feats)).item() != pytest.approx(make_loss("ortho")(_ctx(features=feats)).item())
+
+
 def test_tv_range_and_l2_match_hand_computation() -> None:
     x = torch.tensor([[[[0.0, 0.5], [1.0, 1.0]]]])  # vertical diffs 1, 0.5; horizontal 0.5, 0
     assert make_loss("tv")(_ctx(x=x)).item() == pytest.approx(0.75 + 0.25)
@@ -106,7 +151,8 @@ def test_specs_parse_into_weighted_terms_and_round_trip() -> None:
     obj = make_objective(["ce:10", "cosine:2.5:scope=batch", "jitter:1:shift=2,noise=0.1", "l2"])
     spec = obj.spec()
     assert [(s["name"], s["weight"]) for s in spec] == [("ce", 10.0), ("cosine", 2.5), ("jitter", 1.0), ("l2", 1.0)]
-    assert spec[1]["params"] == {"scope": "batch"} and spec[2]["params"] == {"shift": 2, "noise": 0.1}
+    assert spec[1]["params"] == {"scope": "batch", "centred": False, "space": "features", "margin": None}
+    assert spec[2]["params"] == {"shift": 2, "noise": 0.1}
     assert make_objective(spec).spec() == spec
     assert make_objective({"ce": 3}).spec()[0]["weight"] == 3.0
     assert make_objective("ce:1 kl:5").weights == {"ce": 1.0, "kl": 5.0}

@@ -40,6 +40,29 @@ def test_augmentations_shift_and_flip_the_whole_batch() -> None:
         make_augmentation("rotate")
 
 
+def test_affine_augmentation_transforms_each_image_and_keeps_gradients() -> None:
+    x = torch.rand(6, 1, 12, 12, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    still = make_augmentation("affine", scale=0.0, degrees=0.0, shift=0, flip=0.0)
+    assert torch.allclose(still(x), x, atol=1e-5)  # the identity transform resamples exactly onto the grid
+    mirror = make_augmentation("affine", scale=0.0, degrees=0.0, shift=0, flip=1.0)
+    assert torch.allclose(mirror(x), x.flip(3), atol=1e-5)
+    shift_only = make_augmentation("affine", scale=0.0, degrees=0.0, shift=1, flip=0.0)
+    y = shift_only(x, torch.Generator().manual_seed(3))
+    # a translation of up to one pixel per image: each output is a (sub-pixel) shift, never the whole batch alike
+    assert not torch.allclose(y, x, atol=1e-3)
+    diffs = {round(float((y[i] - x[i]).detach().abs().mean()), 4) for i in range(len(x))}
+    assert len(diffs) > 1
+    a = make_augmentation("affine")
+    same = [a(x, torch.Generator().manual_seed(7)) for _ in range(2)]
+    assert torch.equal(same[0], same[1])  # reproducible from the generator
+    same[0].sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="'degrees' parameter"):
+        make_augmentation("affine", degrees=-1)
+    with pytest.raises(ValueError, match="'scale' parameter"):
+        make_augmentation("affine", scale=0.9)
+
+
 def test_the_classifier_scores_augmented_images_and_priors_see_the_originals() -> None:
     clf = _tiny_classifier()
     seen = []
@@ -75,11 +98,13 @@ def test_ema_samples_from_the_averaged_weights_and_survives_save_load(tmp_path) 
 
 
 def test_presets_are_copies_that_build_an_inverter() -> None:
-    assert set(PRESETS) >= {"default", "fashion"}
+    assert set(PRESETS) >= {"default", "fashion", "fashion-robust"}
     fashion = preset("fashion")
     fashion["lr"] = 9.0
     assert PRESETS["fashion"]["lr"] != 9.0
     inv = Inverter(_tiny_classifier(), **{**preset("fashion"), "batch_size": 6, "width": 4}).fit(steps=2, progress=False)
-    assert {"ce", "bn", "tv", "image_stats", "mode_seeking"} <= set(inv.history_)
+    assert {"ce", "bn", "tv", "image_stats", "mode_seeking", "cosine"} <= set(inv.history_)
+    robust = Inverter(_tiny_classifier(), **{**preset("fashion-robust"), "batch_size": 6, "width": 4}).fit(steps=2, progress=False)
+    assert robust.objective_.weights["cosine"] < inv.objective_.weights["cosine"]
     with pytest.raises(ValueError, match="Unknown inverter preset 'mnist'"):
         preset("mnist")

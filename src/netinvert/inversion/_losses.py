@@ -242,19 +242,43 @@ def kl() -> LossTerm:
 
 
 @register_loss("ce")
-def ce() -> LossTerm:
-    """Cross-entropy ``-log Q_y`` of the classifier's output against the hidden label ``y = argmax P``."""
-    def fn(ctx: LossContext) -> torch.Tensor:
-        return F.cross_entropy(ctx.logits, ctx.labels)
+def ce(cap: float | None = None) -> LossTerm:
+    """Cross-entropy ``-log Q_y`` of the classifier's output against the hidden label ``y = argmax P``.
 
-    return LossTerm("ce", fn, "cross-entropy to the conditioned label")
+    Parameters
+    ----------
+    cap : float in (0, 1), optional
+        Stop pushing a sample once its confidence ``Q_y`` reaches ``cap``: the term becomes
+        ``mean_i max(0, -log Q_y,i + log cap)``. Uncapped CE keeps pulling every sample towards
+        the single most confident input of its class long after it is valid, which is what
+        collapses a class to one template over training; real images sit below certainty.
+    """
+    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, (int, float)) or not 0 < cap < 1):
+        raise ValueError(f"The 'cap' parameter of ce must be a float in (0, 1) or None. Got {cap!r} instead.")
+
+    def fn(ctx: LossContext) -> torch.Tensor:
+        if cap is None:
+            return F.cross_entropy(ctx.logits, ctx.labels)
+        per_sample = F.cross_entropy(ctx.logits, ctx.labels, reduction="none")
+        return F.relu(per_sample + math.log(cap)).mean()
+
+    return LossTerm("ce", fn, "cross-entropy to the conditioned label", params={"cap": cap})
 
 
 _COSINE_SCOPES = ("class", "batch")
+_COSINE_SPACES = ("features", "pixels")
+
+
+def _rows(ctx: LossContext, space: str, centred: bool) -> torch.Tensor:
+    """Row-normalised ``(N, D)`` vectors of the batch in ``space``, centred on the batch mean if asked."""
+    v = (ctx.features if space == "features" else ctx.x).flatten(1)
+    if centred:
+        v = v - v.mean(0, keepdim=True)
+    return F.normalize(v, dim=1)
 
 
 @register_loss("cosine")
-def cosine(scope: str = "class") -> LossTerm:
+def cosine(scope: str = "class", centred: bool = False, space: str = "features", margin: float | None = None) -> LossTerm:
     """``1/|pairs| sum_{i != j} cos(F_i, F_j)`` over classifier features (lower = more diverse).
 
     Parameters
@@ -262,31 +286,54 @@ def cosine(scope: str = "class") -> LossTerm:
     scope : {"class", "batch"}, default="class"
         ``class`` compares only samples of the same label (diversity within a class, what the
         user checks); ``batch`` compares all pairs as in the papers' formula.
+    centred : bool, default=False
+        Subtract the batch mean first (the batch holds every class, so its mean stands in for
+        the data's). Uncentred ReLU features all share a positive direction, so their cosine
+        cannot fall much below 0.5 and the term mostly pushes on that shared part.
+    space : {"features", "pixels"}, default="features"
+        Compare the classifier's penultimate features (the papers' term) or the images
+        themselves (variety a person sees: pose, width, shading).
+    margin : float in [-1, 1), optional
+        Penalise only pairs more similar than ``margin``: ``mean max(0, cos - margin)``. The plain
+        mean keeps pushing samples apart for as long as training runs, so the variety it buys
+        grows with the number of steps (and overshoots real data's); with a margin the term
+        goes quiet once no two samples of a class are near-duplicates.
     """
     if scope not in _COSINE_SCOPES:
         raise ValueError(f"The 'scope' parameter of cosine must be one of {_COSINE_SCOPES}. Got {scope!r} instead.")
+    if space not in _COSINE_SPACES:
+        raise ValueError(f"The 'space' parameter of cosine must be one of {_COSINE_SPACES}. Got {space!r} instead.")
+    if margin is not None and (isinstance(margin, bool) or not isinstance(margin, (int, float)) or not -1 <= margin < 1):
+        raise ValueError(f"The 'margin' parameter of cosine must be a float in [-1, 1) or None. Got {margin!r} instead.")
 
     def fn(ctx: LossContext) -> torch.Tensor:
-        f = F.normalize(ctx.features.flatten(1), dim=1)
+        f = _rows(ctx, space, bool(centred))
         sim = f @ f.T
+        if margin is not None:
+            sim = F.relu(sim - float(margin))
         n = len(f)
         mask = ~torch.eye(n, dtype=torch.bool, device=f.device)
         if scope == "class":
             mask &= ctx.labels[:, None] == ctx.labels[None, :]
         return _pairwise_mean(sim, mask.float())
 
-    return LossTerm("cosine", fn, f"mean pairwise cosine similarity of features ({scope})", params={"scope": scope})
+    return LossTerm("cosine", fn, f"mean pairwise cosine similarity of {space} ({scope})",
+                    params={"scope": scope, "centred": bool(centred), "space": space, "margin": margin})
 
 
 @register_loss("ortho")
-def ortho() -> LossTerm:
-    """``mean((F_n F_n^T - I)^2)`` with ``F_n`` the row-normalised features ``(N, D)``."""
+def ortho(centred: bool = False) -> LossTerm:
+    """``mean((F_n F_n^T - I)^2)`` with ``F_n`` the row-normalised features ``(N, D)``.
+
+    ``centred`` subtracts the batch mean before normalising (see :func:`cosine`): non-negative
+    features can never be orthogonal, centred ones can.
+    """
     def fn(ctx: LossContext) -> torch.Tensor:
-        f = F.normalize(ctx.features.flatten(1), dim=1)
+        f = _rows(ctx, "features", bool(centred))
         eye = torch.eye(len(f), device=f.device)
         return ((f @ f.T - eye) ** 2).mean()
 
-    return LossTerm("ortho", fn, "feature Gram matrix close to identity")
+    return LossTerm("ortho", fn, "feature Gram matrix close to identity", params={"centred": bool(centred)})
 
 
 @register_loss("tv")
