@@ -134,6 +134,14 @@ def test_builtins_eval_is_refused(tmp_path):
         load_dataset("cifar10", tmp_path)
 
 
+def test_codecs_encode_is_allowed_only_for_latin1(tmp_path):
+    write_cifar(tmp_path)
+    # any other codec (rot13, zlib, base64...) transforms data in ways no CIFAR batch needs
+    (tmp_path / "data_batch_1").write_bytes(b"c_codecs\nencode\n(S'x'\nS'rot13'\ntR.")
+    with pytest.raises(DatasetError, match="refusing _codecs.encode with 'rot13'"):
+        load_dataset("cifar10", tmp_path)
+
+
 def test_corrupt_and_malformed_batches_are_reported(tmp_path):
     write_cifar(tmp_path)
     path = tmp_path / "data_batch_1"

@@ -317,3 +317,13 @@ def test_empty_or_unknown_files_are_refused(tmp_path, content):
     path.write_bytes(content)
     with pytest.raises(UnsafeCheckpointError, match="thing.pt"):
         load_classifier(path, input_shape=SHAPE, n_classes=10)
+
+
+def test_feature_layer_is_refused_for_our_own_run_folders(digits_cnn_run):
+    # our classifiers expose their penultimate features; silently ignoring the option would mislead
+    with pytest.raises(ValueError, match="feature_layer='fc' applies to foreign models only"):
+        load_classifier(digits_cnn_run, feature_layer="fc")
+    with pytest.raises(ValueError, match="applies to foreign models only"):
+        load_classifier(digits_cnn_run / "weights.safetensors", feature_layer="fc")
+    clf, info = load_classifier(digits_cnn_run)
+    assert clf.n_classes == 10

@@ -21,6 +21,13 @@ from ._base import Dataset, register_dataset
 from ._files import FileLayout
 
 _ARRAY = np.zeros(1, dtype=np.uint8)
+
+
+def _latin1_bytes(text: str, encoding: str) -> bytes:
+    """``codecs.encode`` restricted to text-to-bytes latin-1, the one use a CIFAR batch makes of it."""
+    if not isinstance(text, str) or codecs.lookup(encoding).name != "iso8859-1":
+        raise pickle.UnpicklingError(f"refusing _codecs.encode with {encoding!r}: CIFAR batches only use latin1")
+    return codecs.encode(text, "latin1")
 #: The globals a pickled uint8 array needs. Taken from numpy itself rather than imported by
 #: name, because numpy 2 moved them (``numpy.core`` -> ``numpy._core``) and files carry either.
 _RECONSTRUCT = _ARRAY.__reduce__()[0]
@@ -32,8 +39,8 @@ _ALLOWED = {
     ("numpy._core.numeric", "_frombuffer"): _FROMBUFFER,
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
-    # Python 3 writes ``bytes`` at protocol <= 2 as ``_codecs.encode(text, "latin1")``.
-    ("_codecs", "encode"): codecs.encode,
+    # Python 3 writes ``bytes`` at protocol <= 2 as ``_codecs.encode(text, "latin1")``; only that codec is allowed.
+    ("_codecs", "encode"): lambda text, encoding="utf-8": _latin1_bytes(text, encoding),
 }
 
 CIFAR10 = FileLayout(

@@ -320,11 +320,15 @@ def load_classifier(
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist; pass a run folder, a TorchScript file or a state dict file.")
+    own_run = path.is_dir() or (factory is None and path.name == WEIGHTS_NAME and (path.parent / CARD_NAME).is_file())
+    if own_run and feature_layer is not None:
+        raise ValueError(f"feature_layer={feature_layer!r} applies to foreign models only: a netinvert run folder's "
+                         "classifier exposes its penultimate features itself; drop the option.")
     if path.is_dir():
         if factory is not None:
             raise ValueError(f"{path} is a folder; with a factory, pass the state dict file itself.")
         return _load_run(path, input_shape, n_classes, device)
-    if factory is None and path.name == WEIGHTS_NAME and (path.parent / CARD_NAME).is_file():
+    if own_run:
         return _load_run(path.parent, input_shape, n_classes, device)
 
     fmt = _sniff(path)
