@@ -130,6 +130,14 @@ def test_bn_matches_hand_computation_and_hooks_are_removed() -> None:
     assert not model[0]._forward_pre_hooks  # removed on error too
     with pytest.raises(ValueError, match="needs a classifier with BatchNorm"):
         make_loss("bn")(_ctx(x=x))
+    # two layers: the first's gap (1) weighs 10x with first=10, the second's gap stays at weight 1
+    two = nn.Sequential(nn.BatchNorm2d(1), nn.BatchNorm2d(1)).eval()
+    with capture_bn_stats(two) as stats:
+        two(x)
+    second = make_loss("bn")(_ctx(x=x, bn_stats=stats)).item() - 1.0
+    assert make_loss("bn", first=10)(_ctx(x=x, bn_stats=stats)).item() == pytest.approx(10.0 + second)
+    with pytest.raises(ValueError, match="'first' parameter of bn"):
+        make_loss("bn", first=-1)
 
 
 def test_terms_compose_and_report_each_value() -> None:
