@@ -43,6 +43,15 @@ def test_invert_count_infer_robustness_encode(bnn_run, capsys):
     d = json.loads(out)
     assert rc == 0 and {"label", "count", "exact", "seconds"} <= set(d) and d["exact"] is False and d["label"] == 3
 
+    rc, out, _ = run_cli(capsys, "bnn", "count", bnn_run, "--label", 3, "--sampled", "--samples", 20000)
+    d = json.loads(out)
+    _, _, net, _ = load_bnn_run(bnn_run)
+    rng = np.random.default_rng(5)  # an independent sample of the same space agrees within the interval, loosely
+    share = float((net.predict(rng.integers(0, 2, (20000, 64), dtype=np.int8)) == 3).mean())
+    assert rc == 0 and d["method"] == "sampled" and d["exact"] is False and d["n_samples"] == 20000
+    assert d["low"] <= d["share"] <= d["high"] and abs(share - d["share"]) < 0.02
+    assert d["count"] == round(d["share"] * 2**64)
+
     rc, out, _ = run_cli(capsys, "bnn", "infer", bnn_run, "--n", 20, "--encoding", "native")
     assert rc == 0 and json.loads(out)["agreement"] == 1.0
 
@@ -69,6 +78,8 @@ def test_user_errors_are_clean(bnn_run, capsys):
     assert rc == 2 and "Valid names" in err
     rc, _, err = run_cli(capsys, "bnn", "count", bnn_run, "--label", 3, "--encoding", "native")
     assert rc == 2 and "clausal encoding" in err
+    rc, _, err = run_cli(capsys, "bnn", "count", bnn_run, "--label", 10, "--sampled")
+    assert rc == 2 and "--label must be in [0, 9]" in err
 
 
 def test_invert_native_with_and_without_search_hint(bnn_run, capsys):

@@ -77,6 +77,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = q.add_mutually_exclusive_group()
     g.add_argument("--exact", dest="method", action="store_const", const="exact", help="Ganak (default)")
     g.add_argument("--approx", dest="method", action="store_const", const="approx", help="ApproxMC")
+    g.add_argument("--sampled", dest="method", action="store_const", const="sampled",
+                   help="estimate from uniform random inputs (no solver; any net size): share of inputs with a 99%% interval")
+    q.add_argument("--samples", type=int, default=1_000_000, help="draws for --sampled")
     q.add_argument("--epsilon", type=float, default=0.8)
     q.add_argument("--delta", type=float, default=0.2)
     q.set_defaults(method="exact", time_s=60.0)
@@ -209,6 +212,15 @@ def cmd_enumerate(args: argparse.Namespace) -> int:
 
 def cmd_count(args: argparse.Namespace) -> int:
     bnn = _bnn()
+    if args.method == "sampled":
+        _, _, net, _ = bnn.load_bnn_run(args.run)
+        if not 0 <= args.label < net.n_classes:
+            raise ValueError(f"--label must be in [0, {net.n_classes - 1}]. Got {args.label} instead.")
+        t0 = time.perf_counter()
+        share = bnn.estimate_label_shares(net, args.samples, confidence=0.99, seed=args.seed)[args.label]
+        return _finish(args, "count", {"label": args.label, "count": round(share.count_estimate), "exact": False,
+                                       "status": "estimate", "seconds": time.perf_counter() - t0, "method": "sampled",
+                                       "n_inputs": net.n_inputs, **{k: v for k, v in share.to_dict().items() if k != "label"}})
     *_, enc = _load(args)
     r = bnn.count_preimages(enc, args.label, method=args.method, time_s=args.time_s, epsilon=args.epsilon,
                             delta=args.delta, seed=args.seed + 1)
