@@ -109,7 +109,7 @@ NOTES: list[str] = [
     "without it. Certified k range 1-8. Sparse: 6/20 -> 15/20, median 10.0 s -> 0.35 s / 0.13 s. 7x7: 20/20 before "
     "and after (max 0.13 s -> 0.02 s).",
     "Left uncertified (dense images 2, 3, 19; sparse 2, 3, 5, 13, 18): the lower bounds reached are 6 to 12. At the "
-    "next radius 27-35 first-layer neurons are free, the pattern branch and bound exceeds 2^18 open patterns or its third of the budget, the "
+    "next radius 27-43 first-layer neurons are free, the pattern branch and bound exceeds 2^18 open patterns or its third of the budget, the "
     "local search finds no witness and the SAT call (with the 61-97 of 200 hidden neurons the bounds fix as assumptions) does not "
     "finish in what is left of the 10 s.",
     "In an earlier run of this script, with a full 2^m pattern table instead of the branch and bound (so at most 22 "

@@ -140,17 +140,21 @@ NOTES = """
 ## What it shows
 
 - **The collapse is real and slow**: `base` (the old preset) keeps within-class pixel cosine 43-69% above real
-  images' at every step count, falling only slowly with steps; its verifier-space figure stays 12-17% above.
-- **Capping CE** (`ce:1:cap=0.9` or `0.7`) barely moves diversity (0.789-0.815 vs 0.790-0.825 in verifier space):
-  the pull towards one template is not only CE's confidence.
-- **Centred feature cosine / orthogonality** on the classifier's features help a little (verifier 0.66-0.70, pixel
-  0.49-0.54 at 1400 steps) and cost robust-verifier accuracy; **stronger mode seeking** (0.2, 0.5) reaches pixel
-  diversity near real at 1400 steps but drops robust-verifier accuracy to 0.54-0.64.
-- **A pixel-space, centred, within-class cosine term** is what closes the gap, and improves the Frechet distance
-  (88-94 vs 103-108) rather than trading realism for variety. Without a margin it keeps separating samples for as
-  long as training runs and overshoots real variety (weight 1: pixel -8% at 700 steps, -21% at 1400, -39% at
-  2800). With a margin (`margin=0.4`, weight 3) it stops once no two samples of a class are near-duplicates and
-  stays within 10% of real on both verifier and pixel diversity from 700 to 1400 steps (pixel just outside, -10.5%, at 2100): this
+  images' at 700-2800 steps, falling only slowly with steps; its verifier-space figure stays 12-17% above.
+- **Capping CE** (`ce:1:cap=0.9` or `0.7`) barely moves diversity (verifier space 0.761-0.815, pixels 0.550-0.660,
+  against base's 0.790-0.825 and 0.563-0.665): the pull towards one template is not only CE's confidence.
+- **Centred cosine on the classifier's features** (`cos_feat_c`) reaches the real level in verifier space (0.697 /
+  0.659 at 700 / 1400 steps) but not in pixels (0.543 / 0.485) and lowers robust-verifier accuracy (0.661 / 0.638
+  vs 0.720 / 0.685); **centred orthogonality** (`ortho_c`) changes little (0.815 / 0.797, pixels 0.660 / 0.609).
+  **Stronger mode seeking** (0.2) brings pixel diversity near real at 1400 steps (0.404) at robust-verifier accuracy
+  0.64; at 0.5 it overshoots (pixels 0.30-0.34) and accuracy falls to 0.54-0.56.
+- **A pixel-space, centred, within-class cosine term** is what closes the gap without costing realism: the preset's
+  Frechet distance is 107 / 94 / 91 at 700 / 1400 / 2100 steps against base's 107 / 108 (104 at 2800); over all
+  pixel-term rows it spans 88-118, the highest where mode seeking or feature cosine were added too. Without
+  a margin it keeps separating samples for as long as training runs and overshoots real variety (`cos_pix_c1`,
+  weight 1: pixels -7% at 700 steps, -21% at 1400; with CE capped, `cap90_pix1`: -8%, -23%, -39% at 2800). With a
+  margin (`margin=0.4`, weight 3) it stops once no two samples of a class are near-duplicates and stays within 10%
+  of real on both verifier and pixel diversity from 700 to 1400 steps (pixel just outside, -10.5%, at 2100): this
   is the new `fashion` preset, with dropout 0.5.
 - **Against the PGD-trained target** the same weight 3 drops validity to 0.87; weight 1 with margin 0.3 keeps it
   at 0.956 with robust-verifier accuracy 0.90 and Frechet 48.6 (base 74.2): the `fashion-robust` preset. Its
@@ -158,11 +162,12 @@ NOTES = """
   stay poor.
 - **What is still missed**: the plain target's samples are varied and score well with independent verifiers,
   but most classes are not nameable by eye (trousers and pullover-like arches are; see
-  `sweep_plain_fashion_preset_1400.png`). Per-image zoom/rotation/shift/flip (`augment="affine"`, rows marked
-  plain-cpu, run on the 2-core CPU at 700 steps) raised robust-verifier accuracy from 0.656 to 0.748 with similar
-  pictures and pixel diversity at the edge of the 10% band, so it is an option, not the default. Weighing the
-  first batch-norm layer 10x (`bn:1:first=10`, DeepInversion's setting) or a stronger TV prior did not help either
-  (validity 0.947 / 0.966, pictures alike).
+  `sweep_plain_fashion_preset_1400.png`). Rows marked plain-cpu ran on the 2-core CPU at 700 steps, one seed each,
+  beside the preset itself on the same CPU (`pixm0.4_w3_do0.5`, plain-cpu): compare them with that row only, not
+  with the H200 rows (other torch build; the same recipe moves by about 0.06 in robust-verifier accuracy between
+  step counts). Per-image zoom/rotation/shift/flip (`augment="affine"`), a 10x weight on the first batch-norm layer
+  (`bn:1:first=10`, DeepInversion's setting) and a stronger TV prior gave pictures alike to the preset's; their
+  numbers are in the table.
 """
 
 
@@ -171,7 +176,7 @@ def _pct(value: float, real: float) -> str:
 
 
 def collect(sources: list[str], machine: str, out: Path) -> None:
-    """Merge labelled sweep files into ``inversion_sweep.json`` and a markdown table, best rows first per target."""
+    """Merge labelled sweep files into ``inversion_sweep.json`` and a markdown table (by target, recipe, steps)."""
     rows = []
     for item in sources:
         target, _, path = item.partition("=")

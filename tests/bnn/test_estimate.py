@@ -26,6 +26,14 @@ def test_sampled_shares_bracket_the_exact_counts(seed: int) -> None:
     assert not biggest.contains_count(int(exact[biggest.label] + 0.1 * 2**12))
 
 
+def test_wide_nets_do_not_overflow() -> None:
+    # 1100 inputs: 2 ** 1100 is beyond a float; the estimate stays an exact integer
+    net = export_bnn(random_bnn(1100, (4,), 2, seed=3))
+    s = estimate_label_shares(net, 2_000, seed=0)
+    assert sum(r.count_estimate for r in s) in (2**1100 - 1, 2**1100, 2**1100 + 1)
+    assert s[0].contains_count(s[0].count_estimate) and s[0].to_dict()["count_estimate"] == s[0].count_estimate
+
+
 def test_shares_are_reproducible_and_arguments_checked() -> None:
     net = export_bnn(random_bnn(10, (5,), 3, seed=4))
     a = estimate_label_shares(net, 5_000, seed=7)

@@ -29,6 +29,19 @@ def test_preimage_of_every_label_is_checked_and_unsat_when_none(tiny, solver, en
                 assert p.status is SatResult.UNSAT and p.bits is None
 
 
+@pytest.mark.parametrize("fixture", ["tiny", "tiny_ternary"])
+def test_native_inference_admits_no_other_label(fixture, request):
+    """Inference on the native path is guided by phases, so agreement alone could hide a CNF that
+    also accepts another label: for every input, the CNF with any other output must be UNSAT."""
+    model, x, labels = request.getfixturevalue(fixture)
+    enc = encode(export_bnn(model), "native")
+    with SatInverter(enc, model=model, solver="minicard", time_s=10) as inv:
+        for bits, want in zip(x, labels):
+            assert inv.infer(bits).label == want
+            out = inv._solver.solve([*enc.input_assumptions(list(bits)), -enc.outputs[int(want)]])
+            assert out.status is SatResult.UNSAT
+
+
 def test_label_without_preimage_is_unsat():
     """Two identical score rows: the higher index can never win a tie, so it has no preimage."""
     from netinvert.bnn import BNN

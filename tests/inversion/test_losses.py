@@ -104,8 +104,13 @@ def test_centred_ortho_matches_hand_computation() -> None:
     feats = torch.tensor([[1.0, 0.0], [3.0, 0.0]])
     assert make_loss("ortho", centred=True)(_ctx(features=feats)).item() == pytest.approx(0.5, abs=1e-6)
     assert make_loss("ortho")(_ctx(features=feats)).item() == pytest.approx(0.5, abs=1e-6)  # uncentred: all cos = 1
-    feats = torch.tensor([[1.0, 1.0], [1.0, 3.0], [3.0, 1.0]])  # uncentred cosines all positive, centred ones not
-    assert make_loss("ortho", centred=True)(_ctx(features=feats)).item() != pytest.approx(make_loss("ortho")(_ctx(features=feats)).item())
+    # mean (5/3, 5/3); centred rows point along (-1,-1), (-1,2), (2,-1): cosines -1/sqrt10, -1/sqrt10, -4/5
+    feats = torch.tensor([[1.0, 1.0], [1.0, 3.0], [3.0, 1.0]])
+    assert make_loss("ortho", centred=True)(_ctx(features=feats)).item() == pytest.approx((4 * 0.1 + 2 * 0.64) / 9, abs=1e-6)
+    with pytest.raises(ValueError, match="'centred' parameter of ortho must be a bool"):
+        make_loss("ortho", centred="no")
+    with pytest.raises(ValueError, match="'centred' parameter of cosine must be a bool"):
+        as_loss("cosine:1:centred=ture")
 
 
 def test_tv_range_and_l2_match_hand_computation() -> None:
@@ -136,8 +141,9 @@ def test_bn_matches_hand_computation_and_hooks_are_removed() -> None:
         two(x)
     second = make_loss("bn")(_ctx(x=x, bn_stats=stats)).item() - 1.0
     assert make_loss("bn", first=10)(_ctx(x=x, bn_stats=stats)).item() == pytest.approx(10.0 + second)
-    with pytest.raises(ValueError, match="'first' parameter of bn"):
-        make_loss("bn", first=-1)
+    for bad in (-1, math.inf):
+        with pytest.raises(ValueError, match="'first' parameter of bn"):
+            make_loss("bn", first=bad)
 
 
 def test_terms_compose_and_report_each_value() -> None:
@@ -164,6 +170,7 @@ def test_specs_parse_into_weighted_terms_and_round_trip() -> None:
     assert make_objective(spec).spec() == spec
     assert make_objective({"ce": 3}).spec()[0]["weight"] == 3.0
     assert make_objective("ce:1 kl:5").weights == {"ce": 1.0, "kl": 5.0}
+    assert make_objective("cosine:1 cosine:3:space=pixels").weights == {"cosine": 1.0, "cosine#2": 3.0}
 
     def custom(ctx):
         return ctx.x.mean()

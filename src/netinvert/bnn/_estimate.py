@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -35,13 +36,15 @@ class LabelShare:
     n_inputs: int
 
     @property
-    def count_estimate(self) -> float:
-        """``share * 2 ** n_inputs``: the estimated number of preimages (a float: it is an estimate)."""
-        return self.share * 2.0 ** self.n_inputs
+    def count_estimate(self) -> int:
+        """``hits / n_samples * 2 ** n_inputs``, rounded: the estimated number of preimages (exact
+        integer arithmetic, so that nets of a thousand inputs and more do not overflow a float)."""
+        return round(Fraction(self.hits, self.n_samples) * 2**self.n_inputs)
 
     def contains_count(self, count: int) -> bool:
         """Whether a count of preimages is consistent with the interval."""
-        return self.low <= count / 2.0 ** self.n_inputs <= self.high
+        share = Fraction(int(count), 2**self.n_inputs)
+        return Fraction(self.low) <= share <= Fraction(self.high)
 
     def to_dict(self) -> dict[str, Any]:
         return {"label": self.label, "hits": self.hits, "n_samples": self.n_samples, "share": self.share,

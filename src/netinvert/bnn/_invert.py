@@ -300,9 +300,9 @@ class SatInverter:
         The solver call (the native path: Minicard's constraints do not propagate through their
         selector) gets the integer net's values of every variable as phases, so a model is found
         without search (Fashion 784-100-100-10: median 2.4 ms instead of 57 ms). The label is still
-        read from the solver's model of the CNF, never from the net; that the CNF admits no
-        *other* label is what the clausal encodings' propagation and the brute-force count tests
-        establish.
+        read from the solver's model of the CNF, never from the net. Phases could hide a CNF that
+        also admits another label, so the tests prove on tiny nets that, with every input fixed,
+        the CNF with any other output is UNSAT (and clausal encodings decide it by propagation).
         """
         x = self._bits(bits, "bits")
         assumptions = self.encoding.input_assumptions(x)

@@ -60,9 +60,13 @@ def exhaustive_flip_search(net: IntegerBNN, bits: np.ndarray, k: int, *, chunk: 
 
     bad = None
     if bounds is not None and bounds.k >= k:
+        if bounds.certified:  # no input of the ball changes the label: nothing to list
+            return None, True
         free1 = np.flatnonzero(~bounds.fixed[0])
         if len(free1) <= min(max_free, 62):
             bad = _bad_patterns(net, bounds, free1, deadline=deadline)
+            if bad is not None and not len(bad):  # no change pattern of the free neurons changes the label
+                return None, True
             need, towards = _moves(net, x, bounds, free1)
             pow2 = 1 << np.arange(len(free1), dtype=np.int64)
 

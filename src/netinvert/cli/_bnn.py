@@ -218,7 +218,7 @@ def cmd_count(args: argparse.Namespace) -> int:
             raise ValueError(f"--label must be in [0, {net.n_classes - 1}]. Got {args.label} instead.")
         t0 = time.perf_counter()
         share = bnn.estimate_label_shares(net, args.samples, confidence=0.99, seed=args.seed)[args.label]
-        return _finish(args, "count", {"label": args.label, "count": round(share.count_estimate), "exact": False,
+        return _finish(args, "count", {"label": args.label, "count": share.count_estimate, "exact": False,
                                        "status": "estimate", "seconds": time.perf_counter() - t0, "method": "sampled",
                                        "n_inputs": net.n_inputs, **{k: v for k, v in share.to_dict().items() if k != "label"}})
     *_, enc = _load(args)

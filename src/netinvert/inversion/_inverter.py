@@ -205,7 +205,7 @@ class Inverter:
         Learning-rate decay over the fit budget (steps or seconds, whichever ends first).
     augment : str or Augmentation, default="none"
         Random transformation of the generated batch before the classifier scores it for the
-        loss terms (``none``, ``shift``, ``shift-flip``; see :func:`list_augmentations`).
+        loss terms (``none``, ``shift``, ``shift-flip``, ``affine``; see :func:`list_augmentations`).
         ``shift-flip`` is what breaks fooling textures on Fashion-MNIST (see :data:`PRESETS`);
         digits are not mirror symmetric.
     ema : float, optional

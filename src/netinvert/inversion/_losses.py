@@ -196,7 +196,14 @@ class Objective(_Composable):
 
     @property
     def weights(self) -> dict[str, float]:
-        return {t.name: w for w, t in self._parts}
+        """Weight of each term, keyed as :meth:`evaluate` keys its values (repeats get ``#2``, ``#3``...)."""
+        out: dict[str, float] = {}
+        for w, t in self._parts:
+            key, k = t.name, 2
+            while key in out:
+                key, k = f"{t.name}#{k}", k + 1
+            out[key] = w
+        return out
 
     def __repr__(self) -> str:
         return " + ".join(f"{w:g}*{t!r}" for w, t in self._parts) or "Objective([])"
@@ -303,6 +310,8 @@ def cosine(scope: str = "class", centred: bool = False, space: str = "features",
         raise ValueError(f"The 'scope' parameter of cosine must be one of {_COSINE_SCOPES}. Got {scope!r} instead.")
     if space not in _COSINE_SPACES:
         raise ValueError(f"The 'space' parameter of cosine must be one of {_COSINE_SPACES}. Got {space!r} instead.")
+    if not isinstance(centred, bool):
+        raise ValueError(f"The 'centred' parameter of cosine must be a bool. Got {centred!r} instead.")
     if margin is not None and (isinstance(margin, bool) or not isinstance(margin, (int, float)) or not -1 <= margin < 1):
         raise ValueError(f"The 'margin' parameter of cosine must be a float in [-1, 1) or None. Got {margin!r} instead.")
 
@@ -328,8 +337,11 @@ def ortho(centred: bool = False) -> LossTerm:
     ``centred`` subtracts the batch mean before normalising (see :func:`cosine`): non-negative
     features can never be orthogonal, centred ones can.
     """
+    if not isinstance(centred, bool):
+        raise ValueError(f"The 'centred' parameter of ortho must be a bool. Got {centred!r} instead.")
+
     def fn(ctx: LossContext) -> torch.Tensor:
-        f = _rows(ctx, "features", bool(centred))
+        f = _rows(ctx, "features", centred)
         eye = torch.eye(len(f), device=f.device)
         return ((f @ f.T - eye) ** 2).mean()
 
@@ -416,7 +428,7 @@ def bn(first: float = 1.0) -> LossTerm:
         Weight ``a_1`` of the first batch-norm layer (the others weigh 1). The first layer's
         statistics describe edges and strokes; DeepInversion's released settings weigh it 10x.
     """
-    if isinstance(first, bool) or not isinstance(first, (int, float)) or not first >= 0:
+    if isinstance(first, bool) or not isinstance(first, (int, float)) or not 0 <= first < math.inf:
         raise ValueError(f"The 'first' parameter of bn must be a float in [0, inf). Got {first!r} instead.")
 
     def fn(ctx: LossContext) -> torch.Tensor:
