@@ -297,9 +297,11 @@ class SatInverter:
     def infer(self, bits: Any) -> InferenceResult:
         """Label of ``bits`` by the CNF: unit propagation first, a solver call if it does not decide.
 
-        The solver call (the native path: Minicard's constraints do not propagate through their
-        selector) gets the integer net's values of every variable as phases, so a model is found
-        without search (Fashion 784-100-100-10: median 2.4 ms instead of 57 ms). The label is still
+        The native path skips the propagation pass (Minicard's constraints never decide the output
+        by it) and its solver call gets the integer net's values of every variable as phases, so a
+        model is found without a conflict; what remains is Minicard propagating its cardinality
+        constraints (Fashion 784-100-100-10: median 0.053 s instead of 0.065 s, fresh inputs,
+        one process, load 3 on 2 cores). The label is still
         read from the solver's model of the CNF, never from the net. Phases could hide a CNF that
         also admits another label, so the tests prove on tiny nets that, with every input fixed,
         the CNF with any other output is UNSAT (and clausal encodings decide it by propagation).
@@ -307,7 +309,7 @@ class SatInverter:
         x = self._bits(bits, "bits")
         assumptions = self.encoding.input_assumptions(x)
         t0 = time.perf_counter()
-        if self._solver.in_process:
+        if self._solver.in_process and not self.encoding.native:  # native constraints never decide it by propagation
             ok, fixed = self._solver.propagate(assumptions)
             labels = [k for k, y in enumerate(self.encoding.outputs) if y in fixed]
             if ok and len(labels) == 1:
