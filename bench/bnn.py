@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _results import rewrite_notes
 
 from netinvert import __version__
 from netinvert.bnn import (
@@ -403,10 +404,7 @@ def main() -> None:
     ap.add_argument("--infer-only", action="store_true", help="re-measure only SAT inference of --tiers, keeping the rest of bnn.json")
     args = ap.parse_args()
     if args.markdown_only:
-        res = json.loads((args.out / "bnn.json").read_text())
-        res["notes"] = NOTES
-        (args.out / "bnn.json").write_text(json.dumps(res, indent=1) + "\n")
-        (args.out / "bnn.md").write_text(_markdown(res))
+        rewrite_notes(args.out / "bnn.json", NOTES, _markdown)
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("netinvert").setLevel(logging.WARNING)

@@ -34,6 +34,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from _machine import cpu_model  # noqa: E402
+from _results import rewrite_notes  # noqa: E402
 from netinvert import __version__  # noqa: E402
 from netinvert.bnn import SatInverter, encode, load_bnn_run  # noqa: E402
 from netinvert.data import load_dataset  # noqa: E402
@@ -131,10 +132,7 @@ def main() -> None:
     ap.add_argument("--markdown-only", action="store_true", help="rewrite the .md from the .json (after editing NOTES)")
     args = ap.parse_args()
     if args.markdown_only:
-        res = json.loads((args.out / "bnn_robustness.json").read_text())
-        res["notes"] = NOTES
-        (args.out / "bnn_robustness.json").write_text(json.dumps(res, indent=1) + "\n")
-        (args.out / "bnn_robustness.md").write_text(_markdown(res))
+        rewrite_notes(args.out / "bnn_robustness.json", NOTES, _markdown)
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(1)
