@@ -137,14 +137,20 @@ class _Composable:
         """The weighted total and each term's unweighted value (keys made unique by ``#2``...)."""
         total = torch.zeros((), device=ctx.x.device)
         values: dict[str, torch.Tensor] = {}
-        for weight, term in self.parts():
-            value = term.fn(ctx)
-            key, k = term.name, 2
-            while key in values:
-                key, k = f"{term.name}#{k}", k + 1
-            values[key] = value
-            total = total + weight * value
+        for key, (weight, term) in zip(self.keys(), self.parts()):
+            values[key] = term.fn(ctx)
+            total = total + weight * values[key]
         return total, values
+
+    def keys(self) -> list[str]:
+        """One name per term, in order: the term's name, ``name#2``, ``name#3``... for repeats."""
+        keys: list[str] = []
+        for _, term in self.parts():
+            key, k = term.name, 2
+            while key in keys:
+                key, k = f"{term.name}#{k}", k + 1
+            keys.append(key)
+        return keys
 
     def spec(self) -> list[dict[str, Any]]:
         """Plain-JSON description (name, weight, parameters) of each term, for run cards."""
@@ -196,14 +202,8 @@ class Objective(_Composable):
 
     @property
     def weights(self) -> dict[str, float]:
-        """Weight of each term, keyed as :meth:`evaluate` keys its values (repeats get ``#2``, ``#3``...)."""
-        out: dict[str, float] = {}
-        for w, t in self._parts:
-            key, k = t.name, 2
-            while key in out:
-                key, k = f"{t.name}#{k}", k + 1
-            out[key] = w
-        return out
+        """Weight of each term, keyed as :meth:`evaluate` keys its values (:meth:`keys`)."""
+        return {key: w for key, (w, _) in zip(self.keys(), self._parts)}
 
     def __repr__(self) -> str:
         return " + ".join(f"{w:g}*{t!r}" for w, t in self._parts) or "Objective([])"
@@ -316,7 +316,7 @@ def cosine(scope: str = "class", centred: bool = False, space: str = "features",
         raise ValueError(f"The 'margin' parameter of cosine must be a float in [-1, 1) or None. Got {margin!r} instead.")
 
     def fn(ctx: LossContext) -> torch.Tensor:
-        f = _rows(ctx, space, bool(centred))
+        f = _rows(ctx, space, centred)
         sim = f @ f.T
         if margin is not None:
             sim = F.relu(sim - float(margin))
@@ -327,7 +327,7 @@ def cosine(scope: str = "class", centred: bool = False, space: str = "features",
         return _pairwise_mean(sim, mask.float())
 
     return LossTerm("cosine", fn, f"mean pairwise cosine similarity of {space} ({scope})",
-                    params={"scope": scope, "centred": bool(centred), "space": space, "margin": margin})
+                    params={"scope": scope, "centred": centred, "space": space, "margin": margin})
 
 
 @register_loss("ortho")
@@ -345,7 +345,7 @@ def ortho(centred: bool = False) -> LossTerm:
         eye = torch.eye(len(f), device=f.device)
         return ((f @ f.T - eye) ** 2).mean()
 
-    return LossTerm("ortho", fn, "feature Gram matrix close to identity", params={"centred": bool(centred)})
+    return LossTerm("ortho", fn, "feature Gram matrix close to identity", params={"centred": centred})
 
 
 @register_loss("tv")
