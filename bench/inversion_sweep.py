@@ -23,6 +23,7 @@ The classifier runs and the verifier cache are those of ``bench/inversion.py``.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import time
@@ -35,7 +36,10 @@ BASE: dict[str, Any] = {
     "augment": "shift-flip", "dropout": 0.3, "width": 32, "lr": 1e-3, "batch_size": 64, "ema": 0.99, "lr_schedule": "cosine",
 }
 
-#: Changes to ``BASE``: ``ce``/``ms`` replace that term, ``+losses`` appends terms, other keys replace settings.
+#: Keys of a configuration that replace one loss term of ``BASE`` (key -> the term's registered name).
+_REPLACES: dict[str, str] = {"ce": "ce", "bn": "bn", "tv": "tv", "ms": "mode_seeking"}
+
+#: Changes to ``BASE``: keys of ``_REPLACES`` replace that term, ``+losses`` appends terms, other keys replace settings.
 CONFIGS: dict[str, dict[str, Any]] = {
     "base": {},
     "ce_cap90": {"ce": "ce:1:cap=0.9"},
@@ -79,35 +83,39 @@ def settings_for(name: str) -> dict[str, Any]:
     change = dict(CONFIGS[name])
     settings = dict(BASE)
     losses = list(settings["losses"])
-    if "ce" in change:
-        losses = [change.pop("ce") if s.split(":")[0] == "ce" else s for s in losses]
-    if "bn" in change:
-        losses = [change.pop("bn") if s.split(":")[0] == "bn" else s for s in losses]
-    if "tv" in change:
-        losses = [change.pop("tv") if s.split(":")[0] == "tv" else s for s in losses]
-    if "ms" in change:
-        losses = [change.pop("ms") if s.split(":")[0] == "mode_seeking" else s for s in losses]
+    for key, term in _REPLACES.items():
+        if key in change:
+            spec = change.pop(key)
+            losses = [spec if s.split(":")[0] == term else s for s in losses]
     losses += change.pop("+losses", [])
     settings.update(change)
     settings["losses"] = tuple(losses)
     return settings
 
 
+@functools.lru_cache(maxsize=1)
+def _data_and_verifiers(data_root: str | None, verifiers_dir: str) -> tuple[Any, Any]:
+    """The data set and the cached verifiers, read once per worker process (every job scores with them)."""
+    from netinvert.data import load_dataset
+    from netinvert.metrics import train_verifiers
+
+    data = load_dataset("fashion-mnist", root=data_root)
+    return data, train_verifiers(data, cache_dir=verifiers_dir, progress=False)
+
+
 def _work(job: tuple[str, int, dict[str, Any]]) -> dict[str, Any]:
     import torch
 
-    from netinvert.data import load_dataset
     from netinvert.inversion import Inverter
-    from netinvert.metrics import inversion_metrics, train_verifiers
+    from netinvert.metrics import inversion_metrics
     from netinvert.models import load_classifier_run
     from netinvert.report import save_class_grid
 
     name, steps, opts = job
     torch.set_num_threads(opts["threads"])
-    data = load_dataset("fashion-mnist", root=opts["data_root"])
-    clf, _ = load_classifier_run(opts["run"], device=opts["device"])
+    data, verifiers = _data_and_verifiers(opts["data_root"], opts["verifiers"])
+    clf, _ = load_classifier_run(opts["run"], device=opts["device"])  # afresh: it ends up moved to the CPU
     clf.eval()
-    verifiers = train_verifiers(data, cache_dir=opts["verifiers"], progress=False)
     inv = Inverter(clf, seed=0, device=opts["device"], **settings_for(name))
     t0 = time.perf_counter()
     inv.fit(steps=steps, progress=False)
