@@ -190,20 +190,22 @@ def _get_net(name: str, cfg: dict[str, Any], runs_dir: Path) -> tuple[Any, ...]:
     return model, net, xt, torch_pred, x_train.numpy().astype(np.int8), train_pred, info
 
 
-def _bench_inference(enc_name: str, cfg: dict[str, Any], model: Any, net: Any, xt: np.ndarray, torch_pred: np.ndarray,
-                     enc: Any = None) -> dict[str, Any]:
+def _inverter(enc: Any, model: Any, cfg: dict[str, Any]) -> SatInverter:
+    """The inverter every query of an encoding uses: Minicard for ``native``, Glucose otherwise."""
+    return SatInverter(enc, model=model, solver="minicard" if enc.native else "glucose4", time_s=cfg["pre_s"])
+
+
+def _bench_inference(inv: SatInverter, enc_name: str, cfg: dict[str, Any], xt: np.ndarray,
+                     torch_pred: np.ndarray) -> dict[str, Any]:
     """SAT inference of the first ``n_infer`` test inputs: agreement with PyTorch and time per input."""
-    enc = enc if enc is not None else encode(net, enc_name)
-    solver = "minicard" if enc_name == "native" else "glucose4"
     n_inf = cfg["n_infer"].get(enc_name, cfg["n_infer"]["*"]) or len(xt)
-    with SatInverter(enc, model=model, solver=solver, time_s=cfg["pre_s"]) as inv:
-        times, agree, by_prop, conflicts = [], 0, 0, 0
-        for x, want in zip(xt[:n_inf], torch_pred[:n_inf]):
-            r = inv.infer(x)
-            times.append(r.seconds)
-            agree += int(r.label == want)
-            by_prop += int(r.by_propagation)
-            conflicts += r.conflicts
+    times, agree, by_prop, conflicts = [], 0, 0, 0
+    for x, want in zip(xt[:n_inf], torch_pred[:n_inf]):
+        r = inv.infer(x)
+        times.append(r.seconds)
+        agree += int(r.label == want)
+        by_prop += int(r.by_propagation)
+        conflicts += r.conflicts
     out = {"n": n_inf, "agreement": agree / n_inf, "by_propagation": by_prop, "conflicts": conflicts, **_stats(times)}
     log.info("  %s inference %d/%d median %.4f s", enc_name, agree, n_inf, out["median"])
     return out
@@ -218,11 +220,10 @@ def _bench_encoding(enc_name: str, cfg: dict[str, Any], model: BNN, net: Any, xt
                            "n_clauses": enc.n_clauses, "n_atmosts": len(enc.formula.atmosts),
                            "n_literals": sum(map(len, enc.formula.clauses)) + sum(len(c) for c, _ in enc.formula.atmosts),
                            "peak_rss_growth_mb": _rss_mb() - rss0}
-    solver = "minicard" if enc_name == "native" else "glucose4"
-    out["solver"] = solver
-    out["inference"] = _bench_inference(enc_name, cfg, model, net, xt, torch_pred, enc)
     log.info("  %s: %d vars %d clauses", enc_name, enc.n_vars, enc.n_clauses)
-    with SatInverter(enc, model=model, solver=solver, time_s=cfg["pre_s"]) as inv:
+    with _inverter(enc, model, cfg) as inv:
+        out["solver"] = inv.solver
+        out["inference"] = _bench_inference(inv, enc_name, cfg, xt, torch_pred)
         default_search_s = inv.search_s
         for hint in ("search", "none", "right-label"):  # default path first: later calls inherit learnt clauses
             rows = []
@@ -427,7 +428,8 @@ def main() -> None:
         model, net, xt, torch_pred, x_train, train_pred, info = _get_net(name, cfg, args.runs_dir)
         if args.infer_only:
             for e in res["tiers"].get(name, {}).get("encodings", []):
-                e["inference"] = _bench_inference(e["encoding"], cfg, model, net, xt, torch_pred)
+                with _inverter(encode(net, e["encoding"]), model, cfg) as inv:
+                    e["inference"] = _bench_inference(inv, e["encoding"], cfg, xt, torch_pred)
                 out_json.write_text(json.dumps(res, indent=1) + "\n")
                 (args.out / "bnn.md").write_text(_markdown(res))
             continue
