@@ -30,10 +30,14 @@ class LabelShare:
     label: int
     hits: int
     n_samples: int
-    share: float
     low: float
     high: float
     n_inputs: int
+
+    @property
+    def share(self) -> float:
+        """``hits / n_samples``: the estimated fraction of all inputs with this label."""
+        return self.hits / self.n_samples
 
     @property
     def count_estimate(self) -> int:
@@ -95,5 +99,4 @@ def estimate_label_shares(net: IntegerBNN, n_samples: int = 1_000_000, *, confid
         hits += np.bincount(net.predict(bits), minlength=net.n_classes)
         done += m
     z = float(norm.ppf(0.5 + confidence / 2))
-    return [LabelShare(k, int(h), n_samples, int(h) / n_samples, *_wilson(int(h), n_samples, z), net.n_inputs)
-            for k, h in enumerate(hits)]
+    return [LabelShare(k, int(h), n_samples, *_wilson(int(h), n_samples, z), net.n_inputs) for k, h in enumerate(hits)]
