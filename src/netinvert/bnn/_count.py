@@ -153,10 +153,7 @@ def count_all_labels(net: IntegerBNN, *, max_states: int = 20_000_000, time_s: f
         states, counts = nxt[order[first]], np.add.reduceat(both[order], first)
         if len(states) > max_states or (time_s is not None and time.perf_counter() - t0 > time_s):
             return unknown()
-    v = (states == 0).astype(np.float64)  # 0 more literals needed: the neuron is on
-    for l, b in net.layers[1:]:
-        v = (v @ (l == 1).astype(np.float64).T + (1 - v) @ (l == -1).astype(np.float64).T >= b).astype(np.float64)
-    labels = ((2 * v - 1) @ net.head.astype(np.float64).T).argmax(1)
+    labels = net.predict(states == 0, start=1)  # 0 more literals needed: the first-layer neuron is on
     totals = [0] * net.n_classes
     for k, c in zip(labels.tolist(), counts.tolist()):
         totals[k] += int(c)

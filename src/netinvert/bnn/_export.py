@@ -48,27 +48,33 @@ class IntegerBNN:
     def n_classes(self) -> int:
         return int(self.head.shape[0])
 
-    def hidden(self, bits: np.ndarray) -> list[np.ndarray]:
-        """Hidden bits of every layer for inputs ``(N, n_inputs)`` in {0, 1}."""
-        # float64 matmuls use BLAS and are exact for these integer sums; results are cast back
-        v = np.asarray(bits).astype(np.float64)
+    def hidden(self, bits: np.ndarray, *, start: int = 0) -> list[np.ndarray]:
+        """Hidden bits of every layer from layer ``start`` on.
+
+        ``bits`` ``(N, width)`` in {0, 1} are the inputs when ``start`` is 0, the first hidden
+        layer's bits when it is 1, and so on: searches that change first-layer neurons directly
+        (flip bounds, the counting DP) run the rest of the net from there.
+        """
+        # float32 matmuls use BLAS and are exact here: every sum is an integer below the fan-in, far under 2^24
+        v = np.asarray(bits).astype(np.float32)
         out = []
-        for lits, bounds in self.layers:
-            pos = (lits == 1).astype(np.float64)
-            neg = (lits == -1).astype(np.float64)
+        for lits, bounds in self.layers[start:]:
+            pos = (lits == 1).astype(np.float32)
+            neg = (lits == -1).astype(np.float32)
             count = v @ pos.T + (1 - v) @ neg.T
-            v = (count >= bounds).astype(np.float64)
+            v = (count >= bounds).astype(np.float32)
             out.append(v.astype(np.int64))
         return out
 
-    def scores(self, bits: np.ndarray) -> np.ndarray:
-        h = self.hidden(bits)
+    def scores(self, bits: np.ndarray, *, start: int = 0) -> np.ndarray:
+        """Integer class scores; ``bits`` and ``start`` as in :meth:`hidden`."""
+        h = self.hidden(bits, start=start)
         last = h[-1] if h else np.asarray(bits).astype(np.int64)
         return (2 * last - 1) @ self.head.astype(np.int64).T
 
-    def predict(self, bits: np.ndarray) -> np.ndarray:
+    def predict(self, bits: np.ndarray, *, start: int = 0) -> np.ndarray:
         """Labels; ``np.argmax`` takes the lowest index on ties, like ``torch.argmax``."""
-        return self.scores(bits).argmax(1)
+        return self.scores(bits, start=start).argmax(1)
 
     def to_dict(self) -> dict[str, Any]:
         return {"layers": [{"lits": l.tolist(), "bounds": b.tolist()} for l, b in self.layers],

@@ -25,16 +25,6 @@ from ._export import IntegerBNN
 __all__ = ["FlipBounds", "exhaustive_flip_search", "flip_bounds"]
 
 
-def _labels_from_first_counts(net: IntegerBNN, counts: np.ndarray) -> np.ndarray:
-    """Labels given first-layer literal counts ``(m, H1)``."""
-    # float32 matmuls use BLAS and are exact here (integer sums far below 2^24)
-    v = (counts >= net.layers[0][1]).astype(np.float32)
-    for lits, bounds in net.layers[1:]:
-        pos, neg = (lits == 1).astype(np.float32), (lits == -1).astype(np.float32)
-        v = ((v @ pos.T + (1 - v) @ neg.T) >= bounds).astype(np.float32)
-    return ((2 * v - 1) @ net.head.astype(np.float32).T).argmax(1)
-
-
 def exhaustive_flip_search(net: IntegerBNN, bits: np.ndarray, k: int, *, chunk: int = 20_000,
                            deadline: float | None = None, bounds: FlipBounds | None = None,
                            max_free: int = 60) -> tuple[np.ndarray | None, bool]:
@@ -73,7 +63,8 @@ def exhaustive_flip_search(net: IntegerBNN, bits: np.ndarray, k: int, *, chunk: 
     def changes(idx: np.ndarray) -> np.ndarray:
         if bad is not None:
             return np.isin((towards[idx].sum(1) >= need[None, :]) @ pow2, bad)
-        return _labels_from_first_counts(net, base[None, :] + delta[idx].sum(1)) != label
+        first = base[None, :] + delta[idx].sum(1) >= net.layers[0][1]  # first-layer bits after the flips
+        return net.predict(first, start=1) != label
 
     combos = itertools.combinations(range(len(x)), k)
     for _ in range(0, comb(len(x), k), chunk):
@@ -122,10 +113,15 @@ class FlipBounds:
         return [int((~f).sum()) for f in self.fixed]
 
 
+def _true_literals(lits: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """``(H, n)`` bool: which of each neuron's literals (``lits`` in {-1, 0, +1}) are true at the bits ``v``."""
+    return np.where(lits == 1, v[None, :] == 1, np.where(lits == -1, v[None, :] == 0, False))
+
+
 def _count_range(lits: np.ndarray, v: np.ndarray, free: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(count, down, up)``: each neuron's literal count at ``v`` and how far it can fall or rise
     when any subset of the ``free`` inputs changes value (the others stay as in ``v``)."""
-    true = np.where(lits == 1, v[None, :] == 1, np.where(lits == -1, v[None, :] == 0, False))
+    true = _true_literals(lits, v)
     present = lits != 0
     count = true.sum(1)
     down = (true & free[None, :]).sum(1)
@@ -227,7 +223,7 @@ def _bad_patterns(net: IntegerBNN, fb: FlipBounds, free1: np.ndarray, *, deadlin
         lits, bounds = net.layers[layer]
         vp, free = fb.values[layer - 1], np.flatnonzero(~fb.fixed[layer])
         l = lits[free].astype(np.int64)
-        base = np.where(l == 1, vp[None, :] == 1, np.where(l == -1, vp[None, :] == 0, False)).sum(1)
+        base = _true_literals(l, vp).sum(1)
         delta = (l[:, prev_free] * (1 - 2 * vp[prev_free])[None, :]).T.astype(np.float32)  # (n_prev_free, n_free)
         stages.append((delta, base.astype(np.float32), bounds[free].astype(np.float32), fb.values[layer][free] == 1))
         prev_free = free
