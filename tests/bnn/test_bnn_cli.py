@@ -96,3 +96,25 @@ def test_invert_native_with_and_without_search_hint(bnn_run, capsys):
             assert int(net.predict(np.array([d["preimage"]])).item()) == label
         statuses.append(d)
     assert statuses[0]["status"] == "sat" and statuses[0]["conflicts"] == 0
+
+
+def test_fan_in_training_and_exact_dp_count(tmp_path, capsys):
+    """`bnn train --fan-in` then `bnn count --dp`: exact counts of every label, equal to brute force over
+    the inputs the first layer reads (the others cannot change a label: each doubles the count)."""
+    import itertools
+
+    run = tmp_path / "fan"
+    assert main(["bnn", "train", "--dataset", "digits", "--out", str(run), "--epochs", "3", "--hidden", "6",
+                 "--fan-in", "2"]) == 0
+    capsys.readouterr()
+    rc, out, _ = run_cli(capsys, "bnn", "count", run, "--label", 0, "--dp", "--no-progress")
+    d = json.loads(out)
+    _, _, net, card = load_bnn_run(run)
+    assert card["model_params"]["fan_in"] == 2
+    used = np.flatnonzero((net.layers[0][0] != 0).any(0))
+    assert len(used) <= 12
+    x = np.zeros((2 ** len(used), 64), dtype=np.int8)
+    x[:, used] = np.array(list(itertools.product((0, 1), repeat=len(used))), dtype=np.int8)
+    brute = [int((net.predict(x) == k).sum()) << (64 - len(used)) for k in range(10)]
+    assert rc == 0 and d["method"] == "dp" and d["exact"] is True and d["all_labels"] == brute
+    assert d["count"] == brute[0] and sum(d["all_labels"]) == 2 ** 64

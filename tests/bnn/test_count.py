@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from netinvert.bnn import SatResult, count_all_labels, count_preimages, encode, export_bnn, sample_preimages, save_marginal_heatmap
+from netinvert.bnn import SatResult, count_all_labels, count_preimages, dp_input_order, encode, export_bnn, sample_preimages, save_marginal_heatmap
 
 CLAUSAL = ["seqcounter", "sortnet", "totalizer"]
 
@@ -92,3 +92,55 @@ def test_dynamic_programming_on_a_wider_net_and_its_state_limit(digits_net):
     assert [r.count for r in rows] == [int((labels == k).sum()) for k in range(4)]
     capped = count_all_labels(digits_net, max_states=1000)
     assert all(r.status is SatResult.UNKNOWN and r.count is None for r in capped)
+
+
+def test_dynamic_programming_on_a_fan_in_net_with_unread_inputs():
+    """A one-layer net whose neurons read 3 of 14 inputs (two inputs read by none): neurons leave the
+    state as they finish and unread inputs double the counts; every label equals brute force."""
+    from bnn_helpers import all_inputs, random_bnn
+
+    model = random_bnn(14, (7,), 5, seed=4)
+    with torch.no_grad():
+        w = model.linears[0].weight
+        keep = torch.zeros_like(w)
+        for j in range(7):
+            keep[j, [(2 * j) % 12, (2 * j + 1) % 12, (2 * j + 5) % 12]] = 1  # inputs 12, 13 unread
+        w.mul_(keep)
+    model.linears[0].ternary_delta = 1e-6  # zero latent weights -> zero weights
+    net = export_bnn(model)
+    assert sorted(dp_input_order(net.layers[0][0])) == list(range(12))
+    labels = model.predict(torch.as_tensor(all_inputs(14))).numpy()
+    rows = count_all_labels(net)
+    assert [r.count for r in rows] == [int((labels == k).sum()) for k in range(5)]
+
+
+def _net_with_unread_inputs():
+    """8 inputs, of which inputs 6 and 7 are read by no neuron (as after fan-in pruning)."""
+    from bnn_helpers import all_inputs, random_bnn
+
+    model = random_bnn(8, (4,), 3, seed=7)
+    with torch.no_grad():
+        model.linears[0].weight[:, 6:] = 0
+    model.linears[0].ternary_delta = 1e-6
+    labels = model.predict(torch.as_tensor(all_inputs(8))).numpy()
+    return export_bnn(model), [int((labels == k).sum()) for k in range(3)]
+
+
+@pytest.mark.parametrize("method", ["exact", "approx"])
+def test_counters_count_inputs_that_no_neuron_reads(method):
+    """Such inputs occur in no clause and the counters would drop them from the projection."""
+    net, brute = _net_with_unread_inputs()
+    enc = encode(net, "totalizer")
+    assert not {abs(l) for c in enc.formula.clauses for l in c} & set(enc.inputs[6:])
+    counts = [count_preimages(enc, k, method=method, time_s=30, epsilon=0.1, delta=0.05).count for k in range(3)]
+    if method == "exact":
+        assert counts == brute
+    else:
+        assert all(b / 1.1 <= c <= b * 1.1 for c, b in zip(counts, brute))
+
+
+def test_samples_draw_the_inputs_no_neuron_reads():
+    net, _ = _net_with_unread_inputs()
+    r = sample_preimages(encode(net, "totalizer"), 0, 40, time_s=30)
+    assert len(r.samples) == 40 and (net.predict(r.samples) == 0).all()
+    assert all(0 < r.samples[:, j].mean() < 1 for j in (6, 7))  # both values of each free input occur

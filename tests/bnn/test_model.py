@@ -130,3 +130,32 @@ def test_a_card_whose_integer_net_disagrees_with_the_weights_is_refused(tmp_path
     (tmp_path / "card.json").write_text(json.dumps(card))
     with pytest.raises(RunFormatError, match="does not match its weights"):
         load_bnn_run(tmp_path)
+
+
+def test_fan_in_training_prunes_each_neuron_and_survives_a_run_folder(tmp_path, digits):
+    """With fan_in, every hidden neuron reads at most that many inputs after training (the head stays
+    dense), the export and a reloaded run agree with PyTorch, and the net still learned digits."""
+    from netinvert.bnn import BNNTrainConfig, train_bnn
+
+    binarizer = InputBinarizer(threshold=0.5)
+    x, xt = binarizer(digits.x_train), binarizer(digits.x_test)
+    torch.manual_seed(0)
+    model = BNN(64, (16,), 10, fan_in=6)
+    train_bnn(model, x, digits.y_train, BNNTrainConfig(epochs=6, seed=0))
+    q = model.linears[0].quantized_weight().detach()
+    assert ((q != 0).sum(1) <= 6).all() and ((q != 0).sum(1) >= 1).all()
+    assert (model.head.quantized_weight() != 0).all()
+    net = export_bnn(model)
+    assert ((net.layers[0][0] != 0).sum(1) <= 6).all()
+    pred = model.predict(xt).numpy()
+    np.testing.assert_array_equal(net.predict(xt.numpy()), pred)
+    assert (pred == digits.y_test.numpy()).mean() > 0.5
+    save_bnn_run(tmp_path, model, binarizer, net, {"dataset": "digits"})
+    model2, _, net2, card = load_bnn_run(tmp_path)
+    assert card["model_params"]["fan_in"] == 6
+    np.testing.assert_array_equal(model2.predict(xt).numpy(), pred)
+
+
+def test_fan_in_is_validated():
+    with pytest.raises(ValueError, match="fan_in"):
+        BNN(8, (4,), 2, fan_in=0)

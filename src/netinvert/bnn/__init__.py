@@ -7,7 +7,7 @@ preimages (with constraints), enumerations and minimal flips; count preimages wi
 """
 
 from ._cardinality import CARDINALITY_ENCODINGS, list_cardinality_encodings, reify_atleast, unary_counter
-from ._count import COUNTERS, CountResult, count_all_labels, count_preimages, list_counters
+from ._count import COUNTERS, CountResult, count_all_labels, count_preimages, dp_input_order, list_counters
 from ._encode import Encoding, encode
 from ._estimate import LabelShare, estimate_label_shares
 from ._export import IntegerBNN, export_bnn, load_bnn_run, save_bnn_run
@@ -24,6 +24,6 @@ __all__ = [
     "Encoding", "encode",
     "SOLVERS", "list_solvers", "SatResult", "SolveOutcome", "BudgetedSolver",
     "SatInverter", "InferenceResult", "Preimage", "RobustnessResult", "candidate_hint", "local_search_candidate", "exhaustive_flip_search",
-    "COUNTERS", "list_counters", "CountResult", "count_preimages", "count_all_labels", "LabelShare", "estimate_label_shares",
+    "COUNTERS", "list_counters", "CountResult", "count_preimages", "count_all_labels", "dp_input_order", "LabelShare", "estimate_label_shares",
     "SampleResult", "sample_preimages", "save_marginal_heatmap",
 ]

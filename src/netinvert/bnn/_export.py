@@ -145,7 +145,8 @@ def load_bnn_run(run_dir: str | Path) -> tuple[BNN, InputBinarizer, IntegerBNN, 
         raise RunFormatError(f"{run_dir} holds a {card['kind']!r} run; pass a folder written by 'netinvert bnn train'.")
     p, b = card["model_params"], card["binarizer"]
     try:
-        model = BNN(p["n_inputs"], tuple(p["hidden"]), p["n_classes"], ternary_delta=p.get("ternary_delta"))
+        model = BNN(p["n_inputs"], tuple(p["hidden"]), p["n_classes"], ternary_delta=p.get("ternary_delta"),
+                    fan_in=p.get("fan_in"))
         model.load_state_dict(load_weights(Path(run_dir) / WEIGHTS_NAME))
         binarizer = InputBinarizer(pool=int(b["pool"]), threshold=float(b["threshold"]))
     except (KeyError, TypeError, RuntimeError) as exc:

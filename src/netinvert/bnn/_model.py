@@ -77,23 +77,46 @@ class BinaryLinear(nn.Module):
         If set, weights with ``|w| < ternary_delta`` are 0 (ternary ``{-1, 0, +1}``): zero weights drop
         out of the neuron's cardinality constraint, which makes the CNF narrower (solver-friendly
         training, as in EEV).
+    fan_in : int or None
+        If set, each neuron reads at most ``fan_in`` inputs: a fixed 0/1 ``mask`` buffer (all ones
+        until :meth:`prune_to_fan_in_` keeps the ``fan_in`` largest latent weights of each row).
+        Few inputs per neuron is what lets the exact counter :func:`~netinvert.bnn.count_all_labels`
+        finish neurons early and merge their states (a dense 49-20 layer never does).
     """
 
-    def __init__(self, in_features: int, out_features: int, *, ternary_delta: float | None = None) -> None:
+    def __init__(self, in_features: int, out_features: int, *, ternary_delta: float | None = None,
+                 fan_in: int | None = None) -> None:
         super().__init__()
+        if fan_in is not None and not 1 <= fan_in <= in_features:
+            raise ValueError(f"The 'fan_in' parameter of BinaryLinear must be an int in [1, {in_features}] or None. Got {fan_in!r} instead.")
         self.in_features = in_features
         self.out_features = out_features
         self.ternary_delta = ternary_delta
+        self.fan_in = fan_in
         self.weight = nn.Parameter(torch.empty(out_features, in_features).uniform_(-1, 1) * 0.1)
+        if fan_in is not None:
+            self.register_buffer("mask", torch.ones(out_features, in_features))
 
     def quantized_weight(self) -> torch.Tensor:
         """The weights the forward pass uses, in {-1, +1} (or {-1, 0, +1})."""
         w = self.weight
+        if self.fan_in is not None:
+            w = w * self.mask  # pruned weights get no gradient either
         q = _sign(w)
         if self.ternary_delta is not None:
             q = q * (w.abs() >= self.ternary_delta).to(w.dtype)
+        if self.fan_in is not None:
+            q = q * self.mask
         # straight-through: value of q, gradient of w
         return w + (q - w).detach()
+
+    @torch.no_grad()
+    def prune_to_fan_in_(self) -> None:
+        """Fix the mask to the ``fan_in`` largest ``|w|`` of each neuron (magnitude pruning)."""
+        if self.fan_in is None:
+            raise ValueError("prune_to_fan_in_ needs a layer built with fan_in.")
+        keep = self.weight.abs().topk(self.fan_in, dim=1).indices
+        self.mask.zero_().scatter_(1, keep, 1.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x @ self.quantized_weight().t()
@@ -117,6 +140,9 @@ class BNN(nn.Module):
         Number of scores (labels).
     ternary_delta : float or None
         See :class:`BinaryLinear`; applies to every layer.
+    fan_in : int or None
+        See :class:`BinaryLinear`; applies to the hidden layers (not the scoring head).
+        :func:`train_bnn` trains densely for a part of the epochs, then prunes and fine-tunes.
 
     Notes
     -----
@@ -127,15 +153,17 @@ class BNN(nn.Module):
     """
 
     def __init__(self, n_inputs: int, hidden: tuple[int, ...] = (32,), n_classes: int = 10, *,
-                 ternary_delta: float | None = None) -> None:
+                 ternary_delta: float | None = None, fan_in: int | None = None) -> None:
         super().__init__()
         self.n_inputs = int(n_inputs)
         self.hidden = tuple(int(h) for h in hidden)
         self.n_classes = int(n_classes)
         self.ternary_delta = ternary_delta
+        self.fan_in = fan_in
         sizes = (self.n_inputs, *self.hidden)
         self.linears = nn.ModuleList(
-            BinaryLinear(a, b, ternary_delta=ternary_delta) for a, b in zip(sizes[:-1], sizes[1:])
+            BinaryLinear(a, b, ternary_delta=ternary_delta, fan_in=None if fan_in is None else min(fan_in, a))
+            for a, b in zip(sizes[:-1], sizes[1:])
         )
         self.norms = nn.ModuleList(nn.BatchNorm1d(b) for b in self.hidden)
         self.head = BinaryLinear(sizes[-1], self.n_classes, ternary_delta=ternary_delta)
@@ -143,7 +171,7 @@ class BNN(nn.Module):
 
     def get_params(self) -> dict[str, Any]:
         return {"n_inputs": self.n_inputs, "hidden": list(self.hidden), "n_classes": self.n_classes,
-                "ternary_delta": self.ternary_delta}
+                "ternary_delta": self.ternary_delta, "fan_in": self.fan_in}
 
     def hidden_activations(self, bits: torch.Tensor) -> list[torch.Tensor]:
         """Every hidden layer's output in {-1, +1}, in order."""
@@ -188,6 +216,8 @@ class BNNTrainConfig:
     lr: float = 1e-2
     seed: int = 0
     sparsity_weight: float = 0.0
+    #: with ``fan_in``: share of the epochs trained densely before the weights are pruned
+    prune_at: float = 1 / 3
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -197,10 +227,14 @@ def train_bnn(model: BNN, bits: torch.Tensor, labels: torch.Tensor, config: BNNT
     """Train ``model`` in place on ``(bits, labels)``; returns per-epoch loss/accuracy history.
 
     ``sparsity_weight`` adds an L1 penalty on the latent weights, which pushes them into the
-    ternary dead zone (only meaningful with ``ternary_delta``).
+    ternary dead zone (only meaningful with ``ternary_delta``). A model with ``fan_in`` trains
+    densely for ``prune_at`` of the epochs, so that the latent weights say which inputs matter,
+    then keeps the largest ``fan_in`` per neuron and trains on with a fresh optimiser.
     """
     if config.epochs < 1:
         raise ValueError(f"The 'epochs' parameter of BNNTrainConfig must be an int in [1, inf). Got {config.epochs} instead.")
+    if not 0 <= config.prune_at < 1:
+        raise ValueError(f"The 'prune_at' parameter of BNNTrainConfig must be a float in [0, 1). Got {config.prune_at} instead.")
     g = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -208,7 +242,13 @@ def train_bnn(model: BNN, bits: torch.Tensor, labels: torch.Tensor, config: BNNT
     layers = [*model.linears, model.head]
     x, y = bits.float(), labels.long()
     history = []
+    prune_epoch = int(config.prune_at * config.epochs) if model.fan_in is not None else None
     for epoch in range(config.epochs):
+        if epoch == prune_epoch:
+            for lin in model.linears:
+                lin.prune_to_fan_in_()
+            opt = torch.optim.Adam(model.parameters(), lr=config.lr)  # Adam's moments belong to the dense weights
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs - epoch)
         model.train()
         perm = torch.randperm(len(x), generator=g)
         total, correct, n = 0.0, 0, 0

@@ -63,9 +63,14 @@ def sample_preimages(encoding: Encoding, label: int, n: int, *, time_s: float | 
     if n < 1:
         raise ValueError(f"The 'n' parameter of sample_preimages must be an int in [1, inf). Got {n} instead.")
     clauses = [*encoding.formula.clauses, [encoding.outputs[int(label)]]]
-    items, finished, seconds = run_streaming(_cmsgen, (clauses, list(encoding.inputs), int(n), int(seed)), time_s)
+    # inputs no neuron reads are in no clause, so CMSGen does not sample them: they are free, and
+    # uniform bits drawn here keep the sample uniform over all inputs
+    occurring = {abs(lit) for clause in clauses for lit in clause}
+    read = [i for i, v in enumerate(encoding.inputs) if v in occurring]
+    items, finished, seconds = run_streaming(_cmsgen, (clauses, [encoding.inputs[i] for i in read], int(n), int(seed)), time_s)
     samples = [x for x in items if x is not None]
-    arr = np.asarray(samples, dtype=np.int8).reshape(len(samples), len(encoding.inputs))
+    arr = np.random.default_rng(seed).integers(0, 2, (len(samples), len(encoding.inputs)), dtype=np.int8)
+    arr[:, read] = np.asarray(samples, dtype=np.int8).reshape(len(samples), len(read))
     net = encoding.net
     torch_ok = model is None or not len(arr) or bool((model.predict(torch.as_tensor(arr)) == int(label)).all())
     if len(arr) and not (torch_ok and (net.predict(arr) == int(label)).all()):

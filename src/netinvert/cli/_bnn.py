@@ -40,6 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--ternary-delta", type=float, default=None, help="ternary weights: |w| < delta -> 0")
     p.add_argument("--sparsity-weight", type=float, default=0.0, help="L1 penalty on latent weights")
+    p.add_argument("--fan-in", type=int, default=None,
+                   help="each hidden neuron keeps its FAN_IN largest weights after a dense warm-up (makes exact counting by --dp feasible)")
+    p.add_argument("--prune-at", type=float, default=1 / 3, help="with --fan-in: share of the epochs trained densely")
     p.add_argument("--out", required=True, type=Path)
     add_common(p, device=False)
     p.set_defaults(func=cmd_train)
@@ -79,6 +82,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--approx", dest="method", action="store_const", const="approx", help="ApproxMC")
     g.add_argument("--sampled", dest="method", action="store_const", const="sampled",
                    help="estimate from uniform random inputs (no solver; any net size): share of inputs with a 99%% interval")
+    g.add_argument("--dp", dest="method", action="store_const", const="dp",
+                   help="exact, every label at once, by dynamic programming over the inputs (no SAT; nets with a small fan-in)")
+    q.add_argument("--max-states", type=int, default=20_000_000, help="state limit for --dp")
+    q.add_argument("--no-progress", action="store_true", help="hide the progress bar of --dp")
     q.add_argument("--samples", type=int, default=1_000_000, help="draws for --sampled")
     q.add_argument("--epsilon", type=float, default=0.8)
     q.add_argument("--delta", type=float, default=0.2)
@@ -101,9 +108,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     x_train, x_test = binarizer(data.x_train), binarizer(data.x_test)
     hidden = tuple(int(h) for h in args.hidden.split(",") if h)
     torch.manual_seed(args.seed)
-    model = bnn.BNN(x_train.shape[1], hidden, data.n_classes, ternary_delta=args.ternary_delta)
+    model = bnn.BNN(x_train.shape[1], hidden, data.n_classes, ternary_delta=args.ternary_delta, fan_in=args.fan_in)
     config = bnn.BNNTrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                                sparsity_weight=args.sparsity_weight)
+                                sparsity_weight=args.sparsity_weight, prune_at=args.prune_at)
     t0 = time.perf_counter()
     history = bnn.train_bnn(model, x_train, data.y_train, config)
     seconds = time.perf_counter() - t0
@@ -221,6 +228,13 @@ def cmd_count(args: argparse.Namespace) -> int:
         return _finish(args, "count", {"label": args.label, "count": share.count_estimate, "exact": False,
                                        "status": "estimate", "seconds": time.perf_counter() - t0, "method": "sampled",
                                        "n_inputs": net.n_inputs, **{k: v for k, v in share.to_dict().items() if k != "label"}})
+    if args.method == "dp":
+        _, _, net, _ = bnn.load_bnn_run(args.run)
+        if not 0 <= args.label < net.n_classes:
+            raise ValueError(f"--label must be in [0, {net.n_classes - 1}]. Got {args.label} instead.")
+        rows = bnn.count_all_labels(net, max_states=args.max_states, time_s=args.time_s, progress=not args.no_progress)
+        return _finish(args, "count", {**rows[args.label].to_dict(), "n_inputs": net.n_inputs,
+                                       "all_labels": [r.count for r in rows]})
     *_, enc = _load(args)
     r = bnn.count_preimages(enc, args.label, method=args.method, time_s=args.time_s, epsilon=args.epsilon,
                             delta=args.delta, seed=args.seed + 1)
