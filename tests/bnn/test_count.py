@@ -144,3 +144,33 @@ def test_samples_draw_the_inputs_no_neuron_reads():
     r = sample_preimages(encode(net, "totalizer"), 0, 40, time_s=30)
     assert len(r.samples) == 40 and (net.predict(r.samples) == 0).all()
     assert all(0 < r.samples[:, j].mean() < 1 for j in (6, 7))  # both values of each free input occur
+
+
+def test_dynamic_programming_edge_nets():
+    """Hand-made integer nets: neurons that read no input (always on / always off), a layer reading
+    all 64 inputs whose head gives every input one label (a count of 2^64, past uint64), and a
+    two-layer net with a sparse first layer (finished neurons stay in the state)."""
+    from bnn_helpers import all_inputs, random_bnn
+
+    from netinvert.bnn import IntegerBNN
+
+    lits = np.array([[1, -1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 1, 1, 1]], dtype=np.int8)
+    net = IntegerBNN(layers=((lits, np.array([1, 0, 1, 2])),), head=np.array([[1, 1, -1, 0], [0, -1, 1, 1]], dtype=np.int8))
+    labels = net.predict(all_inputs(4))
+    assert [r.count for r in count_all_labels(net)] == [int((labels == k).sum()) for k in range(2)]
+
+    blocks = np.kron(np.eye(8, dtype=np.int8), np.ones((1, 8), dtype=np.int8))  # 8 neurons x 8 inputs each
+    flat = IntegerBNN(layers=((blocks, np.full(8, 4)),), head=np.zeros((3, 8), dtype=np.int8))
+    assert [r.count for r in count_all_labels(flat)] == [2**64, 0, 0]
+
+    model = random_bnn(12, (6, 4), 3, seed=9)
+    with torch.no_grad():
+        mask = torch.zeros(6, 12)
+        for j in range(6):
+            mask[j, [j, (j + 3) % 12, (j + 7) % 12]] = 1
+        model.linears[0].weight.mul_(mask)
+    model.linears[0].ternary_delta = 1e-6
+    sparse = export_bnn(model)
+    assert ((sparse.layers[0][0] != 0).sum(1) <= 3).all()
+    labels = model.predict(torch.as_tensor(all_inputs(12))).numpy()
+    assert [r.count for r in count_all_labels(sparse)] == [int((labels == k).sum()) for k in range(3)]

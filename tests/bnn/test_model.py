@@ -156,6 +156,15 @@ def test_fan_in_training_prunes_each_neuron_and_survives_a_run_folder(tmp_path, 
     np.testing.assert_array_equal(model2.predict(xt).numpy(), pred)
 
 
-def test_fan_in_is_validated():
-    with pytest.raises(ValueError, match="fan_in"):
-        BNN(8, (4,), 2, fan_in=0)
+def test_fan_in_and_prune_at_are_validated(caplog):
+    from netinvert.bnn import BNNTrainConfig, train_bnn
+
+    for bad in (0, -2, 2.5, True):
+        with pytest.raises(ValueError, match="fan_in"):
+            BNN(8, (4,), 2, fan_in=bad)
+    x, y = torch.randint(0, 2, (16, 8)).bool(), torch.randint(0, 2, (16,))
+    with pytest.raises(ValueError, match="prune_at"):
+        train_bnn(BNN(8, (4,), 2, fan_in=3), x, y, BNNTrainConfig(epochs=2, prune_at=1.0))
+    with caplog.at_level("WARNING", logger="netinvert"):
+        train_bnn(BNN(8, (4,), 2, fan_in=3), x, y, BNNTrainConfig(epochs=1))
+    assert "initial random weights" in caplog.text

@@ -204,8 +204,8 @@ def count_all_labels(net: IntegerBNN, *, max_states: int = 20_000_000, time_s: f
                 scores -= scores[:, :1]
                 states = states[:, ~finished]
                 alive[np.flatnonzero(alive)[finished]] = False
-        rows = np.ascontiguousarray(np.concatenate([states.astype(np.int16), scores], 1))
-        key = rows.view(np.dtype((np.void, rows.shape[1] * 2))).ravel()
+        rows = np.ascontiguousarray(np.concatenate([states.view(np.uint8), scores.view(np.uint8)], 1))
+        key = rows.view(np.dtype((np.void, rows.shape[1]))).ravel()
         idx = np.argsort(key, kind="stable")
         sorted_keys = key[idx]
         first = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
@@ -215,11 +215,13 @@ def count_all_labels(net: IntegerBNN, *, max_states: int = 20_000_000, time_s: f
         if len(states) > max_states or (time_s is not None and time.perf_counter() - t0 > time_s):
             return unknown()
     bar.close()
-    if sum(int(c) for c in counts) != 2 ** len(order):
-        raise RuntimeError("count_all_labels: a state count overflowed uint64.")  # only a constant 64-input layer can
     labels = scores.argmax(1) if fold else net.predict(states == 0, start=1)
-    totals = [0] * net.n_classes
-    for k, c in zip(labels.tolist(), counts.tolist()):
-        totals[k] += int(c) << (net.n_inputs - len(order))
+    # uint64 sums are exact unless one label holds all 2^64 inputs of a 64-input layer, where they wrap to 0
+    totals = [int(counts[labels == k].sum(dtype=np.uint64)) for k in range(net.n_classes)]
+    if len(order) == 64 and (labels == labels[0]).all():
+        totals[int(labels[0])] = 2**64
+    if sum(totals) != 2 ** len(order):
+        raise RuntimeError("count_all_labels: the counts do not add up to the number of inputs; please report this net.")
+    totals = [c << (net.n_inputs - len(order)) for c in totals]
     secs = time.perf_counter() - t0
     return [CountResult(k, c, True, SatResult.SAT if c else SatResult.UNSAT, secs, "dp") for k, c in enumerate(totals)]

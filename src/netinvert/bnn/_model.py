@@ -159,6 +159,8 @@ class BNN(nn.Module):
         self.hidden = tuple(int(h) for h in hidden)
         self.n_classes = int(n_classes)
         self.ternary_delta = ternary_delta
+        if fan_in is not None and (isinstance(fan_in, bool) or not isinstance(fan_in, int) or fan_in < 1):
+            raise ValueError(f"The 'fan_in' parameter of BNN must be an int in [1, inf) or None. Got {fan_in!r} instead.")
         self.fan_in = fan_in
         sizes = (self.n_inputs, *self.hidden)
         self.linears = nn.ModuleList(
@@ -243,6 +245,12 @@ def train_bnn(model: BNN, bits: torch.Tensor, labels: torch.Tensor, config: BNNT
     x, y = bits.float(), labels.long()
     history = []
     prune_epoch = int(config.prune_at * config.epochs) if model.fan_in is not None else None
+    if prune_epoch is not None:
+        for lin in model.linears:  # a second call starts dense again, as documented
+            lin.mask.fill_(1.0)
+        if prune_epoch == 0 and config.prune_at > 0:
+            logger.warning("prune_at=%s of %d epochs is less than one dense epoch: the fan-in mask is chosen from the "
+                           "initial random weights.", config.prune_at, config.epochs)
     for epoch in range(config.epochs):
         if epoch == prune_epoch:
             for lin in model.linears:

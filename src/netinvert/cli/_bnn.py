@@ -84,12 +84,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="estimate from uniform random inputs (no solver; any net size): share of inputs with a 99%% interval")
     g.add_argument("--dp", dest="method", action="store_const", const="dp",
                    help="exact, every label at once, by dynamic programming over the inputs (no SAT; nets with a small fan-in)")
-    q.add_argument("--max-states", type=int, default=20_000_000, help="state limit for --dp")
+    q.add_argument("--max-states", type=int, default=40_000_000, help="state limit for --dp (~10 GB at the limit)")
     q.add_argument("--no-progress", action="store_true", help="hide the progress bar of --dp")
     q.add_argument("--samples", type=int, default=1_000_000, help="draws for --sampled")
     q.add_argument("--epsilon", type=float, default=0.8)
     q.add_argument("--delta", type=float, default=0.2)
-    q.set_defaults(method="exact", time_s=60.0)
+    q.set_defaults(method="exact", time_s=None)  # 60 s a label for the counters, 900 s for --dp (all labels at once)
     q = query("sample", "near-uniform preimages (CMSGen) and a per-pixel marginal heatmap per label", cmd_sample)
     q.add_argument("--label", type=int, default=None, help="one label (default: every label)")
     q.add_argument("--n", type=int, default=50)
@@ -232,11 +232,12 @@ def cmd_count(args: argparse.Namespace) -> int:
         _, _, net, _ = bnn.load_bnn_run(args.run)
         if not 0 <= args.label < net.n_classes:
             raise ValueError(f"--label must be in [0, {net.n_classes - 1}]. Got {args.label} instead.")
-        rows = bnn.count_all_labels(net, max_states=args.max_states, time_s=args.time_s, progress=not args.no_progress)
+        rows = bnn.count_all_labels(net, max_states=args.max_states, time_s=900.0 if args.time_s is None else args.time_s,
+                                    progress=not args.no_progress)
         return _finish(args, "count", {**rows[args.label].to_dict(), "n_inputs": net.n_inputs,
                                        "all_labels": [r.count for r in rows]})
     *_, enc = _load(args)
-    r = bnn.count_preimages(enc, args.label, method=args.method, time_s=args.time_s, epsilon=args.epsilon,
+    r = bnn.count_preimages(enc, args.label, method=args.method, time_s=60.0 if args.time_s is None else args.time_s, epsilon=args.epsilon,
                             delta=args.delta, seed=args.seed + 1)
     return _finish(args, "count", {**r.to_dict(), "n_inputs": len(enc.inputs), "encoding": args.encoding})
 
