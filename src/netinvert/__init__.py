@@ -4,7 +4,7 @@ __version__ = "0.1.0"
 
 from .data import Dataset, DatasetStatus, dataset_status, list_datasets, load_dataset  # noqa: E402
 from .models import Classifier, HookedClassifier, TrainConfig, build_model, load_classifier, train_classifier  # noqa: E402
-from .inversion import Inverter  # noqa: E402
+from .inversion import ImagePrior, Inverter, load_image_prior, train_image_prior  # noqa: E402
 from .exceptions import (  # noqa: E402
     DatasetError,
     NetinvertError,
@@ -20,6 +20,9 @@ __all__ = [
     "__version__",
     "Classifier",
     "Inverter",
+    "ImagePrior",
+    "train_image_prior",
+    "load_image_prior",
     "HookedClassifier",
     "TrainConfig",
     "build_model",

@@ -73,3 +73,30 @@ def test_cli_errors_are_one_clean_line(invert_run, digits_cnn_run, tmp_path, cap
     assert "nope" in capsys.readouterr().err
     assert main(["invert", "--classifier", str(digits_cnn_run), "--out", str(tmp_path / "o"), "--steps", "1", "--loss", "xx:1"]) == 2
     assert "Unknown loss 'xx'. Valid names: bn, ce, cosine" in capsys.readouterr().err
+
+
+def test_prior_then_invert_through_it(digits_cnn_run, tmp_path, capsys) -> None:
+    """`netinvert prior` writes a loadable decoder and a grid of its samples; `invert --image-prior` uses it
+    and its run folder (which carries the decoder's weights) samples without the prior folder."""
+    from netinvert.inversion import load_image_prior
+
+    prior_dir = tmp_path / "prior"
+    assert main(["prior", "--dataset", "digits", "--out", str(prior_dir), "--code-dim", "8", "--epochs", "20", "--no-progress"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["dataset"] == "digits" and info["test_mse"] > 0
+    assert load_image_prior(prior_dir).code_dim == 8
+    with Image.open(prior_dir / "samples.png") as img:
+        assert img.size[0] > 100
+    out = tmp_path / "inv"
+    assert main(["invert", "--classifier", str(digits_cnn_run), "--out", str(out), "--image-prior", str(prior_dir), "--steps", "3",
+                 "--width", "8", "--batch-size", "20", "--n-per-class", "4", "--verifier-epochs", "1", "--no-progress",
+                 "--device", "cpu"]) == 0
+    capsys.readouterr()
+    card = read_card(out)
+    assert card["generator"] == "prior" and card["image_prior"] == str(prior_dir)
+    assert card["generator_params"]["prior_params"]["code_dim"] == 8
+    for p in prior_dir.iterdir():
+        p.unlink()
+    prior_dir.rmdir()
+    assert main(["sample", str(out), "--label", "2", "-n", "3", "--out", str(tmp_path / "s")]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 3

@@ -44,6 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--temperature", type=float, default=None,
                    help="sharpness T of the vector conditioning p = softmax(v / T) (default 0.05; the papers use 1)")
     p.add_argument("--generator", default="auto", choices=["auto", *list_generators()])
+    p.add_argument("--image-prior", type=Path, default=None,
+                   help="folder written by 'netinvert prior': the generator picks codes of that decoder instead of pixels")
     p.add_argument("--loss", action="append", metavar="NAME:WEIGHT[:K=V,...]", default=None,
                    help=f"loss term, repeatable; replaces the default set ({' '.join(DEFAULT_LOSSES)}). "
                         f"Names: {', '.join(list_losses())}")
@@ -68,6 +70,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_common(p)
     p.set_defaults(func=cmd_invert)
+
+    p = sub.add_parser("prior", help="train an image prior (a VAE decoder on unlabelled images) for 'invert --image-prior'")
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--out", required=True, type=Path, help="folder to write (weights, card, a grid of the prior's samples)")
+    p.add_argument("--code-dim", type=int, default=32)
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_common(p, device=False)
+    p.set_defaults(func=cmd_prior)
 
     p = sub.add_parser("sample", help="draw samples of a label from an inversion run; write PNGs and an .npz")
     p.add_argument("run", type=Path, help="run folder written by 'netinvert invert'")
@@ -104,8 +116,11 @@ def cmd_invert(args: argparse.Namespace) -> int:
     options = {"losses": args.loss, "dropout": args.dropout, "latent_dim": args.latent_dim, "width": args.width, "lr": args.lr,
                "batch_size": args.batch_size, "lr_schedule": args.lr_schedule, "augment": args.augment, "ema": args.ema}
     settings = {**preset(args.preset), **{k: v for k, v in options.items() if v is not None}}
+    if args.image_prior is not None:
+        settings["image_prior"] = args.image_prior
     inverter = Inverter(classifier, conditioning=conditioning, generator=args.generator, seed=args.seed, device=device, **settings)
-    extra = {"classifier_run": str(args.classifier), "dataset": dataset, "data_root": data_root, "seed": args.seed, "preset": args.preset}
+    extra = {"classifier_run": str(args.classifier), "dataset": dataset, "data_root": data_root, "seed": args.seed, "preset": args.preset,
+             "image_prior": None if args.image_prior is None else str(args.image_prior)}
     t0 = time.perf_counter()
     try:
         inverter.fit(steps=args.steps, seconds=args.seconds, progress=not args.no_progress)
@@ -131,6 +146,25 @@ def cmd_invert(args: argparse.Namespace) -> int:
     inverter.save(args.out, {**extra, "fit_seconds": fit_seconds, "metrics": _headline(metrics)})
     emit_json({"run": str(args.out), "steps": len(inverter.history_["step"]), "fit_seconds": round(fit_seconds, 2),
                **_headline(metrics)})
+    return 0
+
+
+def cmd_prior(args: argparse.Namespace) -> int:
+    """Train the decoder on the training images only (labels unused), write it and a grid of its samples."""
+    from ..data import load_dataset
+    from ..inversion import save_image_prior, train_image_prior
+    from ..report import save_class_grid
+
+    data = load_dataset(args.dataset, args.data_root)
+    prior, info = train_image_prior(data.x_train, code_dim=args.code_dim, epochs=args.epochs, seed=args.seed,
+                                    progress=not args.no_progress, test_images=data.x_test)
+    save_image_prior(args.out, prior, {"dataset": data.name, "data_root": args.data_root, "seed": args.seed, "train": info})
+    with torch.no_grad():
+        codes = torch.randn(100, prior.code_dim, generator=torch.Generator().manual_seed(args.seed))
+        x = prior(codes)
+    save_class_grid(x, torch.arange(10).repeat_interleave(10), args.out / "samples.png", class_names=[""] * 10,
+                    title=f"image prior ({data.name}, code {prior.code_dim}): decoded N(0, I) codes")
+    emit_json({"run": str(args.out), "dataset": data.name, **info})
     return 0
 
 

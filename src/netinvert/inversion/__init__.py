@@ -31,6 +31,7 @@ from ._conditioning import (
 )
 from ._generators import GENERATORS, ConvGenerator, Generator, MLPGenerator, list_generators, make_generator, register_generator
 from ._inverter import DEFAULT_LOSSES, PRESETS, Inverter, preset, validity_report
+from ._prior import ImagePrior, PriorGenerator, load_image_prior, save_image_prior, train_image_prior
 from ._losses import (
     LOSSES,
     LossContext,
@@ -45,6 +46,11 @@ from ._losses import (
 )
 
 __all__ = [
+    "ImagePrior",
+    "PriorGenerator",
+    "train_image_prior",
+    "save_image_prior",
+    "load_image_prior",
     "AUGMENTATIONS",
     "Augmentation",
     "list_augmentations",

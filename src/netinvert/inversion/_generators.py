@@ -146,6 +146,15 @@ class ConvGenerator(Generator):
         return torch.sigmoid(x[:, :, top : top + h, left : left + w])
 
 
+def mlp_body(in_dim: int, hidden: int, out_dim: int, dropout: float) -> nn.Sequential:
+    """Two hidden layers (linear, batch norm, ReLU, dropout) and a linear output: the body of the MLP generators."""
+    return nn.Sequential(
+        nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Dropout(dropout),
+        nn.Linear(hidden, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Dropout(dropout),
+        nn.Linear(hidden, out_dim),
+    )
+
+
 class MLPGenerator(Generator):
     """Two hidden layers of ``4 * width`` units (BN, ReLU, dropout), then a sigmoid image.
 
@@ -160,11 +169,7 @@ class MLPGenerator(Generator):
         if self.code_dim:
             self.embed = nn.Linear(self.code_dim, self.latent_dim)
         in_dim = self.latent_dim * (2 if self.code_dim else 1) + self.matrix_size**2
-        self.body = nn.Sequential(
-            nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Dropout(self.dropout),
-            nn.Linear(hidden, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Dropout(self.dropout),
-            nn.Linear(hidden, c * h * w),
-        )
+        self.body = mlp_body(in_dim, hidden, c * h * w, self.dropout)
 
     def forward(self, z: torch.Tensor, code: torch.Tensor | None = None, matrix: torch.Tensor | None = None) -> torch.Tensor:
         _check_matrix(self, matrix)

@@ -30,6 +30,7 @@ from ._augment import Augmentation, make_augmentation
 from ._conditioning import Conditioning, make_conditioning
 from ._generators import Generator, auto_generator_name, make_generator
 from ._losses import LossContext, Objective, bn_layers, capture_bn_stats, make_objective
+from ._prior import load_image_prior
 
 __all__ = ["Inverter", "DEFAULT_LOSSES", "HISTORY_NAME", "PRESETS", "preset"]
 
@@ -187,7 +188,14 @@ class Inverter:
         :func:`list_conditionings`), or a conditioning object such as
         ``VectorConditioning(10, temperature=1.0)``.
     generator : str, default="auto"
-        ``conv``, ``mlp`` or ``auto`` (``conv`` for inputs of at least 8x8).
+        ``conv``, ``mlp``, ``prior`` or ``auto`` (``prior`` when ``image_prior`` is given, else
+        ``conv`` for inputs of at least 8x8, else ``mlp``).
+    image_prior : ImagePrior or path, optional
+        A decoder trained on unlabelled images of the domain (:func:`train_image_prior`, or the
+        folder ``netinvert prior`` wrote). The generator then chooses the decoder's codes instead of
+        pixels, which keeps samples on the decoder's image manifold: on a plain Fashion-MNIST CNN this
+        is what made the samples nameable (see :mod:`netinvert.inversion._prior` for the caveat on
+        training-data reconstruction).
     losses : spec, optional
         A list of ``"name:weight[:key=value,...]"`` strings, a ``{name: weight}`` dict or a
         composed term (``10 * make_loss("ce") + ...``). Default :data:`DEFAULT_LOSSES`, without
@@ -265,6 +273,7 @@ class Inverter:
         *,
         conditioning: str | Conditioning = "vector",
         generator: str = "auto",
+        image_prior: Any = None,
         losses: Any = None,
         dropout: float = 0.5,
         latent_dim: int = 64,
@@ -281,6 +290,7 @@ class Inverter:
         self.classifier = classifier
         self.conditioning = conditioning
         self.generator = generator
+        self.image_prior = image_prior
         self.losses = losses
         self.dropout = dropout
         self.latent_dim = latent_dim
@@ -297,7 +307,7 @@ class Inverter:
     # ------------------------------------------------------------------ configuration
     def get_params(self) -> dict[str, Any]:
         """The constructor's parameters except the classifier (sklearn convention)."""
-        return {k: getattr(self, k) for k in ("conditioning", "generator", "losses", "dropout", "latent_dim", "width", "lr",
+        return {k: getattr(self, k) for k in ("conditioning", "generator", "image_prior", "losses", "dropout", "latent_dim", "width", "lr",
                                               "batch_size", "lr_schedule", "augment", "ema", "checkpoint_every", "seed", "device")}
 
     def _validate(self) -> None:
@@ -355,13 +365,21 @@ class Inverter:
         return self.augment if isinstance(self.augment, Augmentation) else make_augmentation(self.augment)
 
     def _generator_name(self) -> str:
-        return auto_generator_name(self.classifier.input_shape) if self.generator == "auto" else str(self.generator)
+        if self.generator == "auto":
+            return "prior" if self.image_prior is not None else auto_generator_name(self.classifier.input_shape)
+        return str(self.generator)
 
     def _build_generator(self, cond: Conditioning) -> Generator:
         k = cond.n_classes
-        return make_generator(self._generator_name(), input_shape=tuple(self.classifier.input_shape), latent_dim=int(self.latent_dim),
+        name = self._generator_name()
+        extra: dict[str, Any] = {}
+        if self.image_prior is not None:
+            if name != "prior":
+                raise ValueError(f"An image_prior is used by the 'prior' generator only; got generator={self.generator!r}.")
+            extra["prior"] = self.image_prior if isinstance(self.image_prior, nn.Module) else load_image_prior(self.image_prior)
+        return make_generator(name, input_shape=tuple(self.classifier.input_shape), latent_dim=int(self.latent_dim),
                               code_dim=k if cond.uses_code else 0, matrix_size=k if cond.uses_matrix else 0,
-                              dropout=float(self.dropout), width=self._width())
+                              dropout=float(self.dropout), width=self._width(), **extra)
 
     def _width(self) -> int:
         if self.width is not None:
@@ -592,7 +610,8 @@ class Inverter:
         G = self.generator_
         gen_name = self._generator_name()
         save_weights(run_dir / WEIGHTS_NAME, G.state_dict(), metadata={"generator": gen_name})
-        params = {k: v for k, v in self.get_params().items() if k not in ("conditioning", "generator", "losses", "augment", "device")}
+        # the image prior's weights are part of the generator's state: the folder needs no other one
+        params = {k: v for k, v in self.get_params().items() if k not in ("conditioning", "generator", "image_prior", "losses", "augment", "device")}
         full = {
             "kind": "inverter",
             "method": "generator inversion (arXiv 2407.18002)",
