@@ -1,5 +1,6 @@
 """Benchmark of generator inversion (issue 3, section 5): digits, Fashion-MNIST, a robust target,
-an ablation and amortisation against per-sample pixel optimisation.
+an ablation, amortisation against per-sample pixel optimisation, and inversion through a learned
+image prior (tier f).
 
 Not a test: it takes about 40 minutes of wall time on two loaded cores. Each tier can run in its
 own process (``--tiers b,e`` in one, ``--tiers c,d`` in another); every tier writes its rows to
@@ -9,7 +10,7 @@ Grids of 10 samples per class go to ``bench/results/inversion/<row>.png``.
 
 Usage::
 
-    python bench/inversion.py --tiers a,b,c,d,e --fashion-run /work/fashion_cnn_run \\
+    python bench/inversion.py --tiers a,b,c,d,e,f --fashion-run /work/fashion_cnn_run \\
         --robust-run bench/.cache/fashion_robust_target
     python bench/inversion.py --merge-only
 
@@ -36,10 +37,12 @@ from PIL import Image
 from _machine import cpu_model
 
 from netinvert.data import load_dataset
-from netinvert.inversion import DEFAULT_LOSSES, LossContext, Inverter, capture_bn_stats, make_augmentation, make_conditioning, make_objective, preset
+from netinvert.inversion import (DEFAULT_LOSSES, Inverter, LossContext, capture_bn_stats, load_image_prior, make_augmentation,
+                                 make_conditioning, make_objective, preset, save_image_prior, train_image_prior)
 from netinvert.metrics import inversion_metrics, train_verifiers
 from netinvert.models import TrainConfig, build_model, load_classifier_run, save_classifier, train_classifier
 from netinvert.report import save_class_grid
+from netinvert.runs import read_card
 
 log = logging.getLogger("bench.inversion")
 
@@ -333,9 +336,68 @@ def tier_e(args: argparse.Namespace) -> list[dict[str, Any]]:
     return [row, pix_row]
 
 
-TIERS: dict[str, Callable[[argparse.Namespace], list[dict[str, Any]]]] = {"a": tier_a, "b": tier_b, "c": tier_c, "d": tier_d, "e": tier_e}
+def _image_prior(args: argparse.Namespace, data: Any) -> tuple[Any, Path, dict[str, Any]]:
+    """The Fashion-MNIST image prior (VAE decoder on the unlabelled training images), trained once into the cache."""
+    run = args.cache / "fashion_image_prior"
+    if not (run / "card.json").is_file():
+        log.info("training the image prior into %s", run)
+        prior, info = train_image_prior(data.x_train, code_dim=32, epochs=12, seed=0, test_images=data.x_test)
+        save_image_prior(run, prior, {"dataset": data.name, "train": info})
+    return load_image_prior(run), run, read_card(run)["train"]
+
+
+def _prior_reconstructions(prior: Any, x: torch.Tensor, steps: int = 300) -> torch.Tensor:
+    """The closest images the prior can draw to ``x``: codes fitted by gradient descent (the encoder is not kept)."""
+    codes = torch.zeros(len(x), prior.code_dim, requires_grad=True)
+    opt = torch.optim.Adam([codes], lr=0.05)
+    for _ in range(steps):
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(prior.logits(codes), x, reduction="sum")
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        return prior(codes)
+
+
+def tier_f(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The learned image prior with the fashion-prior preset, on both targets, beside what the prior can draw at best.
+
+    The reference row scores the prior's reconstructions of 100 real test images per class (with
+    their true labels): no inversion can be more varied in pixels or closer to real images than
+    what the decoder can express.
+    """
+    data = load_dataset("fashion-mnist")
+    prior, prior_run, prior_info = _image_prior(args, data)
+    ver = _verifiers(data, args.cache)
+    rows = []
+    for name, robust, seed in (("fashion_prior", False, 0), ("fashion_prior_seed1", False, 1), ("fashion_prior_robust_target", True, 0)):
+        if not _wanted(args, name):
+            continue
+        clf, run, _ = _fashion_target(args, data, robust=robust)
+        row = run_row(name, "f", "fashion", clf, data, ver, args.fashion_seconds, {**preset("fashion-prior"), "image_prior": prior},
+                      seed=seed, grid=seed == 0)
+        row["settings"]["image_prior"] = str(prior_run)
+        row["target_run"], row["prior"] = run, prior_info
+        rows.append(row)
+    if _wanted(args, "prior_reconstructions"):
+        clf, run, _ = _fashion_target(args, data, robust=False)
+        g = torch.Generator().manual_seed(0)
+        idx = torch.cat([torch.nonzero(data.y_test == k).flatten()[torch.randperm(int((data.y_test == k).sum()), generator=g)[:N_PER_CLASS]]
+                         for k in range(data.n_classes)])
+        t0 = time.perf_counter()
+        x = _prior_reconstructions(prior, data.x_test[idx])
+        metrics = inversion_metrics(x, data.y_test[idx], classifier=clf, data=data, verifiers=ver, seed=0)
+        rows.append({"name": "prior_reconstructions", "tier": "f", "family": "reference", "settings": {"image_prior": str(prior_run)},
+                     "steps": 300, "fit_seconds": round(time.perf_counter() - t0, 1), "eval_seconds": None, "grid": None,
+                     "target_run": run, **_summary(metrics)})
+    return rows
+
+
+TIERS: dict[str, Callable[[argparse.Namespace], list[dict[str, Any]]]] = {"a": tier_a, "b": tier_b, "c": tier_c, "d": tier_d, "e": tier_e,
+                                                                         "f": tier_f}
 TIER_TITLES = {"a": "digits, 60 s", "b": "Fashion-MNIST plain target, 300 s", "c": "Fashion-MNIST adversarially trained target, 300 s",
-               "d": "ablation on Fashion-MNIST (plain target), 250 generator steps per row (fixed steps, so load does not move the comparison)", "e": "amortisation vs per-sample pixel optimisation"}
+               "d": "ablation on Fashion-MNIST (plain target), 250 generator steps per row (fixed steps, so load does not move the comparison)", "e": "amortisation vs per-sample pixel optimisation",
+               "f": "Fashion-MNIST through a learned image prior (VAE decoder on unlabelled training images), 300 s, both targets"}
 
 
 # ---------------------------------------------------------------------------------------------- reporting
@@ -450,7 +512,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--tiers", default="a,b,c,d,e", help="comma-separated subset of a,b,c,d,e")
+    p.add_argument("--tiers", default="a,b,c,d,e,f", help="comma-separated subset of a,b,c,d,e,f")
     p.add_argument("--fashion-run", type=Path, default=Path("/work/fashion_cnn_run"), help="plain Fashion-MNIST classifier run folder")
     p.add_argument("--robust-run", type=Path, default=None, help="adversarially trained Fashion-MNIST classifier run folder")
     p.add_argument("--cache", type=Path, default=ROOT / ".cache", help="verifiers, targets and tier rows (outside git)")
@@ -461,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pixel-batch", type=int, default=100)
     p.add_argument("--pixel-max-steps", type=int, default=600)
     p.add_argument("--quick", action="store_true", help="digits: only the default row")
-    p.add_argument("--only", default=None, help="tiers b and d: run only these comma-separated rows; the tier's other "
+    p.add_argument("--only", default=None, help="tiers b, d and f: run only these comma-separated rows; the tier's other "
                                                 "cached rows are kept")
     p.add_argument("--merge-only", action="store_true", help="only rebuild inversion.json/.md from the cached tiers")
     args = p.parse_args(argv)

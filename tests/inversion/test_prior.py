@@ -63,7 +63,7 @@ def test_inverting_through_the_prior_trains_only_the_code_network(tmp_path, digi
     torch.manual_seed(0)
     z = torch.randn(6, 8)
     codes = G.codes(z, torch.nn.functional.one_hot(torch.full((6,), 3), 10).float())
-    assert codes.norm(dim=1).max() <= 1.5 * 8**0.5 + 1e-5  # inside the prior's typical set
+    assert codes.norm(dim=1).max() <= 2.0 * 8**0.5 + 1e-5  # inside the prior's typical set
     assert x.shape == (6, 1, 8, 8)
     inv.save(tmp_path / "inv")
     loaded = Inverter.load(tmp_path / "inv", digits_cnn)  # no prior folder needed: its weights are in the run

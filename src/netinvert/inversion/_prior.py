@@ -184,11 +184,12 @@ class PriorGenerator(Generator):
     prior_params : dict, optional
         :meth:`ImagePrior.get_params` of the decoder, when ``prior`` is not given.
     radius : float
-        Code norm bound in units of ``sqrt(code_dim)`` (1.5 measured best of 1.25-2).
+        Code norm bound in units of ``sqrt(code_dim)``: 2 reached validity 0.954 on the plain Fashion
+        CNN where 1.5 reached 0.904 (3000 steps, ``fashion-prior`` recipe), at equal realism.
     """
 
     def __init__(self, *, prior: ImagePrior | None = None, prior_params: dict[str, Any] | None = None,
-                 radius: float = 1.5, **params: Any) -> None:
+                 radius: float = 2.0, **params: Any) -> None:
         super().__init__(**params)
         if prior is None:
             if prior_params is None:
