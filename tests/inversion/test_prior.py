@@ -29,11 +29,21 @@ def test_the_prior_learns_the_images_and_comes_back_frozen(digits, digits_prior)
     assert x.shape == (5, 1, 8, 8) and x.min() >= 0 and x.max() <= 1
 
 
-def test_training_rejects_bad_images():
+def test_training_rejects_bad_images_and_keeps_the_callers_random_state():
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
         train_image_prior(torch.rand(10, 64))
     with pytest.raises(ValueError, match=r"in \[0, 1\]"):
         train_image_prior(torch.rand(10, 1, 8, 8) * 2)
+    nan = torch.rand(10, 1, 8, 8)
+    nan[3, 0, 2, 2] = float("nan")
+    with pytest.raises(ValueError, match="finite"):
+        train_image_prior(nan)
+    with pytest.raises(ValueError, match="test_images"):
+        train_image_prior(torch.rand(10, 1, 8, 8), test_images=torch.rand(4, 64))
+    images = torch.rand(10, 1, 8, 8)
+    state = torch.get_rng_state()
+    train_image_prior(images, code_dim=2, hidden=(4,), epochs=1, batch_size=5, seed=9)
+    assert torch.equal(torch.get_rng_state(), state)  # seeded without moving the caller's generator
 
 
 def test_save_load_round_trip_and_wrong_folders(tmp_path, digits_prior):
@@ -59,15 +69,32 @@ def test_inverting_through_the_prior_trains_only_the_code_network(tmp_path, digi
     assert all(torch.equal(prior_before[k], v) for k, v in G.prior.state_dict().items())
     assert all(torch.equal(clf_before[k], v) for k, v in digits_cnn.state_dict().items())
     assert all(p.grad is None for p in G.prior.parameters()) and any(p.grad is not None for p in G.body.parameters())
+    assert G.prior is not prior  # a copy: the caller's module is never moved or changed
     x = inv.sample(3, 6, seed=0)
-    torch.manual_seed(0)
-    z = torch.randn(6, 8)
-    codes = G.codes(z, torch.nn.functional.one_hot(torch.full((6,), 3), 10).float())
-    assert codes.norm(dim=1).max() <= 2.0 * 8**0.5 + 1e-5  # inside the prior's typical set
     assert x.shape == (6, 1, 8, 8)
     inv.save(tmp_path / "inv")
     loaded = Inverter.load(tmp_path / "inv", digits_cnn)  # no prior folder needed: its weights are in the run
     assert torch.equal(loaded.sample(3, 6, seed=0), x)
+    loaded.fit(steps=2, progress=False)  # a loaded run can be fitted again
+    assert all(torch.equal(prior_before[k], v) for k, v in loaded.generator_.prior.state_dict().items())
+
+
+def test_the_ema_copy_keeps_the_prior_bit_for_bit(digits_cnn, digits_prior):
+    prior = digits_prior[0]
+    inv = Inverter(digits_cnn, image_prior=prior, ema=0.9, batch_size=20, width=8, latent_dim=8).fit(steps=5, progress=False)
+    assert all(torch.equal(prior.state_dict()[k], v) for k, v in inv.generator_.prior.state_dict().items())
+
+
+def test_codes_stay_inside_the_radius(digits_prior):
+    """However large the body's output, the code norm stays under radius * sqrt(code_dim)."""
+    from netinvert.inversion import PriorGenerator
+
+    G = PriorGenerator(prior=digits_prior[0], input_shape=(1, 8, 8), latent_dim=4, code_dim=10, width=2, radius=2.0)
+    z, code = torch.randn(7, 4), torch.softmax(torch.randn(7, 10), 1)
+    with torch.no_grad():
+        G.body[-1].bias.fill_(100.0)
+    norms = G.eval().codes(z, code).norm(dim=1)
+    assert (norms <= 2.0 * 8**0.5 + 1e-4).all() and (norms > 0.99 * 2.0 * 8**0.5).all()
 
 
 def test_prior_misuse_fails_clearly(digits_cnn, digits_prior):
@@ -79,6 +106,8 @@ def test_prior_misuse_fails_clearly(digits_cnn, digits_prior):
     other = build_model("cnn", input_shape=(1, 12, 12), n_classes=10)
     with pytest.raises(ValueError, match="shape"):
         Inverter(other, image_prior=prior, batch_size=8).fit(steps=1, progress=False)
-    with pytest.raises(ValueError, match="trained 'prior'"):
+    with pytest.raises(ValueError, match="--image-prior"):
         Inverter(digits_cnn, generator="prior", batch_size=8).fit(steps=1, progress=False)
+    with pytest.raises(ValueError, match="returns \\(prior, info\\)"):
+        Inverter(digits_cnn, image_prior=digits_prior, batch_size=8).fit(steps=1, progress=False)
     assert isinstance(prior, ImagePrior)

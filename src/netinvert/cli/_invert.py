@@ -118,7 +118,9 @@ def cmd_invert(args: argparse.Namespace) -> int:
     settings = {**preset(args.preset), **{k: v for k, v in options.items() if v is not None}}
     if args.image_prior is not None:
         settings["image_prior"] = args.image_prior
-    inverter = Inverter(classifier, conditioning=conditioning, generator=args.generator, seed=args.seed, device=device, **settings)
+    if args.generator != "auto" or "generator" not in settings:  # an explicit --generator beats the preset's
+        settings["generator"] = args.generator
+    inverter = Inverter(classifier, conditioning=conditioning, seed=args.seed, device=device, **settings)
     extra = {"classifier_run": str(args.classifier), "dataset": dataset, "data_root": data_root, "seed": args.seed, "preset": args.preset,
              "image_prior": None if args.image_prior is None else str(args.image_prior)}
     t0 = time.perf_counter()

@@ -30,7 +30,7 @@ from ._augment import Augmentation, make_augmentation
 from ._conditioning import Conditioning, make_conditioning
 from ._generators import Generator, auto_generator_name, make_generator
 from ._losses import LossContext, Objective, bn_layers, capture_bn_stats, make_objective
-from ._prior import load_image_prior
+from ._prior import ImagePrior, PriorGenerator, load_image_prior
 
 __all__ = ["Inverter", "DEFAULT_LOSSES", "HISTORY_NAME", "PRESETS", "preset"]
 
@@ -136,7 +136,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # with image_prior=...: the decoder replaces the batch-norm and image-statistics priors, CE 3 keeps validity
     # and a stronger pixel-space term fights the decoder's pull to its average garment (bench/inversion.md, tier f)
     "fashion-prior": {**_FASHION, "losses": ("ce:3", "tv:0.3", "mode_seeking:0.05", "cosine:6:centred=true,space=pixels,margin=0.35"),
-                      "augment": "shift", "lr": 2e-3},
+                      "augment": "shift", "lr": 2e-3, "generator": "prior"},
 }
 
 
@@ -334,6 +334,11 @@ class Inverter:
             raise ValueError(f"The 'ema' parameter of {owner} must be a float in (0, 1) or None. Got {self.ema!r} instead.")
         if not isinstance(self.augment, (str, Augmentation)):
             raise ValueError(f"The 'augment' parameter of {owner} must be a name or an Augmentation. Got {type(self.augment).__name__} instead.")
+        if isinstance(self.image_prior, tuple):
+            raise ValueError(f"The 'image_prior' parameter of {owner} got a tuple; train_image_prior returns (prior, info): pass the prior.")
+        if self.image_prior is not None and not isinstance(self.image_prior, (ImagePrior, str, Path)):
+            raise ValueError(f"The 'image_prior' parameter of {owner} must be an ImagePrior or the folder 'netinvert prior' wrote. "
+                             f"Got {type(self.image_prior).__name__} instead.")
         if self.lr_schedule not in _LR_SCHEDULES:
             raise ValueError(f"The 'lr_schedule' parameter of {owner} must be one of {sorted(_LR_SCHEDULES)}. Got {self.lr_schedule!r} instead.")
 
@@ -669,6 +674,8 @@ class Inverter:
         G = make_generator(card["generator"], **card["generator_params"])
         G.load_state_dict(load_weights(run_dir / WEIGHTS_NAME))
         G.to(inv._resolve_device())
+        if isinstance(G, PriorGenerator):  # so that a loaded run can be fitted again or cloned
+            inv.image_prior = G.prior
         inv.conditioning_, inv.generator_, inv.fingerprint_, inv.augmentation_ = cond, G, want.get("fingerprint"), augmentation
         inv.objective_ = make_objective(registered) if registered else inv._build_objective()
         history_path = run_dir / HISTORY_NAME
@@ -682,9 +689,13 @@ class Inverter:
 
 @torch.no_grad()
 def _ema_update(average: nn.Module, model: nn.Module, decay: float) -> None:
-    """``average <- decay * average + (1 - decay) * model`` for weights; buffers (BN statistics) are copied."""
+    """``average <- decay * average + (1 - decay) * model`` for trained weights; buffers (BN statistics) are copied.
+
+    Frozen weights (an image prior's) are left alone: averaging equal float32 values still moves their last bits.
+    """
     for pa, pm in zip(average.parameters(), model.parameters()):
-        pa.mul_(decay).add_(pm.detach(), alpha=1.0 - decay)
+        if pm.requires_grad:
+            pa.mul_(decay).add_(pm.detach(), alpha=1.0 - decay)
     for ba, bm in zip(average.buffers(), model.buffers()):
         ba.copy_(bm)
 

@@ -20,6 +20,7 @@ its training images?) use no prior, or one trained on disjoint data, or the prio
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Sequence
@@ -42,9 +43,9 @@ class ImagePrior(nn.Module):
     """VAE decoder: code ``(N, code_dim)`` -> image ``(N, C, H, W)`` in [0, 1] (two hidden layers, sigmoid).
 
     No batch norm or dropout, so a frozen prior draws the same image for a code in any mode.
-    A fully connected decoder, because at 28x28 it trains about ten times faster per image than
-    a convolutional one on a CPU and its samples were sharper in the same budget (the probe in
-    ``bench/inversion.py`` notes).
+    A fully connected decoder: in the same 170 s on a CPU a small convolutional decoder finished
+    under one epoch of Fashion-MNIST (308 steps) and this one twelve (5,178), and only this one's
+    codes gave nameable inversions (``bench/results/inversion_prior_probe.md``).
     """
 
     def __init__(self, input_shape: Sequence[int], code_dim: int = 32, hidden: Sequence[int] = (256, 512)) -> None:
@@ -103,12 +104,21 @@ def train_image_prior(images: torch.Tensor, *, code_dim: int = 32, hidden: Seque
     """
     if images.ndim != 4 or len(images) < 2:
         raise ValueError(f"train_image_prior needs images of shape (N, C, H, W) with N >= 2. Got {tuple(images.shape)} instead.")
-    if float(images.min()) < 0 or float(images.max()) > 1:
-        raise ValueError("train_image_prior needs images in [0, 1] (its likelihood is Bernoulli per pixel).")
+    if test_images is not None and tuple(test_images.shape[1:]) != tuple(images.shape[1:]):
+        raise ValueError(f"test_images must have the shape of the images, (M, {', '.join(map(str, images.shape[1:]))}). "
+                         f"Got {tuple(test_images.shape)} instead.")
+    if not bool(torch.isfinite(images).all()) or float(images.min()) < 0 or float(images.max()) > 1:
+        raise ValueError("train_image_prior needs finite images in [0, 1] (its likelihood is Bernoulli per pixel).")
     if int(epochs) < 1:
         raise ValueError(f"The 'epochs' parameter of train_image_prior must be an int in [1, inf). Got {epochs} instead.")
+    with torch.random.fork_rng(devices=[]):  # seeded without touching the caller's random state
+        torch.manual_seed(seed)
+        return _train_vae(images, test_images, code_dim, hidden, int(epochs), batch_size, lr, seed, progress)
+
+
+def _train_vae(images: torch.Tensor, test_images: torch.Tensor | None, code_dim: int, hidden: Sequence[int], epochs: int,
+               batch_size: int, lr: float, seed: int, progress: bool) -> tuple[ImagePrior, dict[str, Any]]:
     g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
     shape = tuple(images.shape[1:])
     prior, enc = ImagePrior(shape, code_dim, hidden), _Encoder(shape, code_dim, hidden)
     opt = torch.optim.Adam([*enc.parameters(), *prior.parameters()], lr=lr)
@@ -118,7 +128,7 @@ def train_image_prior(images: torch.Tensor, *, code_dim: int = 32, hidden: Seque
     bar = tqdm(total=epochs * per_epoch, desc="train image prior", disable=not progress, leave=False)
     t0 = time.perf_counter()
     rec = kl = torch.zeros(())
-    for _ in range(int(epochs)):
+    for _ in range(epochs):
         order = torch.randperm(n, generator=g)
         for i in range(per_epoch):
             x = x_all[order[i * batch_size:(i + 1) * batch_size]]
@@ -135,7 +145,7 @@ def train_image_prior(images: torch.Tensor, *, code_dim: int = 32, hidden: Seque
             bar.update(1)
             bar.set_postfix(rec=f"{rec.item():.1f}", kl=f"{kl.item():.1f}")
     bar.close()
-    info: dict[str, Any] = {"epochs": int(epochs), "seconds": time.perf_counter() - t0, "reconstruction": rec.item(),
+    info: dict[str, Any] = {"epochs": epochs, "seconds": time.perf_counter() - t0, "reconstruction": rec.item(),
                             "kl": kl.item(), "n_images": n}
     prior.requires_grad_(False).eval()
     if test_images is not None:
@@ -172,9 +182,9 @@ class PriorGenerator(Generator):
 
     Two hidden layers of ``4 * width`` units (batch norm, ReLU, dropout kept active when sampling,
     as in the other generators) map noise and conditioning to a code, whose norm is bounded
-    softly to ``radius * sqrt(code_dim)`` (``r tanh(|h| / r) h / |h|``), the region the VAE
-    decodes to images. The prior's weights are part of this module's state (saved with the
-    generator, so a run folder is self-contained) but get no gradient.
+    softly to ``radius * sqrt(code_dim)`` (``r tanh(|h| / r) h / |h|``). The prior is copied (the
+    caller's module is never moved or changed); its weights are part of this module's state
+    (saved with the generator, so a run folder is self-contained) but get no gradient.
 
     Parameters
     ----------
@@ -184,8 +194,10 @@ class PriorGenerator(Generator):
     prior_params : dict, optional
         :meth:`ImagePrior.get_params` of the decoder, when ``prior`` is not given.
     radius : float
-        Code norm bound in units of ``sqrt(code_dim)``: 2 reached validity 0.954 on the plain Fashion
-        CNN where 1.5 reached 0.904 (3000 steps, ``fashion-prior`` recipe), at equal realism.
+        Code norm bound in units of ``sqrt(code_dim)`` (the norm of a typical ``N(0, I)`` code):
+        codes far outside decode to artefacts. On the plain Fashion CNN (3000 steps, the
+        ``fashion-prior`` recipe) 2 reached validity 0.954 and 0.918 with two seeds, 1.5 reached
+        0.904 with one, at equal realism.
     """
 
     def __init__(self, *, prior: ImagePrior | None = None, prior_params: dict[str, Any] | None = None,
@@ -193,8 +205,11 @@ class PriorGenerator(Generator):
         super().__init__(**params)
         if prior is None:
             if prior_params is None:
-                raise ValueError("PriorGenerator needs a trained 'prior' (an ImagePrior; see train_image_prior / load_image_prior).")
+                raise ValueError("The 'prior' generator needs a trained image prior: Inverter(image_prior=...) in Python, "
+                                 "--image-prior DIR on the command line (DIR written by 'netinvert prior').")
             prior = ImagePrior(**prior_params).requires_grad_(False).eval()
+        else:
+            prior = copy.deepcopy(prior)
         if tuple(prior.input_shape) != self.input_shape:
             raise ValueError(f"The image prior draws images of shape {tuple(prior.input_shape)} but the classifier takes {self.input_shape}.")
         if self.matrix_size:
