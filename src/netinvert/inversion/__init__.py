@@ -12,7 +12,12 @@ name::
 Recommended settings per kind of data are in :data:`PRESETS` (``Inverter(clf, **preset("fashion"))``):
 augmentation of the generated batch before the classifier (``augment``), the ``image_stats`` and
 ``mode_seeking`` terms and an EMA copy of the generator (``ema``) are the parts that turned
-Fashion-MNIST fooling textures into garment silhouettes (bench/results/inversion.md).
+Fashion-MNIST fooling textures into garment silhouettes (bench/results/inversion.md). Where
+pixel-level priors still leave blobs, a decoder trained on unlabelled images of the domain
+(:func:`train_image_prior`) confines the generator to its image manifold::
+
+    prior, info = train_image_prior(unlabelled_images)
+    inv = Inverter(classifier, image_prior=prior, **preset("fashion-prior")).fit(seconds=300)
 """
 
 from ._augment import AUGMENTATIONS, Augmentation, list_augmentations, make_augmentation, register_augmentation

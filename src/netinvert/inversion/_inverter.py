@@ -135,7 +135,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "fashion-robust": {**_FASHION, "losses": (*_FASHION["losses"][:-1], "cosine:1:centred=true,space=pixels,margin=0.3")},
     # with image_prior=...: the decoder replaces the batch-norm and image-statistics priors, CE 3 keeps validity
     # and a stronger pixel-space term fights the decoder's pull to its average garment (bench/inversion.md, tier f)
-    "fashion-prior": {**_FASHION, "losses": ("ce:3", "tv:0.3", "mode_seeking:0.05", "cosine:6:centred=true,space=pixels,margin=0.35"),
+    "fashion-prior": {**_FASHION, "losses": ("ce:3", "tv:0.3", "mode_seeking:0.05", "cosine:6:centred=true,space=pixels,margin=0.3"),
                       "augment": "shift", "lr": 2e-3, "generator": "prior"},
 }
 
