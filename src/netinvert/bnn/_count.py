@@ -99,11 +99,9 @@ def count_preimages(encoding: Encoding, label: int, *, method: str = "exact", ti
     if not 0 <= int(label) < k:
         raise ValueError(f"The 'label' parameter of count_preimages must be an int in [0, {k - 1}]. Got {label} instead.")
     clauses = [*encoding.formula.clauses, [encoding.outputs[int(label)]]]
-    # An input no neuron reads (fan-in or ternary pruning) is in no clause, and the counters drop
-    # such variables from the projection (ApproxMC counted 2^8 too few on a net with 8 of them):
-    # count on the inputs that occur and double the count for each one that does not.
-    occurring = {abs(lit) for clause in clauses for lit in clause}
-    projection = [v for v in encoding.inputs if v in occurring]
+    # ApproxMC counted 2^8 too few on a net with 8 unread inputs: count on the inputs that occur
+    # and double the count for each one that does not.
+    projection = [encoding.inputs[i] for i in encoding.read_inputs()]
     free = len(encoding.inputs) - len(projection)
     if not projection:  # no input is read: the net is constant
         label_of_all = int(encoding.net.predict(np.zeros((1, len(encoding.inputs)), dtype=np.int8))[0])
@@ -199,11 +197,12 @@ def count_all_labels(net: IntegerBNN, *, max_states: int = 20_000_000, time_s: f
         if fold:
             finished = remaining[alive, min(t + 1, len(order))] == 0
             if finished.any():
+                done = np.flatnonzero(alive)[finished]
                 bits = (states[:, finished] == 0).astype(np.int16)  # 0 more literals needed: on
-                scores = scores + (2 * bits - 1) @ head[:, np.flatnonzero(alive)[finished]].T
+                scores = scores + (2 * bits - 1) @ head[:, done].T
                 scores -= scores[:, :1]
                 states = states[:, ~finished]
-                alive[np.flatnonzero(alive)[finished]] = False
+                alive[done] = False
         rows = np.ascontiguousarray(np.concatenate([states.view(np.uint8), scores.view(np.uint8)], 1))
         key = rows.view(np.dtype((np.void, rows.shape[1]))).ravel()
         idx = np.argsort(key, kind="stable")

@@ -65,6 +65,15 @@ class Encoding:
     def n_vars(self) -> int:
         return self.pool.top
 
+    def read_inputs(self) -> list[int]:
+        """Positions of the inputs that occur in some clause.
+
+        An input no neuron reads (fan-in or ternary pruning) is in no clause; counters drop such
+        variables from their projection and samplers leave them unset, so both treat them as free.
+        """
+        occurring = {abs(lit) for clause in self.formula.clauses for lit in clause}
+        return [i for i, v in enumerate(self.inputs) if v in occurring]
+
     @property
     def n_clauses(self) -> int:
         return len(self.formula.clauses)

@@ -63,10 +63,9 @@ def sample_preimages(encoding: Encoding, label: int, n: int, *, time_s: float | 
     if n < 1:
         raise ValueError(f"The 'n' parameter of sample_preimages must be an int in [1, inf). Got {n} instead.")
     clauses = [*encoding.formula.clauses, [encoding.outputs[int(label)]]]
-    # inputs no neuron reads are in no clause, so CMSGen does not sample them: they are free, and
-    # uniform bits drawn here keep the sample uniform over all inputs
-    occurring = {abs(lit) for clause in clauses for lit in clause}
-    read = [i for i, v in enumerate(encoding.inputs) if v in occurring]
+    # CMSGen does not sample the inputs no clause mentions: uniform bits drawn here keep the
+    # sample uniform over all inputs
+    read = encoding.read_inputs()
     items, finished, seconds = run_streaming(_cmsgen, (clauses, [encoding.inputs[i] for i in read], int(n), int(seed)), time_s)
     samples = [x for x in items if x is not None]
     arr = np.random.default_rng(seed).integers(0, 2, (len(samples), len(encoding.inputs)), dtype=np.int8)

@@ -219,19 +219,17 @@ def cmd_enumerate(args: argparse.Namespace) -> int:
 
 def cmd_count(args: argparse.Namespace) -> int:
     bnn = _bnn()
-    if args.method == "sampled":
+    if args.method in ("sampled", "dp"):  # both read the integer net, no encoding
         _, _, net, _ = bnn.load_bnn_run(args.run)
         if not 0 <= args.label < net.n_classes:
             raise ValueError(f"--label must be in [0, {net.n_classes - 1}]. Got {args.label} instead.")
+    if args.method == "sampled":
         t0 = time.perf_counter()
         share = bnn.estimate_label_shares(net, args.samples, confidence=0.99, seed=args.seed)[args.label]
         return _finish(args, "count", {"label": args.label, "count": share.count_estimate, "exact": False,
                                        "status": "estimate", "seconds": time.perf_counter() - t0, "method": "sampled",
                                        "n_inputs": net.n_inputs, **{k: v for k, v in share.to_dict().items() if k != "label"}})
     if args.method == "dp":
-        _, _, net, _ = bnn.load_bnn_run(args.run)
-        if not 0 <= args.label < net.n_classes:
-            raise ValueError(f"--label must be in [0, {net.n_classes - 1}]. Got {args.label} instead.")
         rows = bnn.count_all_labels(net, max_states=args.max_states, time_s=900.0 if args.time_s is None else args.time_s,
                                     progress=not args.no_progress)
         return _finish(args, "count", {**rows[args.label].to_dict(), "n_inputs": net.n_inputs,
