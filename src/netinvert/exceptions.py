@@ -15,6 +15,8 @@ __all__ = [
     "DatasetError",
     "UnsafeCheckpointError",
     "TrainingDivergedError",
+    "RunExistsError",
+    "RunLockedError",
 ]
 
 
@@ -51,3 +53,11 @@ class UnsafeCheckpointError(NetinvertError, ValueError):
 
 class TrainingDivergedError(NetinvertError, RuntimeError):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class RunExistsError(NetinvertError, FileExistsError):
+    """An output folder already holds something; pass ``force=True`` (CLI ``--force``) to replace it."""
+
+
+class RunLockedError(NetinvertError, RuntimeError):
+    """Another process is writing the same output folder."""

@@ -7,17 +7,21 @@ interrupted run never leaves a half-written card or checkpoint behind.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import math
 import os
 import platform
+import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .exceptions import RunFormatError
+from .exceptions import RunExistsError, RunFormatError, RunLockedError
 
 __all__ = [
     "CARD_NAME",
@@ -30,6 +34,10 @@ __all__ = [
     "save_weights",
     "load_weights",
     "versions",
+    "jsonable",
+    "file_sha256",
+    "check_out",
+    "staged_run",
 ]
 
 CARD_NAME = "card.json"
@@ -54,25 +62,34 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return path
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
+    """Turn tensors, numpy values, paths and dataclass-like results into plain JSON values.
+
+    Non-finite floats become ``None``: JSON has no NaN, and a bare ``NaN`` in a metrics file breaks
+    every strict reader; the card or metrics that hold such a value say why it is missing.
+    """
+    if hasattr(obj, "to_dict") and callable(obj.to_dict):
+        return jsonable(obj.to_dict())
     if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, Path):
         return str(obj)
     if isinstance(obj, torch.Tensor):
-        return obj.tolist()
+        return jsonable(obj.tolist())
     if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
-        return obj.item()
+        return jsonable(obj.item())
     if hasattr(obj, "tolist") and callable(obj.tolist):  # numpy arrays
-        return obj.tolist()
+        return jsonable(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
     return obj
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
     """Atomically write ``obj`` as indented JSON (tensors, numpy values and paths converted)."""
-    text = json.dumps(_jsonable(obj), indent=2, sort_keys=False) + "\n"
+    text = json.dumps(jsonable(obj), indent=2, sort_keys=False) + "\n"
     return atomic_write_bytes(path, text.encode())
 
 
@@ -140,3 +157,122 @@ def versions() -> dict[str, str]:
     out = {"netinvert": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
            "python": platform.python_version()}
     return out
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file, read in chunks: cards record it so a changed weights file is noticed."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _same_or_nested(a: Path, b: Path) -> bool:
+    return a == b or a in b.parents or b in a.parents
+
+
+def check_out(out: str | Path, *, force: bool = False, inputs: Iterable[str | Path | None] = ()) -> Path:
+    """Check that a run can be written to ``out`` before any work starts, and return it resolved.
+
+    Refused, each with one sentence that says how to fix it: ``out`` being (or lying inside, or
+    holding) one of the ``inputs`` (a run never writes into the run it reads), ``out`` or one of
+    its parents being a file, an unwritable parent folder, and an ``out`` that already holds
+    something unless ``force`` (the old folder is replaced only once the new run is complete).
+    """
+    out = Path(out).absolute()
+    for inp in inputs:
+        if inp is not None and _same_or_nested(out.resolve(), Path(inp).absolute().resolve()):
+            raise ValueError(f"The output folder {out} is or overlaps the input {inp}; a run never writes into "
+                             f"the run it reads. Pass another --out.")
+    if out.exists() and not out.is_dir():
+        raise RunExistsError(f"The output {out} is a file, not a folder; pass another --out.")
+    parent = out.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise NotADirectoryError(f"Cannot create {out}: {parent} is a file, not a folder.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"Cannot create {out}: no permission to write in {parent}.")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise RunExistsError(f"{out} already holds files; pass --force (force=True) to replace it once the new "
+                             f"run is complete, or choose another --out.")
+    return out
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by someone else
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def _lock(out: Path) -> Iterator[None]:
+    """A lock file beside ``out`` that refuses a second writer; a dead writer's lock is taken over."""
+    lock = out.parent / f".{out.name}.lock"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and _pid_alive(pid):
+                raise RunLockedError(f"Another process (pid {pid}) is writing {out}; wait for it or choose another --out.") from None
+            lock.unlink(missing_ok=True)  # its writer died: the lock is stale
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(str(os.getpid()))
+        break
+    else:  # pragma: no cover - two processes raced for a stale lock
+        raise RunLockedError(f"Could not take the lock {lock}; another process is writing {out}.")
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def staged_run(out: str | Path, *, force: bool = False, inputs: Iterable[str | Path | None] = ()) -> Iterator[Path]:
+    """Write a run into a temporary sibling of ``out`` and rename it into place when complete.
+
+    Yields the staging folder. On a normal exit it becomes ``out`` (an old ``out`` is replaced only
+    with ``force``, and only then); on an exception or an interrupt it is removed, so ``out`` holds
+    either one whole run or what it held before. A lock refuses a second writer of the same ``out``.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> with staged_run(root / "run") as tmp:
+    ...     _ = (tmp / "card.json").write_text("{}")
+    >>> sorted(p.name for p in (root / "run").iterdir())
+    ['card.json']
+    """
+    inputs = list(inputs)
+    out = check_out(out, force=force, inputs=inputs)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with _lock(out):
+        check_out(out, force=force, inputs=inputs)  # another writer may have finished while we waited
+        staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+        try:
+            yield staging
+            os.chmod(staging, 0o755)  # mkdtemp creates 0700; run folders are meant to be shared
+            old = None
+            if out.is_dir():
+                if any(out.iterdir()):
+                    old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
+                    os.replace(out, old / "run")
+                else:
+                    out.rmdir()
+            os.replace(staging, out)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
+from .._progress import progress_bar
 
 from .._registry import Registry
 from ._encode import Encoding
@@ -182,7 +182,7 @@ def count_all_labels(net: IntegerBNN, *, max_states: int = 20_000_000, time_s: f
     head = net.head.astype(np.int16)
     scores = np.zeros((1, net.n_classes if fold else 0), dtype=np.int16)
     alive = np.ones(width, dtype=bool)  # first-layer neurons whose residual is in the state
-    bar = tqdm(total=len(order), desc="count (dp)", disable=not progress, leave=False)
+    bar = progress_bar(total=len(order), desc="count (dp)", enabled=progress)
 
     def unknown() -> list[CountResult]:
         bar.close()

@@ -13,6 +13,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from .._progress import PROGRESS_LOGGER
+from .._threads import set_threads
 from ..exceptions import NetinvertError
 
 __all__ = ["main", "build_parser"]
@@ -21,7 +23,7 @@ __all__ = ["main", "build_parser"]
 COMMAND_MODULES = ("_core", "_data", "_invert", "_bnn", "_demo")
 
 #: Errors reported as one clean line; anything else is a bug and keeps its traceback.
-USER_ERRORS = (NetinvertError, FileNotFoundError, ValueError, KeyError, ImportError)
+USER_ERRORS = (NetinvertError, OSError, ValueError, KeyError, ImportError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,10 +46,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger(PROGRESS_LOGGER).setLevel(logging.INFO)  # progress lines show without -v where no bar can
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
+        if hasattr(args, "threads"):
+            args.threads = set_threads(args.threads)  # before any torch work; the run card records it
         return int(args.func(args) or 0)
     except USER_ERRORS as exc:
         if args.debug:
@@ -56,5 +61,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"netinvert: error: {msg}\n")
         return 2
     except KeyboardInterrupt:
-        sys.stderr.write("netinvert: interrupted; completed checkpoints are kept.\n")
+        sys.stderr.write("netinvert: interrupted; an unfinished --out is removed, nothing else was changed.\n")
         return 130

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from .._progress import progress_bar
 
 from .._device import resolve_device
 from ..exceptions import NotFittedError, RunFormatError, TrainingDivergedError
@@ -467,7 +467,7 @@ class Inverter:
         k, bs = cond.n_classes, int(self.batch_size)
         base_labels = torch.arange(bs) % k
         good_state, good_step = copy.deepcopy(G.state_dict()), 0
-        bar = tqdm(total=steps, desc="invert", disable=not progress, leave=False)
+        bar = progress_bar(total=steps, desc="invert", enabled=progress)
         t0 = time.perf_counter()
         step, running_validity = 0, None
         try:

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+from .._progress import progress_bar
 
 from ..exceptions import RunFormatError
 from ..runs import WEIGHTS_NAME, load_weights, read_card, save_weights, write_card
@@ -125,7 +125,7 @@ def _train_vae(images: torch.Tensor, test_images: torch.Tensor | None, code_dim:
     x_all = images.float()
     n = len(x_all)
     per_epoch = max(n // batch_size, 1)
-    bar = tqdm(total=epochs * per_epoch, desc="train image prior", disable=not progress, leave=False)
+    bar = progress_bar(total=epochs * per_epoch, desc="train image prior", enabled=progress)
     t0 = time.perf_counter()
     rec = kl = torch.zeros(())
     for _ in range(epochs):

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from .._progress import progress_bar
 
 from .._device import resolve_device, seed_everything
 from ..data import Dataset
@@ -97,8 +97,7 @@ def train_classifier(model: Classifier, data: Dataset, config: TrainConfig | Non
     history: dict[str, list[float]] = {"loss": [], "test_accuracy": []}
     # One bar over all batches: a Fashion-MNIST epoch takes tens of seconds on a CPU, too long
     # for a bar that only moves once per epoch.
-    bar = tqdm(total=config.epochs * steps_per_epoch, desc=f"train {type(model).__name__}", disable=not progress,
-               leave=False, unit="batch")
+    bar = progress_bar(total=config.epochs * steps_per_epoch, desc=f"train {type(model).__name__}", enabled=progress)
     t0 = time.perf_counter()
     try:
         for epoch in range(config.epochs):
