@@ -15,9 +15,19 @@ $(BIN)/netinvert: pyproject.toml
 install: $(BIN)/netinvert
 
 demo: install
-	$(BIN)/netinvert demo --out runs/demo
+	$(BIN)/netinvert demo --out runs/demo --force
 
 test: install
 	$(BIN)/python -m pytest -q
 
-.PHONY: install demo test
+# Every committed file in bench/results/, from a clean clone: target models are trained by committed
+# commands into bench/.cache/ (hours on 2 cores; Fashion-MNIST from Debian's dataset-fashion-mnist).
+BENCH := classifiers inversion bnn bnn_robustness threads
+bench: install
+	set -e; for b in $(BENCH); do NETINVERT_THREADS=1 $(BIN)/python bench/$$b.py; done
+
+# A reduced set of every benchmark for a smoke check (< 15 min), into bench/.cache/quick/ (never committed).
+bench-quick: install
+	set -e; for b in $(BENCH); do NETINVERT_THREADS=1 $(BIN)/python bench/$$b.py --quick --results bench/.cache/quick; done
+
+.PHONY: install demo test bench bench-quick

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .exceptions import RunExistsError, RunFormatError, RunLockedError
@@ -78,10 +79,10 @@ def jsonable(obj: Any) -> Any:
         return str(obj)
     if isinstance(obj, torch.Tensor):
         return jsonable(obj.tolist())
-    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
-        return jsonable(obj.item())
-    if hasattr(obj, "tolist") and callable(obj.tolist):  # numpy arrays
+    if isinstance(obj, np.ndarray):
         return jsonable(obj.tolist())
+    if isinstance(obj, np.generic):  # numpy scalars
+        return jsonable(obj.item())
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj

@@ -4,17 +4,21 @@ from . import _zoo  # noqa: F401  (registers mlp, cnn, resnet)
 from ._base import MODELS, Classifier, build_model, list_models, register_model
 from ._checkpoint import load_classifier_run, save_classifier
 from ._foreign import HookedClassifier, load_classifier
+from ._pipeline import ClassifierRunConfig, EvaluationResult, TrainingResult, run_evaluation, run_training
 from ._train import TrainConfig, evaluate_classifier, pgd_attack, predict, train_classifier
 from ._zoo import MLP, ResNetCNN, SmallCNN
 
 __all__ = [
     "Classifier",
+    "ClassifierRunConfig",
+    "EvaluationResult",
     "HookedClassifier",
     "MODELS",
     "MLP",
     "ResNetCNN",
     "SmallCNN",
     "TrainConfig",
+    "TrainingResult",
     "build_model",
     "evaluate_classifier",
     "list_models",
@@ -23,6 +27,8 @@ __all__ = [
     "pgd_attack",
     "predict",
     "register_model",
+    "run_evaluation",
+    "run_training",
     "save_classifier",
     "train_classifier",
 ]

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ..exceptions import RunFormatError
-from ..runs import CARD_NAME, WEIGHTS_NAME, load_weights, read_card, save_weights, write_card
+from ..runs import CARD_NAME, WEIGHTS_NAME, file_sha256, load_weights, read_card, save_weights, write_card
 from ._base import MODELS, Classifier, build_model
 
 __all__ = ["save_classifier", "load_classifier_run"]
@@ -31,7 +31,8 @@ def save_classifier(model: Classifier, run_dir: str | Path, card: Mapping[str, A
     run_dir : path
         Created if missing; both files are written atomically.
     card : mapping, optional
-        Extra card entries (dataset, metrics, seed, training config, ...).
+        Extra card entries (dataset, metrics, seed, training config, ...). The card also gets
+        ``weights_sha256``, the sha256 of the weights file written.
 
     Returns
     -------
@@ -40,8 +41,10 @@ def save_classifier(model: Classifier, run_dir: str | Path, card: Mapping[str, A
     """
     run_dir = Path(run_dir)
     name = _registry_name(model)
-    save_weights(run_dir / WEIGHTS_NAME, model.state_dict(), metadata={"model": name})
-    full = {"kind": "classifier", "model": name, "model_params": model.get_params(), **(card or {})}
+    weights = save_weights(run_dir / WEIGHTS_NAME, model.state_dict(), metadata={"model": name})
+    # The card names the exact weights it describes, so a swapped or changed file is noticed.
+    full = {"kind": "classifier", "model": name, "model_params": model.get_params(), **(card or {}),
+            "weights_sha256": file_sha256(weights)}
     write_card(run_dir, full)
     return run_dir
 

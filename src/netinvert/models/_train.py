@@ -22,7 +22,7 @@ __all__ = ["TrainConfig", "train_classifier", "evaluate_classifier", "predict", 
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     """How a classifier is trained.
 

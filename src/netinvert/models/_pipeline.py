@@ -1,0 +1,394 @@
+"""The classifier workflows: train one into a run folder, and evaluate one on a test split.
+
+Each is one function keeping the pipeline contract of ``docs/architecture.md``: a frozen config,
+an ``out`` folder checked before any work, a run folder that appears whole or not at all
+(:func:`netinvert.runs.staged_run`), and a frozen result. ``netinvert train``/``evaluate``, the
+demo and ``bench/`` call these functions, so a benchmark measures the code users run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from .._device import resolve_device, seed_everything
+from .._threads import set_threads
+from ..data import load_dataset
+from ..exceptions import RunFormatError
+from ..runs import WEIGHTS_NAME, check_out, file_sha256, staged_run, write_card, write_json
+from ._base import MODELS, Classifier, build_model
+from ._checkpoint import save_classifier
+from ._foreign import load_classifier
+from ._train import TrainConfig, evaluate_classifier, train_classifier
+
+__all__ = ["ClassifierRunConfig", "TrainingResult", "EvaluationResult", "run_training", "run_evaluation"]
+
+log = logging.getLogger(__name__)
+
+#: Model arguments that come from the dataset, never from ``model_params``.
+_DATA_PARAMS = ("input_shape", "n_classes", "mean", "std")
+_DEVICES = ("cpu", "cuda", "auto")
+
+
+def _freeze(value: Any) -> Any:
+    """Lists become tuples and mappings sorted item tuples, so a config stays hashable."""
+    if isinstance(value, Mapping):
+        return tuple(sorted((str(k), _freeze(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    """Tuples back to lists (JSON's shape, and what the zoo's factories document)."""
+    if isinstance(value, tuple):
+        return [_thaw(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class ClassifierRunConfig:
+    """What :func:`run_training` trains: dataset, architecture, schedule, seed, device, threads.
+
+    Parameters
+    ----------
+    dataset : str
+        A name from :func:`netinvert.data.list_datasets`.
+    data_root : str, optional
+        Folder holding the dataset's files (default: where the loader looks).
+    model : str
+        A name from :func:`netinvert.models.list_models`.
+    model_params : mapping
+        Architecture arguments (``{"channels": [16, 32]}``); the input shape, class count and
+        normalisation come from the dataset. Stored as sorted ``(key, value)`` tuples with lists
+        as tuples, so the config is hashable; :meth:`to_dict` gives them back as a JSON object.
+    train : TrainConfig
+        The schedule. Its ``seed`` and ``device`` are this config's ``seed`` and ``device``
+        (a different non-default value in ``train`` is an error rather than silently ignored).
+    subset : int, optional
+        Train on a random ``subset`` training images (``Dataset.subset(n_train=subset,
+        seed=seed)``); the test split stays whole.
+    seed : int
+        Seeds the subset, the initial weights and the batch order.
+    device : {"cpu", "cuda", "auto"}
+    threads : int, optional
+        Torch threads (None: ``$NETINVERT_THREADS``, else half the usable cores).
+
+    Examples
+    --------
+    >>> cfg = ClassifierRunConfig(model="mlp", model_params={"hidden": [16]}, train=TrainConfig(epochs=1))
+    >>> cfg.to_dict()["model_params"]
+    {'hidden': [16]}
+    >>> ClassifierRunConfig.from_dict(cfg.to_dict()) == cfg
+    True
+    """
+
+    dataset: str = "digits"
+    data_root: str | None = None
+    model: str = "cnn"
+    model_params: Any = ()
+    train: TrainConfig = field(default_factory=TrainConfig)
+    subset: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("dataset", "model"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"The '{name}' parameter of ClassifierRunConfig must be a non-empty str. Got {value!r} instead.")
+        if self.data_root is not None:
+            object.__setattr__(self, "data_root", str(self.data_root))
+        params = self.model_params
+        if params is None:
+            params = ()
+        if not isinstance(params, Mapping):
+            try:
+                params = dict(params)
+            except (TypeError, ValueError):
+                raise ValueError("The 'model_params' parameter of ClassifierRunConfig must be a mapping of argument "
+                                 f"names to values. Got {self.model_params!r} instead.") from None
+        object.__setattr__(self, "model_params", _freeze(params))
+        if isinstance(self.train, Mapping):
+            object.__setattr__(self, "train", TrainConfig(**self.train))
+        if not isinstance(self.train, TrainConfig):
+            raise ValueError(f"The 'train' parameter of ClassifierRunConfig must be a TrainConfig. Got {self.train!r} instead.")
+        if self.subset is not None and (isinstance(self.subset, bool) or not isinstance(self.subset, int) or self.subset < 1):
+            raise ValueError(f"The 'subset' parameter of ClassifierRunConfig must be None or an int in [1, inf). Got {self.subset!r} instead.")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"The 'seed' parameter of ClassifierRunConfig must be an int. Got {self.seed!r} instead.")
+        if not isinstance(self.device, str) or (self.device not in _DEVICES and not self.device.startswith("cuda:")):
+            raise ValueError(f"The 'device' parameter of ClassifierRunConfig must be one of {_DEVICES}. Got {self.device!r} instead.")
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1):
+            raise ValueError(f"The 'threads' parameter of ClassifierRunConfig must be None or an int in [1, inf). Got {self.threads!r} instead.")
+        # One seed and one device per run: the schedule's copies follow the run's.
+        default = TrainConfig()
+        for name in ("seed", "device"):
+            mine, theirs = getattr(self, name), getattr(self.train, name)
+            if theirs not in (mine, getattr(default, name)):
+                raise ValueError(f"train.{name}={theirs!r} differs from {name}={mine!r}; set {name} on ClassifierRunConfig only.")
+        object.__setattr__(self, "train", replace(self.train, seed=self.seed, device=self.device))
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """``model_params`` as the keyword arguments of the model's factory."""
+        return {k: _thaw(v) for k, v in self.model_params}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values: what the run card records as ``config``."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["model_params"] = self.params
+        out["train"] = self.train.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ClassifierRunConfig:
+        """Inverse of :meth:`to_dict` (unknown keys are an error, naming them)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise RunFormatError(f"Unknown ClassifierRunConfig keys {unknown}; valid keys: {sorted(known)}.")
+        d = dict(d)
+        if isinstance(d.get("train"), Mapping):
+            d["train"] = TrainConfig(**d["train"])
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """What :func:`run_training` returns: the run folder and its headline numbers."""
+
+    run_dir: Path
+    dataset: str
+    model: str
+    test_accuracy: float
+    n_test: int
+    train_seconds: float
+    weights_sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: (str(v) if isinstance(v, Path) else v) for f in fields(self) for v in [getattr(self, f.name)]}
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """What :func:`run_evaluation` returns; ``run_dir`` is None when nothing was written."""
+
+    run_dir: Path | None
+    source: str
+    format: str
+    dataset: str
+    model: str
+    test_accuracy: float
+    n_test: int
+    device: str
+    weights_sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: (str(v) if isinstance(v, Path) else v) for f in fields(self) for v in [getattr(self, f.name)]}
+
+
+def _check_model_params(model: str, params: Mapping[str, Any]) -> None:
+    """Refuse unknown or data-given architecture arguments before any data is loaded."""
+    factory = MODELS.get(model)  # an unknown name lists the valid ones
+    reserved = sorted(set(params) & set(_DATA_PARAMS))
+    if reserved:
+        raise ValueError(f"Bad model_params (--model-param) for model {model!r}: {', '.join(reserved)} come from the "
+                         "dataset; drop them.")
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # pragma: no cover - a factory without a signature: building will tell
+        return
+    named = {n for n, p in signature.parameters.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    if any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()) and isinstance(factory, type) \
+            and issubclass(factory, Classifier):
+        named -= set(_DATA_PARAMS)  # **base goes to Classifier, which takes only the dataset's arguments
+    elif any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
+        return
+    unknown = sorted(set(params) - named - set(_DATA_PARAMS))
+    if unknown:
+        valid = ", ".join(sorted(named - set(_DATA_PARAMS))) or "(none)"
+        raise ValueError(f"Bad model_params (--model-param) for model {model!r}: unknown {', '.join(unknown)}; "
+                         f"valid: {valid}.")
+
+
+def run_training(config: ClassifierRunConfig, out: str | Path, *, force: bool = False, progress: bool = True) -> TrainingResult:
+    """Train a classifier, evaluate it on the test split and write the run folder ``out``.
+
+    Parameters
+    ----------
+    config : ClassifierRunConfig
+    out : path
+        The run folder to write: ``card.json`` (config, seed, device, thread count, versions,
+        test accuracy, history and the sha256 of the weights), ``weights.safetensors`` and
+        ``metrics.json``. A folder that holds files is refused unless ``force``.
+    force : bool
+        Replace an ``out`` that holds files, once the new run is complete (not before).
+    progress : bool
+        Show a progress bar (on a terminal; log lines elsewhere).
+
+    Returns
+    -------
+    TrainingResult
+
+    Raises
+    ------
+    UnknownNameError
+        If the dataset or model is not registered (before anything is loaded or trained).
+    ValueError
+        If ``model_params`` do not fit the model, or ``out`` cannot be written (before training).
+    RunExistsError
+        If ``out`` holds files and ``force`` is false.
+
+    Examples
+    --------
+    >>> cfg = ClassifierRunConfig(model="mlp", model_params={"hidden": [16]}, train=TrainConfig(epochs=1), device="cpu")
+    >>> result = run_training(cfg, "runs/clf", progress=False)  # doctest: +SKIP
+    >>> result.test_accuracy  # doctest: +SKIP
+    0.93...
+    """
+    if not isinstance(config, ClassifierRunConfig):
+        raise ValueError(f"run_training takes a ClassifierRunConfig. Got {type(config).__name__} instead.")
+    params = config.params
+    _check_model_params(config.model, params)  # a typo costs nothing
+    device = resolve_device(config.device)
+    out = check_out(out, force=force)  # a bad --out costs nothing either
+    threads = set_threads(config.threads)
+    data = load_dataset(config.dataset, config.data_root)
+    train_data = data.subset(n_train=config.subset, seed=config.seed) if config.subset is not None else data
+    with staged_run(out, force=force) as tmp:
+        seed_everything(config.seed)  # the initial weights depend on the seed too
+        try:
+            model = build_model(config.model, input_shape=data.input_shape, n_classes=data.n_classes,
+                                mean=data.mean, std=data.std, **params)
+        except TypeError as exc:
+            raise ValueError(f"Bad model_params (--model-param) for model {config.model!r}: {exc}") from None
+        t0 = time.perf_counter()
+        history = train_classifier(model, train_data, config.train, progress=progress)
+        seconds = time.perf_counter() - t0
+        acc = evaluate_classifier(model, data.x_test, data.y_test)
+        metrics = {"test_accuracy": acc, "n_test": len(data.x_test), "n_train": len(train_data.x_train),
+                   "train_seconds": seconds, "history": history}
+        card = {
+            "config": config.to_dict(),
+            "dataset": data.name,
+            "dataset_info": data.describe(),
+            "data_root": config.data_root,
+            "train_config": config.train.to_dict(),
+            "seed": config.seed,
+            "device": str(device),
+            "threads": threads,
+            **metrics,
+        }
+        save_classifier(model.cpu(), tmp, card)
+        write_json(tmp / "metrics.json", metrics)
+        sha = file_sha256(tmp / WEIGHTS_NAME)
+    log.info("wrote %s (test accuracy %.4f)", out, acc)
+    return TrainingResult(run_dir=out, dataset=data.name, model=config.model, test_accuracy=acc,
+                          n_test=len(data.x_test), train_seconds=seconds, weights_sha256=sha)
+
+
+def run_evaluation(
+    source: str | Path,
+    *,
+    dataset: str | None = None,
+    data_root: str | None = None,
+    factory: str | Callable[..., nn.Module] | None = None,
+    input_shape: Sequence[int] | None = None,
+    n_classes: int | None = None,
+    feature_layer: str | None = None,
+    device: str = "auto",
+    seed: int = 0,
+    threads: int | None = None,
+    out: str | Path | None = None,
+    force: bool = False,
+) -> EvaluationResult:
+    """Test accuracy of a classifier: a run folder, a TorchScript file or a state dict.
+
+    Parameters
+    ----------
+    source : path
+        See :func:`netinvert.models.load_classifier`; it is only read.
+    dataset : str, optional
+        Dataset to test on (default: the one named in the run's card; foreign models need it).
+    data_root, factory, input_shape, n_classes, feature_layer
+        As for :func:`netinvert.models.load_classifier` and :func:`netinvert.data.load_dataset`.
+        A run folder knows its own shape; ``input_shape``/``n_classes`` default to the
+        dataset's for foreign models.
+    device : {"cpu", "cuda", "auto"}
+    seed : int
+        Recorded; evaluation itself draws nothing at random.
+    threads : int, optional
+        Torch threads (None: ``$NETINVERT_THREADS``, else half the usable cores).
+    out : path, optional
+        A new folder to write ``card.json`` and ``metrics.json`` into; nothing is written without
+        it. It may not be, hold or lie inside ``source``.
+    force : bool
+        Replace an ``out`` that holds files, once the evaluation is complete.
+
+    Returns
+    -------
+    EvaluationResult
+        Includes the sha256 of the weights file read.
+
+    Raises
+    ------
+    FileNotFoundError, UnsafeCheckpointError, RunFormatError
+        As :func:`~netinvert.models.load_classifier`.
+    ValueError
+        If the classifier does not fit the dataset, or ``out`` overlaps ``source``.
+    """
+    source = Path(source)
+    dev = resolve_device(device)
+    if out is not None:
+        out = check_out(out, force=force, inputs=[source])
+    n_threads = set_threads(threads)
+    seed_everything(seed)
+    stage = staged_run(out, force=force, inputs=[source]) if out is not None else contextlib.nullcontext(None)
+    with stage as tmp:
+        data = load_dataset(dataset, data_root) if dataset else None
+        shape = input_shape or (data.input_shape if data is not None else None)
+        classes = n_classes or (data.n_classes if data is not None else None)
+        is_run = source.is_dir()
+        # A run folder knows its own shape; the dataset's only fills in what a foreign model lacks.
+        model, info = load_classifier(source, factory=factory, input_shape=input_shape if is_run else shape,
+                                      n_classes=n_classes if is_run else classes, feature_layer=feature_layer,
+                                      device=dev)
+        if data is None:
+            name = info.get("dataset")
+            if not isinstance(name, str):
+                raise RunFormatError(f"{source} names no dataset; pass --dataset (dataset=).")
+            data = load_dataset(name, data_root or info["card"].get("data_root"))
+        if tuple(model.input_shape) != data.input_shape or model.n_classes != data.n_classes:
+            raise ValueError(
+                f"The classifier takes inputs {tuple(model.input_shape)} with {model.n_classes} classes, but dataset "
+                f"{data.name!r} has {data.input_shape} with {data.n_classes}; pick the dataset it was trained on."
+            )
+        weights = Path(info["source"]) / WEIGHTS_NAME if info["format"] == "run" else source
+        acc = evaluate_classifier(model, data.x_test, data.y_test)
+        result = EvaluationResult(
+            run_dir=out, source=str(source), format=info["format"], dataset=data.name,
+            model=info["card"].get("model") or info.get("factory") or info["format"], test_accuracy=acc,
+            n_test=len(data.x_test), device=str(dev), weights_sha256=file_sha256(weights),
+        )
+        if tmp is not None:
+            factory_name = factory if isinstance(factory, str) or factory is None else getattr(factory, "__qualname__", repr(factory))
+            config = {"source": str(source), "dataset": dataset, "data_root": data_root, "factory": factory_name,
+                      "input_shape": list(input_shape) if input_shape is not None else None, "n_classes": n_classes,
+                      "feature_layer": feature_layer, "device": device, "seed": seed, "threads": threads}
+            metrics = {"test_accuracy": acc, "n_test": len(data.x_test)}
+            write_card(tmp, {"kind": "evaluation", "config": config, "source": str(source), "format": info["format"],
+                             "dataset": data.name, "model": result.model, "seed": seed, "device": str(dev),
+                             "threads": n_threads, "input_weights_sha256": {str(weights): result.weights_sha256},
+                             **metrics})
+            write_json(tmp / "metrics.json", metrics)
+    return result
