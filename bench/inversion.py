@@ -5,18 +5,23 @@ image prior (tier f).
 Not a test: it takes about 40 minutes of wall time on two loaded cores. Each tier can run in its
 own process (``--tiers b,e`` in one, ``--tiers c,d`` in another); every tier writes its rows to
 ``CACHE/tiers/<tier>.json`` and every invocation then merges whatever tiers exist into
-``bench/results/inversion.json`` and ``bench/results/inversion.md`` (with the machine it ran on).
-Grids of 10 samples per class go to ``bench/results/inversion/<row>.png``.
+``RESULTS/inversion.json`` and ``RESULTS/inversion.md`` (with the machine it ran on; ``RESULTS`` is
+``bench/results`` unless ``--results``). Grids of 10 samples per class go to ``RESULTS/inversion/<row>.png``.
+
+Every row is one :func:`netinvert.inversion.run_inversion` call (the code ``netinvert invert`` runs), writing
+its run folder to ``CACHE/runs/<row>``; the target classifiers are ``bench/_targets.ensure_target``'s
+(trained by the committed pipeline into ``bench/.cache/targets`` when missing) unless ``--fashion-run`` /
+``--robust-run`` name others. Rows record the sha256 of the classifier they measured.
 
 Usage::
 
-    python bench/inversion.py --tiers a,b,c,d,e,f --fashion-run /work/fashion_cnn_run \\
-        --robust-run bench/.cache/fashion_robust_target
+    python bench/inversion.py --tiers a,b,c,d,e,f
     python bench/inversion.py --merge-only
+    python bench/inversion.py --quick --results /tmp/inversion-smoke   # a smoke check in a few minutes
 
-Budgets are wall-clock seconds of generator training (``Inverter.fit(seconds=...)``) at one torch
-thread; metrics are computed afterwards on 100 samples per class by
-:func:`netinvert.metrics.inversion_metrics` with verifiers cached in ``CACHE`` (outside git).
+Budgets are wall-clock seconds of generator training at one torch thread; metrics are computed afterwards
+on 100 samples per class by :func:`netinvert.metrics.inversion_metrics` with verifiers cached in ``CACHE``
+(``bench/.cache``, ignored by git).
 """
 
 from __future__ import annotations
@@ -24,8 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -33,22 +37,22 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _machine import machine_record, weights_fingerprint
+from _targets import ensure_target
 from PIL import Image
-from _machine import cpu_model
 
 from netinvert.data import load_dataset
-from netinvert.inversion import (DEFAULT_LOSSES, Inverter, LossContext, capture_bn_stats, load_image_prior, make_augmentation,
-                                 make_conditioning, make_objective, preset, save_image_prior, train_image_prior)
-from netinvert.metrics import inversion_metrics, train_verifiers
-from netinvert.models import TrainConfig, build_model, load_classifier_run, save_classifier, train_classifier
+from netinvert.inversion import (DEFAULT_LOSSES, InversionRunConfig, Inverter, LossContext, PriorRunConfig, capture_bn_stats,
+                                 load_image_prior, make_augmentation, make_conditioning, make_objective, preset, run_image_prior,
+                                 run_inversion)
+from netinvert.metrics import inversion_metrics, train_verifiers, validity_report
+from netinvert.models import load_classifier_run
 from netinvert.report import save_class_grid
 from netinvert.runs import read_card
 
 log = logging.getLogger("bench.inversion")
 
 ROOT = Path(__file__).resolve().parent
-RESULTS = ROOT / "results"
-GRIDS = RESULTS / "inversion"
 N_PER_CLASS = 100
 GRID_PER_CLASS = 10
 
@@ -95,13 +99,6 @@ def _check_targets(family: str, metrics: dict[str, Any], seed_frechet: float | N
     return out
 
 
-def _conditioning(spec: Any, n_classes: int) -> Any:
-    if isinstance(spec, (tuple, list)):
-        name, params = spec
-        return make_conditioning(name, n_classes, **params)
-    return spec
-
-
 def _verifiers(data: Any, cache: Path) -> Any:
     return train_verifiers(data, cache_dir=cache / f"verifiers-{data.name}", progress=False)
 
@@ -118,66 +115,82 @@ def _wanted(args: argparse.Namespace, name: str) -> bool:
     return not args.only or name in args.only.split(",")
 
 
-def run_row(name: str, tier: str, family: str, clf: Any, data: Any, verifiers: Any, seconds: float | None,
+def _grids(args: argparse.Namespace) -> Path:
+    return args.results / "inversion"
+
+
+#: Keys of a row's settings that are fields of InversionRunConfig as they are.
+_CONFIG_KEYS = ("losses", "dropout", "latent_dim", "width", "lr", "batch_size", "lr_schedule", "augment", "ema", "generator",
+                "image_prior")
+
+
+def _config(target: Path, data: Any, args: argparse.Namespace, settings: dict[str, Any], seed: int, seconds: float | None,
+            steps: int | None) -> InversionRunConfig:
+    """The run_inversion config of one row: ``settings`` are full Inverter settings (a preset merged with its changes)."""
+    settings = dict(settings)
+    unknown = set(settings) - {*_CONFIG_KEYS, "conditioning"}
+    if unknown:
+        raise ValueError(f"bench settings {sorted(unknown)} are not InversionRunConfig fields")
+    cond, temperature = settings.pop("conditioning", "vector"), None
+    if isinstance(cond, (tuple, list)):
+        cond, params = cond
+        temperature = params.get("temperature")
+    opts = {k: v for k, v in settings.items() if v is not None}
+    if isinstance(opts.get("losses"), list):
+        opts["losses"] = tuple(opts["losses"])
+    return InversionRunConfig(classifier=target, dataset=data.name, conditioning=cond, temperature=temperature, **opts,
+                              seconds=None if steps else seconds, steps=steps, n_per_class=N_PER_CLASS,
+                              verifiers=args.cache / f"verifiers-{data.name}", seed=seed, device=args.device, threads=1)
+
+
+def run_row(args: argparse.Namespace, name: str, tier: str, family: str, target: Path, data: Any, seconds: float | None,
             settings: dict[str, Any], seed: int = 0, grid: bool = True, keep: bool = False,
             steps: int | None = None) -> dict[str, Any]:
-    """Fit one inverter for ``seconds`` (or ``steps``), score it, save its grid; returns the row (and the inverter if ``keep``)."""
-    settings = dict(settings)
-    cond = _conditioning(settings.pop("conditioning", "vector"), int(clf.n_classes))
-    inv = Inverter(clf, conditioning=cond, seed=seed, **settings)
+    """One :func:`run_inversion` for ``seconds`` (or ``steps``) into ``CACHE/runs/<name>``; returns the row.
+
+    With ``keep`` the row holds the fitted inverter (reloaded from the run folder) under ``_inverter``.
+    """
+    config = _config(target, data, args, settings, seed, seconds, steps)
     log.info("[%s] %s: fitting for %s", tier, name, f"{steps} steps" if steps else f"{seconds:.0f} s")
+    out = args.cache / ("runs-quick" if args.quick else "runs") / name
     t0 = time.perf_counter()
-    inv.fit(steps=steps, seconds=None if steps else seconds, progress=False)
-    fit_s = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    x, y = inv.sample_classes(N_PER_CLASS, seed=seed + 1)
-    metrics = inversion_metrics(x, y, classifier=clf, data=data, verifiers=verifiers, seed=seed)
-    eval_s = time.perf_counter() - t1
+    result = run_inversion(config, out, force=True, progress=False)
+    eval_s = time.perf_counter() - t0 - result.fit_seconds
+    metrics = json.loads((out / "metrics.json").read_text())
     grid_path = None
     if grid:
-        xg, yg = inv.sample_classes(GRID_PER_CLASS, seed=seed)
-        grid_path = GRIDS / f"{name}.png"
-        save_class_grid(xg, yg, grid_path, class_names=list(data.class_names),
-                        title=f"{name}: {len(inv.history_['step'])} steps, {fit_s:.0f} s, validity {metrics['validity']:.2f}")
+        grid_path = _grids(args) / f"{name}.png"
+        grid_path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(out / "samples.png", grid_path)
     spec = {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.items()}
-    spec["conditioning"] = repr(cond) if not isinstance(cond, str) else cond
-    row = {"name": name, "tier": tier, "family": family, "settings": spec, "steps": len(inv.history_["step"]),
-           "fit_seconds": round(fit_s, 1), "eval_seconds": round(eval_s, 1),
-           "grid": str(grid_path.relative_to(RESULTS)) if grid_path else None, **_summary(metrics)}
+    spec = {k: (repr(v) if not isinstance(v, (str, int, float, list, dict, type(None))) else v) for k, v in spec.items()}
+    row = {"name": name, "tier": tier, "family": family, "settings": spec, "steps": result.steps,
+           "fit_seconds": round(result.fit_seconds, 1), "eval_seconds": round(eval_s, 1),
+           "grid": str(grid_path.relative_to(args.results)) if grid_path else None,
+           "target_run": str(target), "target_sha256": weights_fingerprint(target),
+           "run_dir": str(out), "generator_sha256": read_card(out)["weights_sha256"], **_summary(metrics)}
     log.info("[%s] %s: %d steps, validity %.3f, robust %.3f, frechet %.1f", tier, name, row["steps"], row["validity"],
              row["verifier_accuracy"]["robust"], row["frechet"]["generated"])
     if keep:
-        row["_inverter"] = inv
+        clf, _ = load_classifier_run(target)
+        row["_inverter"] = Inverter.load(out, clf.eval())
     return row
 
 
 # ---------------------------------------------------------------------------------------------- classifiers
-def _fashion_target(args: argparse.Namespace, data: Any, robust: bool) -> Any:
+def _fashion_target(args: argparse.Namespace, data: Any, robust: bool) -> tuple[Any, Path, dict[str, Any]]:
+    """The plain or adversarially trained Fashion-MNIST target: ``--fashion-run``/``--robust-run``, else bench/_targets's."""
     run = args.robust_run if robust else args.fashion_run
-    if run is None or not (Path(run) / "card.json").is_file():
-        run = args.cache / ("fashion_robust_target" if robust else "fashion_cnn_target")
-        if not (run / "card.json").is_file():
-            config = TrainConfig(epochs=1, adv_eps=0.1, adv_steps=3) if robust else TrainConfig(epochs=3)
-            train = data.subset(n_train=20000, seed=0) if robust else data
-            log.info("training the %s Fashion-MNIST target into %s", "robust" if robust else "plain", run)
-            model = build_model("cnn", input_shape=data.input_shape, n_classes=data.n_classes, mean=data.mean, std=data.std)
-            train_classifier(model, train, config)
-            save_classifier(model, run, {"dataset": data.name, "train": config.__dict__})
+    run = Path(run) if run is not None else ensure_target("fashion-cnn-robust" if robust else "fashion-cnn")
     model, card = load_classifier_run(run)
-    return model.eval(), str(run), card
+    return model.eval(), run, card
 
 
 # ---------------------------------------------------------------------------------------------- tiers
 def tier_a(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Digits, 60 s: the package defaults, and the recipe's parts one at a time (to choose the defaults)."""
     data = load_dataset("digits")
-    run = args.cache / "digits_cnn_target"
-    if not (run / "card.json").is_file():
-        model = build_model("cnn", input_shape=data.input_shape, n_classes=data.n_classes, mean=data.mean, std=data.std)
-        train_classifier(model, data, TrainConfig())
-        save_classifier(model, run, {"dataset": "digits"})
-    clf, _ = load_classifier_run(run)
-    ver = _verifiers(data, args.cache)
+    run = Path(args.digits_run) if args.digits_run is not None else ensure_target("digits-cnn")
     recipe = ("image_stats:1", "mode_seeking:0.05")
     variants = {"digits_default": {}, "digits_no_pixel_cosine": {"losses": tuple(s for s in DEFAULT_LOSSES if "space=pixels" not in s)},
                 "digits_ema": {"ema": 0.99}, "digits_shift1": {"augment": make_augmentation("shift", shift=1)},
@@ -187,30 +200,26 @@ def tier_a(args: argparse.Namespace) -> list[dict[str, Any]]:
     for name, extra in variants.items():
         if name != "digits_default" and args.quick:
             continue
-        rows.append(run_row(name, "a", "digits", clf, data, ver, args.digits_seconds, extra, grid=name == "digits_default"))
+        rows.append(run_row(args, name, "a", "digits", run, data, args.digits_seconds, extra, grid=name == "digits_default",
+                            steps=args.quick_steps if args.quick else None))
     return rows
 
 
 def tier_b(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Fashion-MNIST plain target: the fashion preset, then the seed losses, equal budgets."""
     data = load_dataset("fashion-mnist")
-    clf, run, _ = _fashion_target(args, data, robust=False)
-    ver = _verifiers(data, args.cache)
+    _, run, _ = _fashion_target(args, data, robust=False)
     configs = {"fashion_best": preset("fashion"), "fashion_seed": SEED_SETTINGS}
-    rows = [run_row(name, "b", "fashion-baseline" if name == "fashion_seed" else "fashion", clf, data, ver, args.fashion_seconds, settings)
-            for name, settings in configs.items() if _wanted(args, name)]
-    for r in rows:
-        r["target_run"] = run
-    return rows
+    return [run_row(args, name, "b", "fashion-baseline" if name == "fashion_seed" else "fashion", run, data, args.fashion_seconds,
+                    settings) for name, settings in configs.items() if _wanted(args, name)]
 
 
 def tier_c(args: argparse.Namespace) -> list[dict[str, Any]]:
     """The fashion-robust preset against an adversarially trained target."""
     data = load_dataset("fashion-mnist")
-    clf, run, card = _fashion_target(args, data, robust=True)
-    ver = _verifiers(data, args.cache)
-    row = run_row("fashion_robust_target", "c", "fashion", clf, data, ver, args.fashion_seconds, preset("fashion-robust"))
-    row["target_run"], row["target_card"] = run, {k: card.get(k) for k in ("source", "training", "test_acc", "pgd10_acc_2k")}
+    _, run, card = _fashion_target(args, data, robust=True)
+    row = run_row(args, "fashion_robust_target", "c", "fashion", run, data, args.fashion_seconds, preset("fashion-robust"))
+    row["target_card"] = {k: card.get(k) for k in ("source", "training", "test_acc", "pgd10_acc_2k")}
     return [row]
 
 
@@ -248,14 +257,13 @@ def tier_d(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Ablation on the plain Fashion-MNIST target at an equal number of steps (a wall-clock budget
     on a shared machine gave rows from 58 to 350 steps, which swamped the differences)."""
     data = load_dataset("fashion-mnist")
-    clf, _, _ = _fashion_target(args, data, robust=False)
-    ver = _verifiers(data, args.cache)
+    _, run, _ = _fashion_target(args, data, robust=False)
     rows = []
     for name, change in _ablations().items():
         if _wanted(args, name):
             change = dict(change)
             seed = change.pop("seed", 0)
-            rows.append(run_row(name, "d", "fashion-ablation", clf, data, ver, None, {**preset("fashion"), **change},
+            rows.append(run_row(args, name, "d", "fashion-ablation", run, data, None, {**preset("fashion"), **change},
                                 seed=seed, grid=False, steps=args.ablation_steps))
     return rows
 
@@ -292,8 +300,8 @@ def _pixel_optimisation(clf: Any, ver: Any, n_classes: int, batch: int, max_step
         if step % eval_every == 0 or step == max_steps:
             with torch.no_grad():
                 x = torch.sigmoid(w)
-                validity = float((clf(x).argmax(1) == labels).float().mean())
-                robust = float((ver.robust(x).argmax(1) == labels).float().mean())
+                validity = validity_report(clf, x, labels)["validity"]
+                robust = validity_report(ver.robust, x, labels)["validity"]
             trace.append({"step": step, "seconds": round(timed, 2), "validity": validity, "robust": robust})
             if reached is None and validity >= goal[0] and robust >= goal[1]:
                 reached = trace[-1]
@@ -304,10 +312,10 @@ def _pixel_optimisation(clf: Any, ver: Any, n_classes: int, batch: int, max_step
 def tier_e(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Amortisation: a generator (fashion preset) vs per-sample pixel optimisation at equal quality, one process."""
     data = load_dataset("fashion-mnist")
-    clf, _, _ = _fashion_target(args, data, robust=False)
+    clf, run, _ = _fashion_target(args, data, robust=False)
     clf.requires_grad_(False)
     ver = _verifiers(data, args.cache)
-    row = run_row("amortised_generator", "e", "fashion", clf, data, ver, args.amortise_seconds, preset("fashion"), keep=True)
+    row = run_row(args, "amortised_generator", "e", "fashion", run, data, args.amortise_seconds, preset("fashion"), keep=True)
     inv = row.pop("_inverter")
     # marginal cost of a generator sample: time 1,000 draws
     t0 = time.perf_counter()
@@ -319,7 +327,7 @@ def tier_e(args: argparse.Namespace) -> list[dict[str, Any]]:
     pix_per_sample = end["seconds"] / pix["batch"]
     fixed = row["fit_seconds"]
     break_even = fixed / (pix_per_sample - gen_per_sample) if pix_per_sample > gen_per_sample else None
-    save_class_grid(pix["images"][: 10 * int(clf.n_classes)], pix["labels"][: 10 * int(clf.n_classes)], GRIDS / "pixel_optimisation.png",
+    save_class_grid(pix["images"][: 10 * int(clf.n_classes)], pix["labels"][: 10 * int(clf.n_classes)], _grids(args) / "pixel_optimisation.png",
                     class_names=list(data.class_names),
                     title=f"per-sample pixel optimisation, {end['step']} steps, validity {end['validity']:.2f}")
     metrics = inversion_metrics(pix["images"], pix["labels"], classifier=clf, data=data, verifiers=ver, seed=0)
@@ -341,8 +349,8 @@ def _image_prior(args: argparse.Namespace, data: Any) -> tuple[Any, Path, dict[s
     run = args.cache / "fashion_image_prior"
     if not (run / "card.json").is_file():
         log.info("training the image prior into %s", run)
-        prior, info = train_image_prior(data.x_train, code_dim=32, epochs=12, seed=0, test_images=data.x_test)
-        save_image_prior(run, prior, {"dataset": data.name, "train": info})
+        run_image_prior(PriorRunConfig(dataset=data.name, code_dim=32, epochs=12, seed=0, device=args.device, threads=1), run,
+                        force=True, progress=False)
     return load_image_prior(run), run, read_card(run)["train"]
 
 
@@ -373,11 +381,10 @@ def tier_f(args: argparse.Namespace) -> list[dict[str, Any]]:
     for name, robust, seed in (("fashion_prior", False, 0), ("fashion_prior_seed1", False, 1), ("fashion_prior_robust_target", True, 0)):
         if not _wanted(args, name):
             continue
-        clf, run, _ = _fashion_target(args, data, robust=robust)
-        row = run_row(name, "f", "fashion", clf, data, ver, args.fashion_seconds, {**preset("fashion-prior"), "image_prior": prior},
+        _, run, _ = _fashion_target(args, data, robust=robust)
+        row = run_row(args, name, "f", "fashion", run, data, args.fashion_seconds, {**preset("fashion-prior"), "image_prior": prior_run},
                       seed=seed, grid=seed == 0)
-        row["settings"]["image_prior"] = str(prior_run)
-        row["target_run"], row["prior"] = run, prior_info
+        row["prior"], row["prior_sha256"] = prior_info, weights_fingerprint(prior_run)
         rows.append(row)
     if _wanted(args, "prior_reconstructions"):
         clf, run, _ = _fashion_target(args, data, robust=False)
@@ -389,7 +396,7 @@ def tier_f(args: argparse.Namespace) -> list[dict[str, Any]]:
         metrics = inversion_metrics(x, data.y_test[idx], classifier=clf, data=data, verifiers=ver, seed=0)
         rows.append({"name": "prior_reconstructions", "tier": "f", "family": "reference", "settings": {"image_prior": str(prior_run)},
                      "steps": 300, "fit_seconds": round(time.perf_counter() - t0, 1), "eval_seconds": None, "grid": None,
-                     "target_run": run, **_summary(metrics)})
+                     "target_run": str(run), "target_sha256": weights_fingerprint(run), **_summary(metrics)})
     return rows
 
 
@@ -401,11 +408,6 @@ TIER_TITLES = {"a": "digits, 60 s", "b": "Fashion-MNIST plain target, 300 s", "c
 
 
 # ---------------------------------------------------------------------------------------------- reporting
-def machine() -> dict[str, Any]:
-    return {"cpu": cpu_model(platform.processor() or ""), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "load_average": [round(v, 2) for v in os.getloadavg()],
-            "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform()}
-
-
 def _fmt(v: Any, nd: int = 3) -> str:
     return "-" if v is None else f"{v:.{nd}f}" if isinstance(v, float) else str(v)
 
@@ -422,9 +424,9 @@ def _validity_only(amort: dict[str, Any]) -> None:
                               "break_even_samples": amort["generator_fixed_seconds"] / gap if gap > 0 else None}
 
 
-def _shrink_grids() -> None:
+def _shrink_grids(grids: Path) -> None:
     """Re-save the grids as 8-bit greyscale PNGs (they are grey images on white; RGBA is 4x the bytes in git)."""
-    for path in GRIDS.glob("*.png"):
+    for path in grids.glob("*.png"):
         with Image.open(path) as img:
             if img.mode == "L":
                 continue
@@ -432,11 +434,12 @@ def _shrink_grids() -> None:
         grey.save(path, optimize=True)
 
 
-def merge(cache: Path) -> dict[str, Any]:
-    _shrink_grids()
+def merge(tiers_dir: Path, results: Path, quick: bool = False) -> dict[str, Any]:
+    """Merge the cached tiers into ``results/inversion.json`` and ``.md``."""
+    _shrink_grids(results / "inversion")
     tiers = {}
     for t in TIERS:
-        path = cache / "tiers" / f"{t}.json"
+        path = tiers_dir / f"{t}.json"
         tiers[t] = json.loads(path.read_text()) if path.is_file() else None
     seed = next((r["frechet"]["generated"] for t in tiers.values() if t for r in t["rows"] if r["name"] == "fashion_seed"), None)
     for t in tiers.values():
@@ -448,14 +451,26 @@ def merge(cache: Path) -> dict[str, Any]:
         for r in (t or {}).get("rows", []):
             if "amortisation" in r:
                 _validity_only(r["amortisation"])
-    report = {"tiers": tiers, "seed_frechet": seed}
-    (RESULTS / "inversion.json").write_text(json.dumps(report, indent=1, default=str))
-    (RESULTS / "inversion.md").write_text(markdown(report))
+    report = {"tiers": tiers, "seed_frechet": seed, "quick": quick}
+    (results / "inversion.json").write_text(json.dumps(report, indent=1, default=str))
+    (results / "inversion.md").write_text(markdown(report, results))
     return report
 
 
-def markdown(report: dict[str, Any]) -> str:
-    lines = ["# Inversion benchmark", "", "Generated by `bench/inversion.py`; every figure from "
+def _machine_line(m: dict[str, Any]) -> str:
+    """The machine record of ``bench/_machine.py`` (or the older one of committed tiers) as one sentence."""
+    threads = m.get("threads", m.get("torch_threads"))
+    load = m.get("load_avg_1_5_15", m.get("load_average"))
+    device = f", device {m['device']}" if m.get("device") not in (None, "cpu") else ""
+    return f"Machine: {m['cpu']}, {m['cores']} cores, {threads} torch thread(s), load average at the end {load}, torch {m['torch']}{device}"
+
+
+def markdown(report: dict[str, Any], results: Path) -> str:
+    lines = ["# Inversion benchmark", ""]
+    if report.get("quick"):
+        lines += ["**A `--quick` smoke run** (a few hundred steps, not the committed budgets): not comparable with "
+                  "`bench/results/inversion.md`.", ""]
+    lines += ["Generated by `bench/inversion.py`; every figure from "
              "`netinvert.metrics.inversion_metrics` on 100 samples per class. Diversity is the mean within-class cosine "
              "(centred on the real mean), lower = more varied, shown as generated / real. Budgets are wall-clock seconds of "
              "generator training at one torch thread.", ""]
@@ -463,13 +478,14 @@ def markdown(report: dict[str, Any]) -> str:
             "diversity clf gen/real | verifier gen/real | pixel gen/real | targets |")
     for key, title in TIER_TITLES.items():
         tier = report["tiers"].get(key)
+        if report.get("quick"):
+            title = "quick smoke rows (steps, not the tier's budget)"
         lines += [f"## Tier {key}: {title}", ""]
         if not tier:
             lines += ["Not run (see Notes).", ""]
             continue
         m = tier["machine"]
-        lines += [f"Machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch thread(s), load average at the end "
-                  f"{m['load_average']}, torch {m['torch']}; run {tier['started']} - {tier['finished']} UTC.", "", head,
+        lines += [f"{_machine_line(m)}; run {tier['started']} - {tier['finished']} UTC.", "", head,
                   "|" + "---|" * 12]
         for r in tier["rows"]:
             d, rd = r.get("diversity") or {}, r.get("real_diversity") or {}
@@ -484,7 +500,8 @@ def markdown(report: dict[str, Any]) -> str:
         for r in tier["rows"]:
             run = r.get("run")
             if run and (run["started"], run["finished"]) != (tier["started"], tier["finished"]):
-                key = (run["started"], run["finished"], str(run["machine"]["load_average"]))
+                m = run["machine"]
+                key = (run["started"], run["finished"], str(m.get("load_avg_1_5_15", m.get("load_average"))))
                 earlier.setdefault(key, []).append(f"`{r['name']}`")
         for (started, finished, load), names in earlier.items():
             lines.append(f"\n{', '.join(names)} ran {started} - {finished} UTC (load average at the end {load}).")
@@ -505,42 +522,56 @@ def markdown(report: dict[str, Any]) -> str:
                           f"({vo['pixel_seconds_per_sample'] * 1000:.0f} ms per sample, robust-verifier accuracy then "
                           f"{vo['robust_then']:.2f}); break-even {'-' if vbe is None else f'{vbe:.0f}'} samples."]
         lines.append("")
-    notes = GRIDS / "notes.md"
+    notes = results / "inversion" / "notes.md"
     lines += ["## Notes", "", notes.read_text() if notes.is_file() else "(to be written after looking at the grids)", ""]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--tiers", default="a,b,c,d,e,f", help="comma-separated subset of a,b,c,d,e,f")
-    p.add_argument("--fashion-run", type=Path, default=Path("/work/fashion_cnn_run"), help="plain Fashion-MNIST classifier run folder")
-    p.add_argument("--robust-run", type=Path, default=None, help="adversarially trained Fashion-MNIST classifier run folder")
-    p.add_argument("--cache", type=Path, default=ROOT / ".cache", help="verifiers, targets and tier rows (outside git)")
+    p.add_argument("--tiers", default=None, help="comma-separated subset of a,b,c,d,e,f (default: all; with --quick: a)")
+    p.add_argument("--digits-run", type=Path, default=None, help="digits classifier run folder (default: bench/_targets 'digits-cnn')")
+    p.add_argument("--fashion-run", type=Path, default=None,
+                   help="plain Fashion-MNIST classifier run folder (default: bench/_targets 'fashion-cnn')")
+    p.add_argument("--robust-run", type=Path, default=None,
+                   help="adversarially trained Fashion-MNIST classifier run folder (default: bench/_targets 'fashion-cnn-robust')")
+    p.add_argument("--cache", type=Path, default=ROOT / ".cache", help="verifiers, run folders and tier rows (ignored by git)")
+    p.add_argument("--results", type=Path, default=ROOT / "results",
+                   help="where inversion.json/.md and the grids go (default bench/results; a --quick run wants another)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"), help="where generators train (default cpu)")
     p.add_argument("--digits-seconds", type=float, default=60.0)
     p.add_argument("--fashion-seconds", type=float, default=300.0)
     p.add_argument("--ablation-steps", type=int, default=250)
     p.add_argument("--amortise-seconds", type=float, default=120.0)
     p.add_argument("--pixel-batch", type=int, default=100)
     p.add_argument("--pixel-max-steps", type=int, default=600)
-    p.add_argument("--quick", action="store_true", help="digits: only the default row")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke check in a few minutes: tier a's default row for --quick-steps steps, its tier rows kept apart "
+                        "(CACHE/tiers-quick); pass --results DIR so the committed results are not overwritten")
+    p.add_argument("--quick-steps", type=int, default=300)
     p.add_argument("--only", default=None, help="tiers b, d and f: run only these comma-separated rows; the tier's other "
                                                 "cached rows are kept")
     p.add_argument("--merge-only", action="store_true", help="only rebuild inversion.json/.md from the cached tiers")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     torch.set_num_threads(1)
-    GRIDS.mkdir(parents=True, exist_ok=True)
-    (args.cache / "tiers").mkdir(parents=True, exist_ok=True)
+    if args.quick and args.results.resolve() == (ROOT / "results").resolve():
+        p.error("--quick would overwrite the committed bench/results; pass --results DIR")
+    tiers = args.tiers or ("a" if args.quick else "a,b,c,d,e,f")
+    (args.results / "inversion").mkdir(parents=True, exist_ok=True)
+    tiers_dir = args.cache / ("tiers-quick" if args.quick else "tiers")
+    tiers_dir.mkdir(parents=True, exist_ok=True)
     if not args.merge_only:
-        for t in filter(None, args.tiers.split(",")):
+        for t in filter(None, tiers.split(",")):
             if t not in TIERS:
                 p.error(f"unknown tier {t!r}; choose from {sorted(TIERS)}")
             started = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
             rows = TIERS[t](args)
-            stamp = {"machine": machine(), "started": started, "finished": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
+            stamp = {"machine": machine_record(args.device), "started": started,
+                     "finished": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
             for r in rows:
                 r["run"] = stamp
-            path = args.cache / "tiers" / f"{t}.json"
+            path = tiers_dir / f"{t}.json"
             if args.only and path.is_file():  # keep the rows of an earlier run of this tier that were not rerun
                 new, old = {r["name"] for r in rows}, json.loads(path.read_text())
                 kept = [r for r in old["rows"] if r["name"] not in new]
@@ -549,7 +580,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows = kept + rows
             out = {"rows": rows, **stamp}
             path.write_text(json.dumps(out, indent=1, default=str))
-    merge(args.cache)
+    merge(tiers_dir, args.results, quick=args.quick)
     return 0
 
 

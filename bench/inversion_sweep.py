@@ -5,30 +5,36 @@ sweep fixes the number of generator steps instead, so recipes can be compared on
 several processes can share one machine. Each named configuration is a change to
 ``BASE`` (the ``fashion`` preset as it was before this sweep); every (configuration, steps) pair is fitted from scratch (the cosine
 learning-rate schedule depends on the total) and scored by :func:`netinvert.metrics.inversion_metrics`
-on 100 samples per class. Rows go to ``OUT/sweep.json`` as they finish; grids to ``OUT/grids/``.
+on 100 samples per class. Each job is one :func:`netinvert.inversion.run_inversion` (the code ``netinvert
+invert`` runs) into ``OUT/runs/<config>_<steps>``; rows go to ``OUT/sweep.json`` as they finish, each with
+the machine it ran on and the sha256 of the classifier it measured; grids to ``OUT/grids/``.
 
 Usage::
 
-    python bench/inversion_sweep.py --fashion-run /work/fashion_cnn_run --steps 700,1400 \\
-        --configs base,ce_cap90 --workers 2 --out bench/.cache/sweep
-    python bench/inversion_sweep.py --collect plain=OUT1/sweep.json robust=OUT2/sweep.json \\
-        --machine "one H200, torch 2.11" --out bench/results
+    python bench/inversion_sweep.py --steps 700,1400 --configs base,ce_cap90 --workers 2
+    python bench/inversion_sweep.py --target fashion-cnn-robust --out bench/.cache/sweep-robust
+    python bench/inversion_sweep.py --collect plain=OUT1/sweep.json robust=OUT2/sweep.json --results bench/results
+    python bench/inversion_sweep.py --quick --results /tmp/sweep-smoke   # a smoke check in a few minutes
 
-``--collect`` merges sweeps (each labelled by its target) into ``OUT/inversion_sweep.json`` and
-``OUT/inversion_sweep.md``.
+``--collect`` merges sweeps (each labelled by its target) into ``RESULTS/inversion_sweep.json`` and
+``RESULTS/inversion_sweep.md`` (``RESULTS`` is ``bench/results`` unless ``--results``).
 
-The classifier runs and the verifier cache are those of ``bench/inversion.py``.
+The target classifiers are ``bench/_targets.ensure_target``'s (trained into ``bench/.cache/targets`` when
+missing) unless ``--fashion-run`` names another; the verifier cache is that of ``bench/inversion.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
+import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
+
+ROOT = Path(__file__).resolve().parent
 
 #: The ``fashion`` preset before this sweep; every configuration is a change to it.
 BASE: dict[str, Any] = {
@@ -93,46 +99,30 @@ def settings_for(name: str) -> dict[str, Any]:
     return settings
 
 
-@functools.lru_cache(maxsize=1)
-def _data_and_verifiers(data_root: str | None, verifiers_dir: str) -> tuple[Any, Any]:
-    """The data set and the cached verifiers, read once per worker process (every job scores with them)."""
-    from netinvert.data import load_dataset
-    from netinvert.metrics import train_verifiers
-
-    data = load_dataset("fashion-mnist", root=data_root)
-    return data, train_verifiers(data, cache_dir=verifiers_dir, progress=False)
-
-
 def _work(job: tuple[str, int, dict[str, Any]]) -> dict[str, Any]:
-    import torch
+    """Fit and score one (configuration, steps) pair by :func:`run_inversion`; returns its row."""
+    sys.path.insert(0, str(ROOT))  # spawned workers import _machine from here
+    from _machine import machine_record, weights_fingerprint
 
-    from netinvert.inversion import Inverter
-    from netinvert.metrics import inversion_metrics
-    from netinvert.models import load_classifier_run
-    from netinvert.report import save_class_grid
+    from netinvert.inversion import InversionRunConfig, run_inversion
 
     name, steps, opts = job
-    torch.set_num_threads(opts["threads"])
-    data, verifiers = _data_and_verifiers(opts["data_root"], opts["verifiers"])
-    clf, _ = load_classifier_run(opts["run"], device=opts["device"])  # afresh: it ends up moved to the CPU
-    clf.eval()
-    inv = Inverter(clf, seed=0, device=opts["device"], **settings_for(name))
-    t0 = time.perf_counter()
-    inv.fit(steps=steps, progress=False)
-    fit_s = time.perf_counter() - t0
-    x, y = inv.sample_classes(100, seed=1)
-    clf_cpu = clf.to("cpu")
-    m = inversion_metrics(x.cpu(), y.cpu(), classifier=clf_cpu, data=data, verifiers=verifiers, seed=0)
     out = Path(opts["out"])
-    xg, yg = inv.sample_classes(10, seed=0)
+    config = InversionRunConfig(classifier=opts["run"], dataset="fashion-mnist", data_root=opts["data_root"], steps=steps,
+                                n_per_class=100, verifiers=opts["verifiers"], seed=0, device=opts["device"],
+                                threads=opts["threads"], **settings_for(name))
+    run_dir = out / "runs" / f"{name}_{steps}"
+    result = run_inversion(config, run_dir, force=True, progress=False)
+    m = json.loads((run_dir / "metrics.json").read_text())
     grid = out / "grids" / f"{name}_{steps}.png"
-    save_class_grid(xg.cpu(), yg.cpu(), grid, class_names=list(data.class_names),
-                    title=f"{name}: {steps} steps, validity {m['validity']:.2f}")
-    return {"name": name, "steps": steps, "fit_seconds": round(fit_s, 1), "settings": {k: list(v) if isinstance(v, tuple) else v
-                                                                                      for k, v in settings_for(name).items()},
+    shutil.copyfile(run_dir / "samples.png", grid)
+    return {"name": name, "steps": steps, "fit_seconds": round(result.fit_seconds, 1),
+            "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in settings_for(name).items()},
             "validity": m["validity"], "confidence": m["confidence"], "verifier_accuracy": m["verifier_accuracy"],
             "frechet": m["frechet"]["generated"], "frechet_real": m["frechet"]["real_vs_real"], "nn_ssim": m["nn_ssim"],
-            "diversity": m["diversity"], "real_diversity": m["real_diversity"], "grid": grid.name}
+            "diversity": m["diversity"], "real_diversity": m["real_diversity"], "grid": grid.name,
+            "target_run": str(opts["run"]), "target_sha256": weights_fingerprint(opts["run"]), "run_dir": str(run_dir),
+            "machine": machine_record(opts["device"])}
 
 
 def _safe_work(job: tuple[str, int, dict[str, Any]]) -> dict[str, Any]:
@@ -183,14 +173,22 @@ def _pct(value: float, real: float) -> str:
     return f"{value:.3f} ({100 * (value - real) / real:+.0f}%)"
 
 
-def collect(sources: list[str], machine: str, out: Path) -> None:
-    """Merge labelled sweep files into ``inversion_sweep.json`` and a markdown table (by target, recipe, steps)."""
+def collect(sources: list[str], machine: str | None, out: Path) -> None:
+    """Merge labelled sweep files into ``inversion_sweep.json`` and a markdown table (by target, recipe, steps).
+
+    ``machine`` describes the machine in words; without it, the first row's machine record does.
+    """
     rows = []
     for item in sources:
         target, _, path = item.partition("=")
         rows += [{"target": target, **r} for r in json.loads(Path(path).read_text())]
     rows.sort(key=lambda r: (r["target"], r["name"], r["steps"]))
-    (out / "inversion_sweep.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=1))
+    record = next((r["machine"] for r in rows if r.get("machine")), None)
+    if machine is None:
+        machine = (f"{record['device'] if record['device'] != 'cpu' else record['cpu']}, {record['threads']} torch thread(s), "
+                   f"torch {record['torch']}") if record else "this machine"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "inversion_sweep.json").write_text(json.dumps({"machine": machine, "machine_record": record, "rows": rows}, indent=1))
     lines = ["# Inversion recipes at fixed step counts (Fashion-MNIST)", "",
              f"Generated by `bench/inversion_sweep.py` on {machine}. Each row: the `fashion` preset as it was before "
              "the pixel-space term (`base`) with one change (settings in the JSON), fitted from scratch for the given "
@@ -210,37 +208,50 @@ def collect(sources: list[str], machine: str, out: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--collect", nargs="+", default=None, metavar="TARGET=SWEEP_JSON")
-    p.add_argument("--machine", default="this machine")
-    p.add_argument("--fashion-run", help="run folder of the target classifier")
+    p.add_argument("--machine", default=None, help="the machine in words for --collect (default: the rows' machine record)")
+    p.add_argument("--target", default="fashion-cnn", help="bench/_targets name of the classifier (default fashion-cnn)")
+    p.add_argument("--fashion-run", type=Path, default=None, help="run folder of the target classifier (overrides --target)")
     p.add_argument("--data-root", default=None)
-    p.add_argument("--verifiers", default=str(Path(__file__).parent / ".cache" / "verifiers-fashion-mnist"))
+    p.add_argument("--verifiers", default=str(ROOT / ".cache" / "verifiers-fashion-mnist"))
     p.add_argument("--configs", default=",".join(CONFIGS))
     p.add_argument("--steps", default="700")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path, default=None, help="sweep rows, run folders and grids (default bench/.cache/sweep)")
+    p.add_argument("--results", type=Path, default=ROOT / "results",
+                   help="where --collect (and --quick) write inversion_sweep.json/.md (default bench/results)")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke check: configs base and the fashion preset at 60 steps into bench/.cache/sweep-quick, then "
+                        "collected into --results, which must not be bench/results")
     args = p.parse_args(argv)
+    committed = (ROOT / "results").resolve()
     if args.collect:
-        args.out.mkdir(parents=True, exist_ok=True)
-        collect(args.collect, args.machine, args.out)
+        collect(args.collect, args.machine, args.results)
         return 0
-    if not args.fashion_run:
-        p.error("--fashion-run is required to run a sweep")
+    if args.quick:
+        if args.results.resolve() == committed:
+            p.error("--quick would overwrite the committed bench/results; pass --results DIR")
+        args.configs, args.steps = "base,pixm0.4_w3_do0.5", "60"
+    out = args.out or ROOT / ".cache" / ("sweep-quick" if args.quick else "sweep")
+    if args.fashion_run is None:
+        from _targets import ensure_target
+
+        args.fashion_run = ensure_target(args.target)
     names = args.configs.split(",")
     unknown = [n for n in names if n not in CONFIGS]
     if unknown:
         p.error(f"unknown configurations {unknown}; known: {sorted(CONFIGS)}")
-    (args.out / "grids").mkdir(parents=True, exist_ok=True)
-    opts = {"run": args.fashion_run, "data_root": args.data_root, "verifiers": args.verifiers, "device": args.device,
-            "threads": args.threads, "out": str(args.out)}
+    (out / "grids").mkdir(parents=True, exist_ok=True)
+    opts = {"run": str(args.fashion_run), "data_root": args.data_root, "verifiers": args.verifiers, "device": args.device,
+            "threads": args.threads, "out": str(out)}
     jobs = [(n, int(s), opts) for s in args.steps.split(",") for n in names]
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
 
     def record(row: dict[str, Any]) -> None:
         rows.append(row)
-        (args.out / "sweep.json").write_text(json.dumps(rows, indent=1))
+        (out / "sweep.json").write_text(json.dumps(rows, indent=1))
         d, r = row["diversity"], row["real_diversity"]
         print(f"{row['name']:>24} {row['steps']:>5} fit {row['fit_seconds']:6.1f}s valid {row['validity']:.3f} "
               f"robust {row['verifier_accuracy']['robust']:.3f} frechet {row['frechet']:6.1f} "
@@ -259,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             record(row)
     print(f"{len(rows)} rows in {time.perf_counter() - t0:.0f} s", flush=True)
+    if args.quick:
+        collect([f"{args.target}={out / 'sweep.json'}"], args.machine, args.results)
     return 0
 
 

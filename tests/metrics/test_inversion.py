@@ -57,16 +57,49 @@ def test_uniform_noise_fails_the_verifiers_and_is_far_in_frechet(real_report, sp
 
 def test_one_template_repeated_reads_as_collapse_in_every_space(split, digits_cnn, verifiers):
     reference, x, y = split
-    templates = torch.stack([x[y == c][0] for c in range(3)])
+    with torch.no_grad():
+        pred = digits_cnn(x).argmax(1)
+    # per class, the first real image the classifier gets right: each template's decision is known
+    templates = torch.stack([x[(y == c) & (pred == c)][0] for c in range(3)])
     samples = templates.repeat_interleave(20, dim=0)
     labels = torch.arange(3).repeat_interleave(20)
     r = inversion_metrics(samples, labels, classifier=digits_cnn, data=reference, verifiers=verifiers)
     for space in SPACES:
         assert r["diversity"][space] == pytest.approx(1.0, abs=1e-6)
         assert r["real_diversity"][space] < 0.95
-    assert r["validity"] in (0.0, 1 / 3, 2 / 3, 1.0)  # one decision per template
+    assert r["validity"] == 1.0 and [row["validity"] for row in r["per_class"]] == [1.0, 1.0, 1.0]
+    with torch.no_grad():
+        conf = torch.softmax(digits_cnn(templates), 1).diagonal()
+    assert [row["confidence"] for row in r["per_class"]] == pytest.approx(conf.tolist(), abs=1e-6)
     assert [row["label"] for row in r["per_class"]] == [0, 1, 2]
     assert r["per_class"][1]["name"] == "1"
+    # the same images under another template's label: not one is valid
+    wrong = inversion_metrics(samples, (labels + 1) % 3, classifier=digits_cnn, data=reference, verifiers=verifiers)
+    assert wrong["validity"] == 0.0 and [row["validity"] for row in wrong["per_class"]] == [0.0, 0.0, 0.0]
+
+
+def test_validity_report_and_the_full_report_agree(split, digits_cnn):
+    """Validity is computed in one place: the quick report and inversion_metrics give the same figures."""
+    from netinvert.metrics import validity_from_logits, validity_report
+
+    _, x, y = split
+    quick = validity_report(digits_cnn, x, y)
+    assert quick["validity"] == pytest.approx(evaluate_classifier(digits_cnn, x, y))
+    assert [row["label"] for row in quick["per_class"]] == list(range(10))
+    assert sum(row["n"] for row in quick["per_class"]) == len(y)
+    logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0], [3.0, 0.0, 0.0], [0.0, 0.0, 5.0]])
+    r = validity_from_logits(logits, torch.tensor([0, 1, 1, 2]))
+    assert r["validity"] == 0.75 and [(row["label"], row["n"], row["validity"]) for row in r["per_class"]] == [
+        (0, 1, 1.0), (1, 2, 0.5), (2, 1, 1.0)]
+
+
+def test_full_report_validity_matches_validity_report(real_report, split, digits_cnn):
+    from netinvert.metrics import validity_report
+
+    _, x, y = split
+    quick = validity_report(digits_cnn, x, y)
+    assert (real_report["validity"], real_report["confidence"]) == (quick["validity"], quick["confidence"])
+    assert [(r["validity"], r["confidence"]) for r in real_report["per_class"]] == [(r["validity"], r["confidence"]) for r in quick["per_class"]]
 
 
 def test_accumulator_matches_one_call(real_report, split, digits_cnn, verifiers):

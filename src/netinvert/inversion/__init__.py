@@ -9,6 +9,11 @@ name::
     inv = Inverter(classifier, conditioning="vector", losses=["ce:1", "cosine:1", "bn:0.2"]).fit(seconds=60)
     images = inv.sample(label=3, n=16, seed=0)
 
+Every workflow is one function that writes a run folder (``docs/architecture.md``)::
+
+    from netinvert.inversion import InversionRunConfig, run_inversion
+    result = run_inversion(InversionRunConfig(classifier="runs/clf", steps=1000), out="runs/inv")
+
 Recommended settings per kind of data are in :data:`PRESETS` (``Inverter(clf, **preset("fashion"))``):
 augmentation of the generated batch before the classifier (``augment``), the ``image_stats`` and
 ``mode_seeking`` terms and an EMA copy of the generator (``ema``) are the parts that turned
@@ -35,7 +40,28 @@ from ._conditioning import (
     register_conditioning,
 )
 from ._generators import GENERATORS, ConvGenerator, Generator, MLPGenerator, list_generators, make_generator, register_generator
-from ._inverter import DEFAULT_LOSSES, PRESETS, Inverter, preset, validity_report
+from ._inverter import DEFAULT_LOSSES, Inverter
+from ._pipeline import (
+    InversionResult,
+    InversionRunConfig,
+    PriorResult,
+    PriorRunConfig,
+    SamplingResult,
+    run_image_prior,
+    run_inversion,
+    run_sampling,
+)
+from ._presets import (
+    LR_SCHEDULES,
+    PRESETS,
+    Preset,
+    list_lr_schedules,
+    list_presets,
+    preset,
+    register_lr_schedule,
+    register_preset,
+)
+from ..metrics import validity_report  # re-exported: validity is computed in netinvert.metrics only
 from ._prior import ImagePrior, PriorGenerator, load_image_prior, save_image_prior, train_image_prior
 from ._losses import (
     LOSSES,
@@ -51,6 +77,20 @@ from ._losses import (
 )
 
 __all__ = [
+    "InversionRunConfig",
+    "InversionResult",
+    "run_inversion",
+    "PriorRunConfig",
+    "PriorResult",
+    "run_image_prior",
+    "SamplingResult",
+    "run_sampling",
+    "Preset",
+    "list_presets",
+    "register_preset",
+    "LR_SCHEDULES",
+    "list_lr_schedules",
+    "register_lr_schedule",
     "ImagePrior",
     "PriorGenerator",
     "train_image_prior",

@@ -14,7 +14,7 @@ import math
 import operator
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -25,131 +25,25 @@ from .._progress import progress_bar
 
 from .._device import resolve_device
 from ..exceptions import NotFittedError, RunFormatError, TrainingDivergedError
-from ..runs import WEIGHTS_NAME, load_weights, read_card, read_json, save_weights, write_card, write_json
+from ..runs import WEIGHTS_NAME, file_sha256, load_weights, read_card, read_json, save_weights, write_card, write_json
 from ._augment import Augmentation, make_augmentation
 from ._conditioning import Conditioning, make_conditioning
 from ._generators import Generator, auto_generator_name, make_generator
 from ._losses import LossContext, Objective, bn_layers, capture_bn_stats, make_objective
+from ._presets import LR_SCHEDULES, list_lr_schedules
 from ._prior import ImagePrior, PriorGenerator, load_image_prior
 
-__all__ = ["Inverter", "DEFAULT_LOSSES", "HISTORY_NAME", "PRESETS", "preset"]
+__all__ = ["Inverter", "DEFAULT_LOSSES", "HISTORY_NAME"]
 
 log = logging.getLogger(__name__)
 
-#: Default objective, chosen by measurement on the digits CNN of ``netinvert train --dataset digits
-#: --model cnn`` (test accuracy 0.994), 900 steps of batch 64 (about 60 s of one CPU core), vector
-#: conditioning at T = 0.1 (the default is now 0.05: validity 0.986 with the chosen losses), 1,000 samples scored by the classifier, a plain MLP verifier and a
-#: PGD-trained MLP verifier (real test digits: 0.975 / 0.967):
-#:
-#: ========================================  ========  =====  ======  ==========================
-#: losses                                    validity  plain  robust  pixel diversity (real .815)
-#: ========================================  ========  =====  ======  ==========================
-#: ce:1 alone (600 steps, batch 100)         0.978     0.861  0.887   0.940 (one template/class)
-#: kl:1 ce:1 cosine:1 ortho:1 bn:0.2 tv:0.5  0.969     0.900  0.912   0.851
-#: kl:1 ce:1 cosine:1 ortho:1 bn:1 tv:0.5    0.970     0.922  0.920   0.854
-#: kl:1 ce:3 cosine:1 ortho:1 bn:1 tv:0.5    0.977     0.920  0.933   0.848
-#: ce:3 cosine:1 ortho:1 bn:1 tv:0.5         0.979     0.957  0.955   0.861
-#: ========================================  ========  =====  ======  ==========================
-#:
-#: The batch-norm prior turns blobs into dark-background strokes; with a sharp target ``P`` the KL
-#: term adds nothing to CE and dropping it raised verifier accuracy. Adding ``jitter:1`` raised
-#: validity a little but made samples of a class more alike (pixel diversity 0.893).
-#: Dropout trades validity for diversity (same losses; within-class cosine centred on the real
-#: mean, real digits 0.40 in pixels and 0.71 in robust-verifier features): rate 0.3 gave validity
-#: 0.981 and 0.76 / 0.87, 0.5 (default) 0.979 and about 0.64 / 0.81, 0.7 0.970 and 0.56 / 0.74.
-#:
-#: The Fashion-MNIST recipe's parts, each added to these defaults on digits (``bench/inversion.py``
-#: tier a, 60 s on a loaded 2-core machine, one seed; validity / robust verifier / Frechet (real
-#: 1.3) / within-class pixel cosine (real 0.402)): defaults 0.987 / 0.928 / 9.8 / 0.606; ``ema``
-#: 0.99: 0.980 / 0.941 / 8.9 / 0.613; ``image_stats:1 mode_seeking:0.05``: 0.983 / 0.936 / 8.6 /
-#: 0.583; ``shift`` by 1 px: 0.982 / 0.905 / 20.5 / 0.722 (8x8 digits lose their shape when
-#: rolled). All differences except the last are within one seed's noise, so the recipe lives in
-#: :data:`PRESETS` ``fashion``; only its pixel-space diversity term joined the defaults (below).
-#:
-#: The pixel-space diversity term of the Fashion-MNIST study, added to these losses (same target,
-#: 1350 steps = 60 s of one idle CPU core, one seed; validity / robust verifier / Frechet (real
-#: 1.3) / within-class cosine in classifier, verifier and pixel space, real 0.848 / 0.767 /
-#: 0.402): without it 0.989 / 0.975 / 4.4 / 0.883, 0.836, 0.657 (bench tier a, 1386 steps);
-#: ``cosine:1:centred=true,space=pixels,margin=0.4`` 0.989 / 0.956 / 4.3 / 0.842, 0.773, 0.507
-#: (earlier tier-a run); at weight 2 0.980 / 0.950 / 5.1 / 0.818, 0.747, 0.445; at weight 3 (now
-#: the default) 0.988 / 0.925 / 6.2 / 0.806, 0.719, 0.391, and in bench tier a (1330 steps) 0.983 /
-#: 0.933 / 7.1 / 0.807, 0.729, 0.408 -- every digits target met. With fewer
-#: steps (540, a loaded machine) weight 3 gave validity 0.975: the label needs the steps the
-#: diversity term takes from it.
+#: Default objective, chosen by measurement on the digits CNN of ``netinvert train --dataset digits --model cnn``:
+#: CE with cosine/orthogonality terms and the batch-norm and TV priors, plus the margin-limited pixel-space cosine term
+#: that keeps samples of a class as varied as real digits (KL added nothing to CE with a sharp target). The figures
+#: are in bench/results/inversion.md (``bench/inversion.py`` tier a, rows ``digits_*``) and docs/methods.md.
 DEFAULT_LOSSES: tuple[str, ...] = ("ce:3", "cosine:1", "ortho:1", "bn:1", "tv:0.5", "cosine:3:centred=true,space=pixels,margin=0.4")
 
 HISTORY_NAME = "history.json"
-
-#: Recommended :class:`Inverter` settings per kind of data, beyond the defaults (which are tuned
-#: on 8x8 digits). ``Inverter(clf, **preset("fashion"))`` or ``netinvert invert --preset
-#: fashion``; explicit arguments override a preset.
-#:
-#: ``fashion`` (28x28 grey clothes, CNN with batch norm) is the recipe of the Fashion-MNIST
-#: study (bench/results/inversion.md has the 300 s benchmark and the ablation,
-#: bench/results/inversion_sweep.md the step-count sweep): the classifier scores shifted and
-#: mirrored copies (``shift-flip``), the batch-norm prior plus TV and the image statistics prior
-#: keep samples natural, mode seeking (0.05) and an EMA copy of the generator (decay 0.99) with
-#: cosine learning-rate decay slow the collapse, a small generator (width 32, batch 64) gets
-#: twice the steps per second of width 64, Adam at lr 1e-3, and dropout 0.5. What stops the
-#: collapse to one template per class is the pixel-space term ``cosine:3:centred=true,
-#: space=pixels,margin=0.4``: same-class samples whose centred images are more alike than
-#: cosine 0.4 are pushed apart, and the term goes quiet below it. Measured on the plain
-#: Fashion CNN (test accuracy 0.91) at fixed step counts (H200; real test images: 0.706 in
-#: robust-verifier features, 0.394 in pixels, within-class cosine centred on the real mean):
-#:
-#: ==================================  =====  ========  ======  ========  ===============  ==========
-#: recipe                              steps  validity  robust  Frechet   verifier cosine  pixel cos
-#: ==================================  =====  ========  ======  ========  ===============  ==========
-#: without the pixel term (old preset)  700    0.979     0.720   107.2     0.825            0.665
-#: without the pixel term (old preset)  1400   0.986     0.685   108.3     0.803            0.617
-#: pixel term, weight 1, no margin      1400   0.978     0.678    88.3     0.599            0.310
-#: this preset                          700    0.973     0.656   107.1     0.669            0.413
-#: this preset                          1400   0.981     0.714    93.6     0.661            0.370
-#: this preset                          2100   0.986     0.678    90.6     0.672            0.352
-#: ==================================  =====  ========  ======  ========  ===============  ==========
-#:
-#: Without a margin the pixel term keeps separating samples for as long as training runs and
-#: overshoots real data's variety; the margin holds it near the real level from 700 to 2100
-#: steps. Capping CE's confidence (``ce:1:cap=0.9``) and centred feature cosine/orthogonality
-#: terms did less (same sweep). The variety is real in an independent verifier's features, but
-#: samples of the plain target are still blobs more often than garments.
-#:
-#: ``fashion-robust`` is the recipe for adversarially trained targets (perceptually aligned
-#: gradients): the pixel term at weight 1 and margin 0.3, because at weight 3 validity fell to
-#: 0.87 (1400 steps, PGD-trained CNN); with weight 1: validity 0.956, robust verifier 0.902,
-#: Frechet 48.6 (base 74.2), within-class cosine 0.851 / 0.509 (base 0.908 / 0.693).
-_FASHION: dict[str, Any] = {
-    "losses": ("ce:1", "bn:1", "tv:0.3", "image_stats:1", "mode_seeking:0.05",
-               "cosine:3:centred=true,space=pixels,margin=0.4"),
-    "augment": "shift-flip",
-    "dropout": 0.5,
-    "width": 32,
-    "lr": 1e-3,
-    "batch_size": 64,
-    "ema": 0.99,
-    "lr_schedule": "cosine",
-}
-PRESETS: dict[str, dict[str, Any]] = {
-    "default": {},
-    "fashion": _FASHION,
-    "fashion-robust": {**_FASHION, "losses": (*_FASHION["losses"][:-1], "cosine:1:centred=true,space=pixels,margin=0.3")},
-    # with image_prior=...: the decoder replaces the batch-norm and image-statistics priors, CE 3 keeps validity
-    # and a stronger pixel-space term fights the decoder's pull to its average garment (bench/inversion.md, tier f)
-    "fashion-prior": {**_FASHION, "losses": ("ce:3", "tv:0.3", "mode_seeking:0.05", "cosine:6:centred=true,space=pixels,margin=0.3"),
-                      "augment": "shift", "lr": 2e-3, "generator": "prior"},
-}
-
-
-def preset(name: str) -> dict[str, Any]:
-    """A copy of the :data:`PRESETS` entry ``name``, ready for ``Inverter(clf, **preset(name))``."""
-    if name not in PRESETS:
-        raise ValueError(f"Unknown inverter preset {name!r}; choose one of {sorted(PRESETS)}.")
-    return dict(PRESETS[name])
-
-_LR_SCHEDULES: dict[str, Callable[[float], float]] = {
-    "constant": lambda frac: 1.0,
-    "cosine": lambda frac: 0.5 * (1.0 + math.cos(math.pi * min(frac, 1.0))),
-}
 
 
 def classifier_fingerprint(classifier: nn.Module) -> str:
@@ -252,14 +146,9 @@ class Inverter:
 
     Notes
     -----
-    Defaults were measured on the digits CNN of ``netinvert train --dataset digits --model cnn``
-    (test accuracy 0.994), one CPU thread: the tables are at :data:`DEFAULT_LOSSES` and
-    :class:`VectorConditioning`. With every default, ``netinvert invert --seconds 60`` (850
-    steps on a loaded 2-core machine) scored, by :func:`netinvert.metrics.inversion_metrics`:
-    validity 0.983, confidence 0.979, plain / robust verifier accuracy 0.977 / 0.975 (real test
-    digits 0.967 / 0.961), Frechet distance 6.2 (real vs real 1.3), nearest-neighbour SSIM 0.81,
-    within-class diversity 0.865 / 0.817 / 0.635 in classifier / verifier / pixel space (real
-    0.876 / 0.767 / 0.402): samples of a class vary less than real digits, most in pixels.
+    Defaults were measured on the digits CNN of ``netinvert train --dataset digits --model cnn`` at one
+    CPU thread; what they score under :func:`netinvert.metrics.inversion_metrics` is in
+    ``bench/results/inversion.md`` (``bench/inversion.py`` tier a).
 
     Examples
     --------
@@ -339,8 +228,8 @@ class Inverter:
         if self.image_prior is not None and not isinstance(self.image_prior, (ImagePrior, str, Path)):
             raise ValueError(f"The 'image_prior' parameter of {owner} must be an ImagePrior or the folder 'netinvert prior' wrote. "
                              f"Got {type(self.image_prior).__name__} instead.")
-        if self.lr_schedule not in _LR_SCHEDULES:
-            raise ValueError(f"The 'lr_schedule' parameter of {owner} must be one of {sorted(_LR_SCHEDULES)}. Got {self.lr_schedule!r} instead.")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"The 'lr_schedule' parameter of {owner} must be one of {list_lr_schedules()}. Got {self.lr_schedule!r} instead.")
 
     def _resolve_device(self) -> torch.device:
         if self.device is not None:
@@ -463,7 +352,7 @@ class Inverter:
         self.history_: dict[str, list[float]] = {"step": [], "seconds": [], "lr": [], "loss": [], "validity": []}
         self.fingerprint_ = classifier_fingerprint(clf)
         opt = torch.optim.Adam(G.parameters(), lr=float(self.lr), betas=(0.5, 0.999))
-        schedule = _LR_SCHEDULES[self.lr_schedule]
+        schedule = LR_SCHEDULES.get(self.lr_schedule)
         k, bs = cond.n_classes, int(self.batch_size)
         base_labels = torch.arange(bs) % k
         good_state, good_step = copy.deepcopy(G.state_dict()), 0
@@ -606,6 +495,8 @@ class Inverter:
         :mod:`netinvert.metrics`.
         """
         x, y = self.sample_classes(n_per_class, seed=seed)
+        from ..metrics import validity_report
+
         return validity_report(self.classifier, x, y)
 
     # ------------------------------------------------------------------ persistence
@@ -618,7 +509,7 @@ class Inverter:
         run_dir = Path(run_dir)
         G = self.generator_
         gen_name = self._generator_name()
-        save_weights(run_dir / WEIGHTS_NAME, G.state_dict(), metadata={"generator": gen_name})
+        weights = save_weights(run_dir / WEIGHTS_NAME, G.state_dict(), metadata={"generator": gen_name})
         # the image prior's weights are part of the generator's state: the folder needs no other one
         params = {k: v for k, v in self.get_params().items() if k not in ("conditioning", "generator", "image_prior", "losses", "augment", "device")}
         full = {
@@ -635,6 +526,7 @@ class Inverter:
                            "n_classes": int(self.classifier.n_classes), "fingerprint": self.fingerprint_},
             "fit": {"steps": len(self.history_["step"]), "seconds": self.history_["seconds"][-1] if self.history_["seconds"] else 0.0},
             **(card or {}),
+            "weights_sha256": file_sha256(weights),
         }
         write_card(run_dir, full)
         write_json(run_dir / HISTORY_NAME, self.history_)
@@ -698,20 +590,3 @@ def _ema_update(average: nn.Module, model: nn.Module, decay: float) -> None:
             pa.mul_(decay).add_(pm.detach(), alpha=1.0 - decay)
     for ba, bm in zip(average.buffers(), model.buffers()):
         ba.copy_(bm)
-
-
-@torch.no_grad()
-def validity_report(classifier: nn.Module, x: torch.Tensor, labels: torch.Tensor, batch_size: int = 512) -> dict[str, Any]:
-    """Validity (argmax = label) and confidence (softmax of the label), overall and per class."""
-    was_training = classifier.training
-    classifier.eval()
-    try:
-        device = next(iter(classifier.parameters()), torch.empty(0)).device
-        probs = torch.cat([torch.softmax(classifier(x[i : i + batch_size].to(device)), 1).cpu() for i in range(0, len(x), batch_size)])
-    finally:
-        classifier.train(was_training)
-    hit = (probs.argmax(1) == labels).float()
-    conf = probs.gather(1, labels[:, None])[:, 0]
-    per_class = [{"label": int(c), "validity": float(hit[labels == c].mean()), "confidence": float(conf[labels == c].mean())}
-                 for c in labels.unique().tolist()]
-    return {"validity": float(hit.mean()), "confidence": float(conf.mean()), "per_class": per_class}

@@ -32,8 +32,9 @@ import torch.nn.functional as F
 from torch import nn
 from .._progress import progress_bar
 
+from .._device import resolve_device
 from ..exceptions import RunFormatError
-from ..runs import WEIGHTS_NAME, load_weights, read_card, save_weights, write_card
+from ..runs import WEIGHTS_NAME, file_sha256, load_weights, read_card, save_weights, write_card
 from ._generators import Generator, mlp_body, register_generator
 
 __all__ = ["ImagePrior", "PriorGenerator", "train_image_prior", "save_image_prior", "load_image_prior"]
@@ -91,13 +92,16 @@ class _Encoder(nn.Module):
 
 def train_image_prior(images: torch.Tensor, *, code_dim: int = 32, hidden: Sequence[int] = (256, 512), epochs: int = 12,
                       batch_size: int = 128, lr: float = 2e-3, seed: int = 0, progress: bool = False,
-                      test_images: torch.Tensor | None = None) -> tuple[ImagePrior, dict[str, Any]]:
+                      test_images: torch.Tensor | None = None,
+                      device: str | torch.device = "cpu") -> tuple[ImagePrior, dict[str, Any]]:
     """Train a VAE (Bernoulli likelihood, beta = 1) on unlabelled ``images`` in [0, 1]; return its frozen decoder.
+
+    ``device`` is where it trains (``cpu``, ``cuda`` or ``auto``); the decoder is returned on the CPU.
 
     Returns
     -------
     prior : ImagePrior
-        The decoder, frozen (no gradients) and in eval mode.
+        The decoder, frozen (no gradients) and in eval mode, on the CPU.
     info : dict
         ``epochs``, ``seconds``, the last batch's reconstruction and KL terms, and, with
         ``test_images``, ``test_mse`` of reconstructions from the mean code.
@@ -111,18 +115,19 @@ def train_image_prior(images: torch.Tensor, *, code_dim: int = 32, hidden: Seque
         raise ValueError("train_image_prior needs finite images in [0, 1] (its likelihood is Bernoulli per pixel).")
     if int(epochs) < 1:
         raise ValueError(f"The 'epochs' parameter of train_image_prior must be an int in [1, inf). Got {epochs} instead.")
-    with torch.random.fork_rng(devices=[]):  # seeded without touching the caller's random state
+    dev = resolve_device(device)
+    with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):  # the caller's random state is kept
         torch.manual_seed(seed)
-        return _train_vae(images, test_images, code_dim, hidden, int(epochs), batch_size, lr, seed, progress)
+        return _train_vae(images, test_images, code_dim, hidden, int(epochs), batch_size, lr, seed, progress, dev)
 
 
 def _train_vae(images: torch.Tensor, test_images: torch.Tensor | None, code_dim: int, hidden: Sequence[int], epochs: int,
-               batch_size: int, lr: float, seed: int, progress: bool) -> tuple[ImagePrior, dict[str, Any]]:
+               batch_size: int, lr: float, seed: int, progress: bool, device: torch.device) -> tuple[ImagePrior, dict[str, Any]]:
     g = torch.Generator().manual_seed(seed)
     shape = tuple(images.shape[1:])
-    prior, enc = ImagePrior(shape, code_dim, hidden), _Encoder(shape, code_dim, hidden)
+    prior, enc = ImagePrior(shape, code_dim, hidden).to(device), _Encoder(shape, code_dim, hidden).to(device)
     opt = torch.optim.Adam([*enc.parameters(), *prior.parameters()], lr=lr)
-    x_all = images.float()
+    x_all = images.float().to(device)
     n = len(x_all)
     per_epoch = max(n // batch_size, 1)
     bar = progress_bar(total=epochs * per_epoch, desc="train image prior", enabled=progress)
@@ -150,16 +155,18 @@ def _train_vae(images: torch.Tensor, test_images: torch.Tensor | None, code_dim:
     prior.requires_grad_(False).eval()
     if test_images is not None:
         with torch.no_grad():
-            mu, _ = enc(test_images.float())
-            info["test_mse"] = float(F.mse_loss(prior(mu), test_images.float()))
-    return prior, info
+            test = test_images.float().to(device)
+            mu, _ = enc(test)
+            info["test_mse"] = float(F.mse_loss(prior(mu), test))
+    return prior.cpu(), info
 
 
 def save_image_prior(run_dir: str | Path, prior: ImagePrior, card: dict[str, Any] | None = None) -> Path:
     """Write the decoder's ``weights.safetensors`` and a ``card.json`` (``kind: image-prior``)."""
     run_dir = Path(run_dir)
-    save_weights(run_dir / WEIGHTS_NAME, prior.state_dict(), metadata={"model": "image-prior"})
-    write_card(run_dir, {"kind": "image-prior", "prior_params": prior.get_params(), **(card or {})})
+    weights = save_weights(run_dir / WEIGHTS_NAME, prior.state_dict(), metadata={"model": "image-prior"})
+    write_card(run_dir, {"kind": "image-prior", "prior_params": prior.get_params(), **(card or {}),
+                         "weights_sha256": file_sha256(weights)})
     return run_dir
 
 

@@ -12,6 +12,7 @@ from ..data import Dataset
 from ._diversity import mean_pairwise_cosine
 from ._frechet import frechet_distance
 from ._similarity import nearest_ssim
+from ._validity import validity_from_logits
 from ._verifiers import Verifiers
 
 __all__ = ["inversion_metrics", "InversionMetrics"]
@@ -237,8 +238,8 @@ def inversion_metrics(
     clf_logits, clf_feats = _run(classifier, x)
     plain_logits, _ = _run(verifiers.plain, x)
     robust_logits, robust_feats = _run(verifiers.robust, x)
-    prob = torch.softmax(clf_logits, 1).gather(1, y[:, None]).squeeze(1)
-    valid = (clf_logits.argmax(1) == y).float()
+    validity = validity_from_logits(clf_logits, y)
+    by_label = {row["label"]: row for row in validity["per_class"]}
     plain_ok = (plain_logits.argmax(1) == y).float()
     robust_ok = (robust_logits.argmax(1) == y).float()
     ssim = nearest_ssim(x, data.x_train).float()
@@ -266,8 +267,8 @@ def inversion_metrics(
             "label": c,
             "name": data.class_names[c],
             "n": int(mask.sum()),
-            "validity": float(valid[mask].mean()),
-            "confidence": float(prob[mask].mean()),
+            "validity": by_label[c]["validity"],
+            "confidence": by_label[c]["confidence"],
             "verifier_plain": float(plain_ok[mask].mean()),
             "verifier_robust": float(robust_ok[mask].mean()),
             "nn_ssim": float(ssim[mask].mean()),
@@ -278,8 +279,8 @@ def inversion_metrics(
         per_class.append(row)
 
     return {
-        "validity": float(valid.mean()),
-        "confidence": float(prob.mean()),
+        "validity": validity["validity"],
+        "confidence": validity["confidence"],
         "verifier_accuracy": {"plain": float(plain_ok.mean()), "robust": float(robust_ok.mean())},
         "frechet": _frechet(robust_feats, real_rob, draw),
         "nn_ssim": float(ssim.mean()),

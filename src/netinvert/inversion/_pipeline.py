@@ -1,0 +1,515 @@
+"""The inversion workflows as library functions: the CLI, ``netinvert demo`` and ``bench/`` all call these.
+
+Each takes a frozen config and an ``out`` folder, refuses a bad ``out`` before any work, writes its run folder
+whole or not at all (:func:`netinvert.runs.staged_run`) and returns a frozen result (``docs/architecture.md``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._device import resolve_device
+from .._threads import set_threads
+from ..exceptions import RunFormatError, TrainingDivergedError
+from ..runs import WEIGHTS_NAME, check_out, file_sha256, read_card, staged_run, write_card, write_json
+from ._augment import Augmentation, list_augmentations
+from ._conditioning import list_conditionings, make_conditioning
+from ._generators import list_generators
+from ._inverter import Inverter, _check_int, _check_positive
+from ._presets import list_lr_schedules, list_presets, preset
+
+__all__ = ["InversionRunConfig", "InversionResult", "run_inversion", "PriorRunConfig", "PriorResult", "run_image_prior",
+           "SamplingResult", "run_sampling", "HEADLINE_METRICS"]
+
+log = logging.getLogger(__name__)
+
+#: Samples per class in the run folder's image grid.
+GRID_PER_CLASS = 10
+
+#: Keys of ``metrics.json`` that the card and the result repeat.
+HEADLINE_METRICS = ("validity", "confidence", "verifier_accuracy", "frechet", "nn_ssim", "diversity", "real_diversity")
+
+
+def _plain(value: Any) -> Any:
+    """A config field as the card records it: paths as strings, tuples as lists, an augmentation by name and params."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, Augmentation):
+        return {"name": value.name, "params": dict(value.params)}
+    return value
+
+
+def _config_dict(config: Any) -> dict[str, Any]:
+    return {f.name: _plain(getattr(config, f.name)) for f in dataclasses.fields(config)}
+
+
+def _check_optional_int(owner: str, name: str, value: Any, low: int) -> None:
+    if value is not None:
+        _check_int(owner, name, value, low)
+
+
+def _check_choice(owner: str, name: str, value: Any, choices: list[str]) -> None:
+    if value not in choices:
+        raise ValueError(f"The '{name}' parameter of {owner} must be one of {choices}. Got {value!r} instead.")
+
+
+def _weights_file(source: str | Path) -> Path | None:
+    """The weights file a classifier source reads: a run folder's ``weights.safetensors``, or the file itself."""
+    source = Path(source)
+    if source.is_dir():
+        path = source / WEIGHTS_NAME
+        return path if path.is_file() else None
+    return source if source.is_file() else None
+
+
+def _sha256_of(source: str | Path | None) -> str | None:
+    path = None if source is None else _weights_file(source)
+    return file_sha256(path) if path is not None else None
+
+
+# ---------------------------------------------------------------------------------------------------------- invert
+@dataclass(frozen=True)
+class InversionRunConfig:
+    """What ``netinvert invert`` runs: a generator trained against a frozen classifier, then measured.
+
+    ``None`` in a setting of the generator (``losses`` to ``ema``) leaves it to the preset, else to
+    :class:`Inverter`'s default; an explicit value beats the preset's.
+
+    Parameters
+    ----------
+    classifier : path
+        A classifier run folder (``netinvert train``) or a model file :func:`netinvert.models.load_classifier` reads.
+    dataset, data_root : str, optional
+        The classifier's data set, when its card does not name it; without one, ``metrics.json`` holds validity
+        and confidence only.
+    preset : str, default="default"
+        See :func:`netinvert.inversion.list_presets`.
+    conditioning : str, default="vector"
+    temperature : float, optional
+        Sharpness ``T`` of the vector conditioning ``p = softmax(v / T)`` (default 0.05).
+    generator : str, default="auto"
+    image_prior : path, optional
+        A folder written by :func:`run_image_prior`; the generator then picks the decoder's codes.
+    losses : tuple of str, optional
+        ``"name:weight[:key=value,...]"`` terms replacing the default objective.
+    dropout, latent_dim, width, lr, batch_size, lr_schedule, augment, ema
+        As in :class:`Inverter`.
+    seconds, steps : optional
+        Training budget, whichever ends first; neither: 1,000 steps. ``steps`` makes a run reproducible.
+    n_per_class : int, default=100
+        Samples per class scored for ``metrics.json``.
+    verifiers : path, optional
+        Folder caching the plain and robust verifiers (default ``OUT/verifiers``); trained when missing.
+    verifier_epochs : int, optional
+        Override the verifiers' epochs (quick checks only).
+    seed : int, default=0
+    device : str, default="auto"
+    threads : int, optional
+        Torch threads (None: ``$NETINVERT_THREADS``, else half the usable cores).
+    """
+
+    classifier: str | Path
+    dataset: str | None = None
+    data_root: str | None = None
+    preset: str = "default"
+    conditioning: str = "vector"
+    temperature: float | None = None
+    generator: str = "auto"
+    image_prior: str | Path | None = None
+    losses: tuple[str, ...] | None = None
+    dropout: float | None = None
+    latent_dim: int | None = None
+    width: int | None = None
+    lr: float | None = None
+    batch_size: int | None = None
+    lr_schedule: str | None = None
+    augment: str | Augmentation | None = None
+    ema: float | None = None
+    seconds: float | None = None
+    steps: int | None = None
+    n_per_class: int = 100
+    verifiers: str | Path | None = None
+    verifier_epochs: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.losses, (list, str)):  # a list is not hashable; a lone string is one term
+            object.__setattr__(self, "losses", (self.losses,) if isinstance(self.losses, str) else tuple(self.losses))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as the card records it (JSON values)."""
+        return _config_dict(self)
+
+    def validate(self) -> InversionRunConfig:
+        """Raise ``ValueError`` (sklearn's message shape) on the first invalid field; returns ``self``."""
+        owner = type(self).__name__
+        if self.classifier is None or str(self.classifier) == "":
+            raise ValueError(f"The 'classifier' parameter of {owner} must be a classifier run folder or model file. Got "
+                             f"{self.classifier!r} instead.")
+        _check_int(owner, "n_per_class", self.n_per_class, 1)
+        _check_optional_int(owner, "verifier_epochs", self.verifier_epochs, 1)
+        _check_optional_int(owner, "steps", self.steps, 1)
+        _check_optional_int(owner, "latent_dim", self.latent_dim, 1)
+        _check_optional_int(owner, "width", self.width, 1)
+        _check_optional_int(owner, "batch_size", self.batch_size, 2)
+        _check_optional_int(owner, "threads", self.threads, 1)
+        _check_int(owner, "seed", self.seed, 0)
+        for name in ("seconds", "temperature", "lr"):
+            if getattr(self, name) is not None:
+                _check_positive(owner, name, getattr(self, name))
+        if self.dropout is not None and (isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float))
+                                         or not 0 <= self.dropout < 1):
+            raise ValueError(f"The 'dropout' parameter of {owner} must be a float in [0, 1). Got {self.dropout!r} instead.")
+        if self.ema is not None and (isinstance(self.ema, bool) or not isinstance(self.ema, (int, float)) or not 0 < self.ema < 1):
+            raise ValueError(f"The 'ema' parameter of {owner} must be a float in (0, 1) or None. Got {self.ema!r} instead.")
+        _check_choice(owner, "preset", self.preset, list_presets())
+        _check_choice(owner, "conditioning", self.conditioning, list_conditionings())
+        _check_choice(owner, "generator", self.generator, ["auto", *list_generators()])
+        if self.lr_schedule is not None:
+            _check_choice(owner, "lr_schedule", self.lr_schedule, list_lr_schedules())
+        if self.augment is not None and not isinstance(self.augment, Augmentation):
+            _check_choice(owner, "augment", self.augment, list_augmentations())
+        if self.image_prior is None and preset(self.preset).get("generator") == "prior":
+            raise ValueError(f"The preset {self.preset!r} needs an image prior: pass image_prior (--image-prior DIR, "
+                             "a folder written by 'netinvert prior').")
+        return self
+
+    def inverter_settings(self) -> dict[str, Any]:
+        """The :class:`Inverter` keyword arguments (besides classifier, conditioning, seed and device): preset, then overrides."""
+        options = {"losses": self.losses, "dropout": self.dropout, "latent_dim": self.latent_dim, "width": self.width,
+                   "lr": self.lr, "batch_size": self.batch_size, "lr_schedule": self.lr_schedule, "augment": self.augment,
+                   "ema": self.ema}
+        settings = {**preset(self.preset), **{k: v for k, v in options.items() if v is not None}}
+        if self.image_prior is not None:
+            settings["image_prior"] = Path(self.image_prior)
+        if self.generator != "auto" or "generator" not in settings:  # an explicit generator beats the preset's
+            settings["generator"] = self.generator
+        return settings
+
+
+@dataclass(frozen=True)
+class InversionResult:
+    """What :func:`run_inversion` wrote and measured; the figures are those of ``metrics.json``."""
+
+    run_dir: Path
+    steps: int
+    fit_seconds: float
+    validity: float
+    confidence: float
+    verifier_accuracy: dict[str, float] | None = None
+    frechet: dict[str, Any] | None = None
+    nn_ssim: float | None = None
+    diversity: dict[str, float | None] | None = None
+    real_diversity: dict[str, float | None] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_dir": str(self.run_dir), "steps": self.steps, "fit_seconds": round(self.fit_seconds, 2),
+                **{k: getattr(self, k) for k in HEADLINE_METRICS}}
+
+
+def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: metrics.get(k) for k in HEADLINE_METRICS}
+
+
+def _verifier_hashes(folder: Path, root: Path | None = None) -> dict[str, str]:
+    """sha256 of every weights file under the verifier cache, keyed by its path (relative to ``root`` when inside it)."""
+    out = {}
+    for path in sorted(folder.rglob(WEIGHTS_NAME)):
+        key = path.relative_to(root) if root is not None and root in path.parents else path
+        out[str(key)] = file_sha256(path)
+    return out
+
+
+def run_inversion(config: InversionRunConfig, out: str | Path, *, force: bool = False, progress: bool = True) -> InversionResult:
+    """Train a generator against ``config.classifier``, then write the run folder ``out`` and measure it.
+
+    ``out`` receives ``weights.safetensors`` (the generator, written once), ``card.json`` (the config, the
+    classifier's path and the sha256 of its weights, the image prior's, the verifiers', the generator's own,
+    seed, device, torch threads, versions and the headline metrics), ``history.json`` (the loss curves' data),
+    ``samples.png`` (10 samples per class, each row noted with its validity), ``losses.png`` and ``metrics.json``
+    (:func:`netinvert.metrics.inversion_metrics` on ``n_per_class`` samples per class).
+
+    Parameters
+    ----------
+    config : InversionRunConfig
+    out : path
+        A new folder (one holding files is refused unless ``force``; never the classifier's or the prior's run).
+    force : bool, default=False
+        Replace an ``out`` that holds files, once the new run is complete.
+    progress : bool, default=True
+        Progress bar (a log line every 30 s where stderr is not a terminal).
+
+    Returns
+    -------
+    InversionResult
+
+    Raises
+    ------
+    ValueError
+        On an invalid config or ``out`` (before any training).
+    TrainingDivergedError
+        If the loss or a gradient became non-finite: ``out`` then holds the last good generator and its card
+        (``diverged`` says what happened), and the message names the folder.
+
+    Examples
+    --------
+    >>> result = run_inversion(InversionRunConfig(classifier="runs/clf", steps=300), "runs/inv")  # doctest: +SKIP
+    >>> result.validity  # doctest: +SKIP
+    0.97
+    """
+    from ..data import load_dataset
+    from ..models import load_classifier
+    from ..report import save_class_grid, save_loss_curves
+
+    config.validate()
+    inputs = [config.classifier, config.image_prior]
+    out = check_out(out, force=force, inputs=inputs)
+    threads = set_threads(config.threads)
+    device = resolve_device(config.device)
+    classifier, info = load_classifier(Path(config.classifier), device=device)
+    card_in = info.get("card") or {}
+    dataset = config.dataset or info.get("dataset") or card_in.get("dataset")
+    data_root = config.data_root or card_in.get("data_root")
+    conditioning: Any = config.conditioning
+    if config.temperature is not None:
+        conditioning = make_conditioning(config.conditioning, int(classifier.n_classes), temperature=config.temperature)
+    inverter = Inverter(classifier, conditioning=conditioning, seed=config.seed, device=device, **config.inverter_settings())
+    data = load_dataset(dataset, data_root) if dataset else None
+    extra = {"config": config.to_dict(), "classifier_run": str(config.classifier), "classifier_sha256": _sha256_of(config.classifier),
+             "dataset": dataset, "data_root": data_root, "seed": config.seed, "preset": config.preset,
+             "image_prior": None if config.image_prior is None else str(config.image_prior),
+             "image_prior_sha256": _sha256_of(config.image_prior), "device": str(device), "threads": threads}
+
+    diverged: TrainingDivergedError | None = None
+    with staged_run(out, force=force, inputs=inputs) as tmp:
+        t0 = time.perf_counter()
+        try:
+            inverter.fit(steps=config.steps, seconds=config.seconds, progress=progress)
+        except TrainingDivergedError as exc:  # keep the last good generator: the folder shows what went wrong
+            diverged = exc
+            inverter.save(tmp, {**extra, "fit_seconds": time.perf_counter() - t0, "diverged": str(exc)})
+        if diverged is None:
+            fit_seconds = time.perf_counter() - t0
+            metrics = _measure(config, inverter, classifier, data, tmp, out, progress, device)
+            verifier_hashes = metrics.pop("_verifier_hashes", None)
+            write_json(tmp / "metrics.json", metrics)
+            x_grid, y_grid = inverter.sample_classes(GRID_PER_CLASS, seed=config.seed)
+            from ..metrics import validity_report
+
+            notes = [f"valid {r['validity']:.2f}" for r in validity_report(classifier, x_grid, y_grid)["per_class"]]
+            steps = len(inverter.history_["step"])
+            save_class_grid(x_grid, y_grid, tmp / "samples.png", class_names=None if data is None else list(data.class_names),
+                            row_notes=notes, title=f"{config.conditioning} conditioning, {steps} steps")
+            save_loss_curves(inverter.history_, tmp / "losses.png")
+            inverter.save(tmp, {**extra, "fit_seconds": fit_seconds, "verifiers": verifier_hashes, "metrics": _headline(metrics)})
+    if diverged is not None:
+        raise TrainingDivergedError(f"{diverged} The last good generator is saved in {out}.") from None
+    return InversionResult(run_dir=out, steps=steps, fit_seconds=fit_seconds, **_headline(metrics))
+
+
+def _measure(config: InversionRunConfig, inverter: Inverter, classifier: torch.nn.Module, data: Any, tmp: Path, out: Path,
+             progress: bool, device: torch.device) -> dict[str, Any]:
+    """The report of :func:`netinvert.metrics.inversion_metrics`; without a dataset only validity and confidence."""
+    from ..metrics import inversion_metrics, train_verifiers, validity_report
+
+    x, y = inverter.sample_classes(config.n_per_class, seed=config.seed + 1)
+    if data is None:
+        log.warning("No dataset is known for %s (pass --dataset): metrics.json holds validity and confidence only.", config.classifier)
+        report = validity_report(classifier, x, y)
+        return {**report, "verifier_accuracy": None, "frechet": None, "nn_ssim": None, "diversity": None, "real_diversity": None}
+    cache = Path(config.verifiers) if config.verifiers is not None else tmp / "verifiers"
+    verifiers = train_verifiers(data, device=device, cache_dir=cache, progress=progress, epochs=config.verifier_epochs)
+    metrics = inversion_metrics(x, y, classifier=classifier, data=data, verifiers=verifiers, seed=config.seed)
+    root = tmp if config.verifiers is None else None
+    hashes = {"dir": str(out / "verifiers") if root is not None else str(cache), "weights_sha256": _verifier_hashes(cache, root)}
+    return {**metrics, "verifiers": verifiers.info, "_verifier_hashes": hashes}
+
+
+# ---------------------------------------------------------------------------------------------------------- prior
+@dataclass(frozen=True)
+class PriorRunConfig:
+    """What ``netinvert prior`` runs: a VAE on a data set's unlabelled training images, whose decoder is kept.
+
+    Parameters
+    ----------
+    dataset : str, default="digits"
+    data_root : str, optional
+    code_dim : int, default=32
+        Size of the decoder's code.
+    epochs : int, default=12
+    seed : int, default=0
+    device : str, default="auto"
+    threads : int, optional
+    """
+
+    dataset: str = "digits"
+    data_root: str | None = None
+    code_dim: int = 32
+    epochs: int = 12
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _config_dict(self)
+
+    def validate(self) -> PriorRunConfig:
+        owner = type(self).__name__
+        _check_int(owner, "code_dim", self.code_dim, 1)
+        _check_int(owner, "epochs", self.epochs, 1)
+        _check_int(owner, "seed", self.seed, 0)
+        _check_optional_int(owner, "threads", self.threads, 1)
+        return self
+
+
+@dataclass(frozen=True)
+class PriorResult:
+    """What :func:`run_image_prior` wrote: the folder, and how well the VAE reconstructs held-out images."""
+
+    run_dir: Path
+    dataset: str
+    code_dim: int
+    epochs: int
+    seconds: float
+    test_mse: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_dir": str(self.run_dir), "dataset": self.dataset, "code_dim": self.code_dim, "epochs": self.epochs,
+                "seconds": round(self.seconds, 2), "test_mse": self.test_mse}
+
+
+def run_image_prior(config: PriorRunConfig, out: str | Path, *, force: bool = False, progress: bool = True) -> PriorResult:
+    """Train an image prior on the training images only (labels unused); write its decoder and a grid of its samples.
+
+    ``out`` receives ``weights.safetensors`` (the decoder), ``card.json`` (``kind: image-prior``, the config,
+    training figures, seed, device, threads, the weights' sha256) and ``samples.png`` (decoded ``N(0, I)`` codes).
+    Pass ``out`` to :class:`InversionRunConfig` as ``image_prior``.
+    """
+    from ..data import load_dataset
+    from ..report import save_class_grid
+    from ._prior import save_image_prior, train_image_prior
+
+    config.validate()
+    out = check_out(out, force=force, inputs=[config.data_root])
+    threads = set_threads(config.threads)
+    device = resolve_device(config.device)
+    data = load_dataset(config.dataset, config.data_root)
+    with staged_run(out, force=force, inputs=[config.data_root]) as tmp:
+        prior, info = train_image_prior(data.x_train, code_dim=config.code_dim, epochs=config.epochs, seed=config.seed,
+                                        progress=progress, test_images=data.x_test, device=device)
+        save_image_prior(tmp, prior, {"dataset": data.name, "data_root": config.data_root, "seed": config.seed, "train": info,
+                                      "config": config.to_dict(), "device": str(device), "threads": threads})
+        with torch.no_grad():
+            codes = torch.randn(100, prior.code_dim, generator=torch.Generator().manual_seed(config.seed))
+            x = prior(codes)
+        save_class_grid(x, torch.arange(10).repeat_interleave(10), tmp / "samples.png", class_names=[""] * 10,
+                        title=f"image prior ({data.name}, code {prior.code_dim}): decoded N(0, I) codes")
+    return PriorResult(run_dir=out, dataset=data.name, code_dim=prior.code_dim, epochs=int(info["epochs"]),
+                       seconds=float(info["seconds"]), test_mse=info.get("test_mse"))
+
+
+# ---------------------------------------------------------------------------------------------------------- sample
+@dataclass(frozen=True)
+class SamplingResult:
+    """What :func:`run_sampling` wrote, and how the classifier scores the samples."""
+
+    run_dir: Path
+    label: int
+    n: int
+    seed: int
+    validity: float
+    confidence: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self) | {"run_dir": str(self.run_dir)}
+
+
+def _parse_label(label: int | str, card: dict[str, Any], n_classes: int) -> int:
+    """A class index, from an index or a class name the classifier's card lists."""
+    if isinstance(label, str):
+        names = ((card.get("dataset_info") or {}).get("class_names")) or card.get("class_names")
+        if label.lstrip("-").isdigit():
+            return int(label)
+        if names and label in names:
+            return list(names).index(label)
+        valid = ", ".join(names) if names else f"0..{n_classes - 1}"
+        raise ValueError(f"Unknown label {label!r}; use a class index or one of: {valid}.")
+    return label
+
+
+def run_sampling(run: str | Path, label: int | str, n: int, out: str | Path, *, seed: int = 0,
+                 classifier: str | Path | None = None, device: str = "auto", threads: int | None = None,
+                 force: bool = False) -> SamplingResult:
+    """Draw ``n`` samples of ``label`` from an inversion run into a new folder ``out`` (never into the run).
+
+    ``out`` receives one PNG per sample (``label{L}_{i:04d}.png``), ``samples.npz`` (``x`` ``(n, C, H, W)`` in
+    [0, 1], ``labels``, the classifier's softmax ``probs``, ``seed``) and ``card.json`` (``kind: samples``, the
+    run, the sha256 of its weights and of the classifier's, label, n, seed, validity, confidence). The same
+    ``seed`` gives the same samples.
+
+    Parameters
+    ----------
+    run : path
+        A folder written by :func:`run_inversion`.
+    label : int or str
+        A class index, or a class name from the classifier's card.
+    n : int
+        Number of samples, at least 1.
+    out : path
+    seed : int, default=0
+    classifier : path, optional
+        Overrides the classifier the run's card records.
+    device : str, default="auto"
+    threads : int, optional
+    force : bool, default=False
+    """
+    from PIL import Image
+
+    from ..metrics import validity_from_logits
+    from ..models import load_classifier
+
+    _check_int("run_sampling", "n", n, 1)
+    _check_int("run_sampling", "seed", seed, 0)
+    run = Path(run)
+    card = read_card(run, required=("kind",))
+    if card["kind"] != "inverter":
+        raise RunFormatError(f"{run}/card.json describes a {card['kind']!r} run; pass a folder written by 'netinvert invert'.")
+    source = classifier or card.get("classifier_run")
+    if not source:
+        raise RunFormatError(f"{run}/card.json does not record its classifier; pass --classifier.")
+    inputs = [run, source]
+    out = check_out(out, force=force, inputs=inputs)
+    used_threads = set_threads(threads)
+    dev = resolve_device(device)
+    clf, info = load_classifier(Path(source), device=dev)
+    inverter = Inverter.load(run, clf, device=dev)
+    index = _parse_label(label, info.get("card") or {}, int(clf.n_classes))
+    x = inverter.sample(index, n, seed=seed)
+    labels = torch.full((len(x),), int(index))
+    with torch.no_grad():
+        logits = clf.eval()(x.to(dev)).float().cpu()
+    report = validity_from_logits(logits, labels)
+    with staged_run(out, force=force, inputs=inputs) as tmp:
+        arr = x.numpy()
+        for i, img in enumerate(arr):
+            pixels = (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
+            picture = Image.fromarray(pixels[0]) if pixels.shape[0] == 1 else Image.fromarray(pixels.transpose(1, 2, 0))
+            picture.save(tmp / f"label{index}_{i:04d}.png")
+        np.savez_compressed(tmp / "samples.npz", x=arr, labels=labels.numpy(), probs=torch.softmax(logits, 1).numpy(), seed=seed)
+        write_card(tmp, {"kind": "samples", "run": str(run), "run_weights_sha256": _sha256_of(run), "classifier_run": str(source),
+                         "classifier_sha256": _sha256_of(source), "label": int(index), "n": len(arr), "seed": seed, "device": str(dev),
+                         "threads": used_threads, "metrics": {k: report[k] for k in ("validity", "confidence")}})
+    return SamplingResult(run_dir=out, label=int(index), n=len(arr), seed=seed, validity=report["validity"],
+                          confidence=report["confidence"])
