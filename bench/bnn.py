@@ -3,11 +3,13 @@
 Run from the repository root::
 
     python bench/bnn.py                       # digits dense + fan-in 4, Fashion 7x7 (49-20-10) dense + fan-in 12, Fashion 784 dense + sparse
-    python bench/bnn.py --tiers digits        # one tier
-    python bench/bnn.py --runs-dir /tmp/bnn   # reuse trained nets found there
+    python bench/bnn.py --tiers digits-64-32-10               # one tier
+    python bench/bnn.py --quick --results /tmp/bnn-quick      # a reduced smoke run (one small tier, short budgets)
 
-It writes ``bench/results/bnn.json`` and ``bench/results/bnn.md`` (machine, load and threads
-included: timings are upper bounds when other jobs share the CPU). Every reported preimage and
+Nets are trained by :func:`netinvert.bnn.run_bnn_training` with fixed seeds into ``bench/.cache/bnn/``
+(reused when present). It writes ``bench/results/bnn.json`` and ``bench/results/bnn.md`` (one machine
+record from ``bench/_machine.py`` and the sha256 of every net's weights: timings are upper bounds
+when other jobs share the CPU). Every reported preimage and
 flipped input was checked by the PyTorch forward pass (``SatInverter`` raises otherwise). This is
 a script, not a test: it takes about a quarter of an hour.
 """
@@ -18,7 +20,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import resource
 import time
 from pathlib import Path
@@ -26,27 +27,27 @@ from typing import Any
 
 import numpy as np
 import torch
+from _machine import machine_record, weights_fingerprint
 from _results import rewrite_notes
 
 from netinvert import __version__
 from netinvert.bnn import (
     BNN,
+    BNNRunConfig,
     BNNTrainConfig,
-    InputBinarizer,
     SatInverter,
-    count_all_labels,
     count_preimages,
-    estimate_label_shares,
     encode,
-    export_bnn,
+    estimate_label_shares,
+    infer_all,
     load_bnn_run,
-    save_bnn_run,
-    train_bnn,
+    run_bnn_training,
 )
 from netinvert.data import load_dataset
 
 log = logging.getLogger("bench.bnn")
 RESULTS = Path(__file__).parent / "results"
+CACHE = Path(__file__).parent / ".cache" / "bnn"
 
 #: name -> dataset, binarizer, architecture, training, what to measure (budgets in seconds)
 TIERS: dict[str, dict[str, Any]] = {
@@ -91,6 +92,36 @@ TIERS: dict[str, dict[str, Any]] = {
         pre_s=3.0, enum_s=3.0, rob=dict(n=6, max_k=3, time_s=6.0, encodings=("native",), enumerate_up_to=400_000),
         count=dict(encoding=None, samples=1_000_000)),
 }
+
+
+#: --quick: the digits net with short budgets, two encodings and few inputs (a smoke run, not figures)
+QUICK: dict[str, dict[str, Any]] = {
+    "digits-64-32-10": {**TIERS["digits-64-32-10"], "encodings": ("totalizer", "native"), "n_infer": {"*": 100},
+                        "pre_s": 1.0, "enum_s": 1.0,
+                        "rob": dict(n=2, max_k=2, time_s=2.0, encodings=("native",), enumerate_up_to=50_000),
+                        "count": dict(encoding="totalizer", exact_s=1.0, approx_s=1.0, samples=100_000,
+                                      dp_states=100_000, dp_s=5.0)},
+}
+
+
+def run_config(cfg: dict[str, Any]) -> BNNRunConfig:
+    """The :class:`BNNRunConfig` a tier's net is trained with (one torch thread)."""
+    t: BNNTrainConfig = cfg["train"]
+    return BNNRunConfig(dataset=cfg["dataset"], hidden=cfg["hidden"], pool=cfg["pool"], threshold=cfg.get("threshold", 0.5),
+                        epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, ternary_delta=cfg["ternary"],
+                        sparsity_weight=t.sparsity_weight, fan_in=cfg.get("fan_in"), prune_at=t.prune_at, seed=t.seed,
+                        threads=1)
+
+
+def trained_run(name: str, cfg: dict[str, Any], runs_dir: Path) -> Path:
+    """The run folder of tier ``name``: trained by the pipeline unless ``runs_dir`` already holds it."""
+    run = runs_dir / name
+    if (run / "card.json").is_file():
+        log.info("%s: reusing %s", name, run)
+    else:
+        r = run_bnn_training(run_config(cfg), run)
+        log.info("%s: trained in %.0f s, accuracy %.4f", name, r.train_seconds, r.test_accuracy)
+    return run
 
 
 #: What the numbers mean and where targets are missed (kept next to the code that measures them).
@@ -193,25 +224,11 @@ def _stats(xs: list[float]) -> dict[str, float | None]:
 
 
 def _get_net(name: str, cfg: dict[str, Any], runs_dir: Path) -> tuple[Any, ...]:
+    run = trained_run(name, cfg, runs_dir)
+    bnn_run = load_bnn_run(run)
+    model, binarizer, net, card = bnn_run.model, bnn_run.binarizer, bnn_run.net, bnn_run.card
     data = load_dataset(cfg["dataset"])
-    binarizer = InputBinarizer(pool=cfg["pool"], threshold=cfg.get("threshold", 0.5))
     x_train, x_test = binarizer(data.x_train), binarizer(data.x_test)
-    run = runs_dir / name
-    if (run / "card.json").is_file():
-        model, binarizer, net, card = load_bnn_run(run)
-        log.info("%s: reusing %s", name, run)
-    else:
-        torch.manual_seed(cfg["train"].seed)
-        model = BNN(x_train.shape[1], cfg["hidden"], data.n_classes, ternary_delta=cfg["ternary"], fan_in=cfg.get("fan_in"))
-        t0 = time.perf_counter()
-        train_bnn(model, x_train, data.y_train, cfg["train"])
-        seconds = time.perf_counter() - t0
-        net = export_bnn(model)
-        acc = float((model.predict(x_test) == data.y_test).float().mean())
-        card = {"dataset": data.name, "train_config": cfg["train"].to_dict(), "train_seconds": seconds,
-                "test_accuracy": acc, "sparsity": model.sparsity(), "input_image_shape": list(data.input_shape)}
-        save_bnn_run(run, model, binarizer, net, card)
-        log.info("%s: trained in %.0f s, accuracy %.4f", name, seconds, acc)
     xt = x_test.numpy().astype(np.int8)
     torch_pred = model.predict(x_test).numpy()
     agree = int((net.predict(xt) == torch_pred).sum())
@@ -219,44 +236,39 @@ def _get_net(name: str, cfg: dict[str, Any], runs_dir: Path) -> tuple[Any, ...]:
     info = {"n_inputs": net.n_inputs, "hidden": list(cfg["hidden"]), "binarizer": binarizer.describe(),
             "test_accuracy": card["test_accuracy"], "train_seconds": card.get("train_seconds"),
             "sparsity": card.get("sparsity", 0.0), "fan_in": cfg.get("fan_in"), "export_agreement": f"{agree}/{len(xt)}", "tied_top_scores": ties,
-            "layer1_bounds": [int(net.layers[0][1].min()), int(net.layers[0][1].max())]}
+            "layer1_bounds": [int(net.layers[0][1].min()), int(net.layers[0][1].max())],
+            "weights_sha256": weights_fingerprint(run)}
     train_pred = net.predict(x_train.numpy().astype(np.int8))
     return model, net, xt, torch_pred, x_train.numpy().astype(np.int8), train_pred, info
 
 
 def _inverter(enc: Any, model: Any, cfg: dict[str, Any]) -> SatInverter:
-    """The inverter every query of an encoding uses: Minicard for ``native``, Glucose otherwise."""
-    return SatInverter(enc, model=model, solver="minicard" if enc.native else "glucose4", time_s=cfg["pre_s"])
+    """The inverter every query of an encoding uses: the library's default solver (minicard for native, else glucose4)."""
+    return SatInverter(enc, model=model, solver="auto", time_s=cfg["pre_s"])
 
 
 def _bench_inference(inv: SatInverter, enc_name: str, cfg: dict[str, Any], xt: np.ndarray,
                      torch_pred: np.ndarray) -> dict[str, Any]:
     """SAT inference of the first ``n_infer`` test inputs: agreement with PyTorch and time per input."""
     n_inf = cfg["n_infer"].get(enc_name, cfg["n_infer"]["*"]) or len(xt)
-    times, agree, by_prop, conflicts = [], 0, 0, 0
-    for x, want in zip(xt[:n_inf], torch_pred[:n_inf]):
-        r = inv.infer(x)
-        times.append(r.seconds)
-        agree += int(r.label == want)
-        by_prop += int(r.by_propagation)
-        conflicts += r.conflicts
-    out = {"n": n_inf, "agreement": agree / n_inf, "by_propagation": by_prop, "conflicts": conflicts, **_stats(times)}
-    log.info("  %s inference %d/%d median %.4f s", enc_name, agree, n_inf, out["median"])
+    r = infer_all(inv, xt[:n_inf], torch_pred[:n_inf])
+    out = {"n": r.n, "agreement": r.agreement, "by_propagation": r.by_propagation, "conflicts": r.conflicts,
+           "median": r.median_seconds, "max": r.max_seconds}
+    log.info("  %s inference %d/%d median %.4f s", enc_name, round(r.agreement * r.n), n_inf, out["median"])
     return out
 
 
 def _bench_encoding(enc_name: str, cfg: dict[str, Any], model: BNN, net: Any, xt: np.ndarray, torch_pred: np.ndarray,
                     x_train: np.ndarray, train_pred: np.ndarray) -> dict[str, Any]:
     rss0 = _rss_mb()
-    t0 = time.perf_counter()
     enc = encode(net, enc_name)
-    out: dict[str, Any] = {"encoding": enc_name, "encode_seconds": time.perf_counter() - t0, "n_vars": enc.n_vars,
+    out: dict[str, Any] = {"encoding": enc_name, "encode_seconds": enc.encode_seconds, "n_vars": enc.n_vars,
                            "n_clauses": enc.n_clauses, "n_atmosts": len(enc.formula.atmosts),
                            "n_literals": sum(map(len, enc.formula.clauses)) + sum(len(c) for c, _ in enc.formula.atmosts),
                            "peak_rss_growth_mb": _rss_mb() - rss0}
     log.info("  %s: %d vars %d clauses", enc_name, enc.n_vars, enc.n_clauses)
     with _inverter(enc, model, cfg) as inv:
-        out["solver"] = inv.solver
+        out["solver"] = inv.solver_name
         out["inference"] = _bench_inference(inv, enc_name, cfg, xt, torch_pred)
         default_search_s = inv.search_s
         for hint in ("search", "none", "right-label"):  # default path first: later calls inherit learnt clauses
@@ -279,9 +291,9 @@ def _bench_encoding(enc_name: str, cfg: dict[str, Any], model: BNN, net: Any, xt
         inv.search_s = default_search_s
         counts = np.bincount(torch_pred, minlength=net.n_classes)
         label = int(counts.argmax())
-        found, status, seconds = inv.preimages(label, limit=100, time_s=cfg["enum_s"])
-        out["enumeration"] = {"label": label, "n": len(found), "status": status.value, "seconds": seconds,
-                              "per_second": len(found) / seconds if seconds else None}
+        e = inv.preimages(label, limit=100, time_s=cfg["enum_s"])
+        out["enumeration"] = {"label": label, "n": len(e), "status": e.status.value, "seconds": e.seconds,
+                              "per_second": len(e) / e.seconds if e.seconds else None}
         rob = cfg["rob"]
         if enc_name in rob["encodings"]:
             rows = []
@@ -335,7 +347,9 @@ def _bench_counts(cfg: dict[str, Any], net: Any) -> dict[str, Any]:
                        "median_seconds_finished": _stats([r["seconds"] for r in done])["median"]}
         log.info("  counts %s: %d/%d finished", method, len(done), len(rows))
     t0 = time.perf_counter()
-    rows = [r.to_dict() for r in count_all_labels(net, max_states=c.get("dp_states", 5_000_000), time_s=c.get("dp_s", 120.0))]
+    dp = count_preimages(net, 0, method="dp", max_states=c.get("dp_states", 5_000_000), time_s=c.get("dp_s", 120.0))
+    rows = [{"label": k, "count": n, "exact": True, "status": dp.status.value if n is None else "sat" if n else "unsat",
+             "seconds": dp.seconds, "method": "dp"} for k, n in enumerate(dp.all_labels)]
     done = [r for r in rows if r["count"] is not None]
     out["dp"] = {"max_states": c.get("dp_states", 5_000_000), "budget_s": c.get("dp_s", 120.0), "finished": len(done),
                  "of": len(rows), "per_label": rows, "seconds": time.perf_counter() - t0,
@@ -344,10 +358,9 @@ def _bench_counts(cfg: dict[str, Any], net: Any) -> dict[str, Any]:
     return out
 
 
-def _machine() -> dict[str, Any]:
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "python": platform.python_version(), "netinvert": __version__, "load_average_start": list(os.getloadavg())}
+def _machine(start_load: list[float]) -> dict[str, Any]:
+    """bench/_machine.py's record (taken at the end of the run) plus the load at the start."""
+    return {**machine_record(), "netinvert": __version__, "load_average_start": start_load}
 
 
 def _fmt(x: Any, nd: int = 3) -> str:
@@ -360,8 +373,9 @@ def _fmt(x: Any, nd: int = 3) -> str:
 
 def _markdown(res: dict[str, Any]) -> str:
     m = res["machine"]
+    cpu, cores, threads = m.get("cpu", m.get("processor")), m.get("cores", m.get("cpu_count")), m.get("threads", m.get("torch_threads"))
     lines = ["# BNN exact-inversion benchmark", "",
-             f"Machine: {m['processor']}, {m['cpu_count']} cores, torch {m['torch']} with {m['torch_threads']} thread(s), "
+             f"Machine: {cpu}, {cores} cores, torch {m['torch']} with {threads} thread(s), "
              f"Python {m['python']}; load average at start {[round(v, 1) for v in m['load_average_start']]} "
              "(other jobs shared the CPU, so every time is an upper bound). Seconds are wall-clock.", ""]
     lines += ["## Nets", "", "| net | inputs (rule) | hidden | test acc | export = PyTorch | tied top scores | sparsity | layer-1 fan-in | layer-1 C range |",
@@ -434,9 +448,10 @@ def _markdown(res: dict[str, Any]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tiers", default=",".join(TIERS), help="comma-separated tier names")
-    ap.add_argument("--runs-dir", type=Path, default=Path("/tmp/netinvert_bnn_runs"))
-    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--tiers", default=None, help="comma-separated tier names (default: all; with --quick: the quick one)")
+    ap.add_argument("--runs-dir", type=Path, default=CACHE, help="trained nets, reused when present (default: bench/.cache/bnn)")
+    ap.add_argument("--results", "--out", dest="out", type=Path, default=RESULTS, help="where bnn.json/.md go (default: bench/results)")
+    ap.add_argument("--quick", action="store_true", help="a reduced smoke run (< 4 minutes): the digits net, short budgets")
     ap.add_argument("--markdown-only", action="store_true", help="rewrite bnn.md from bnn.json (after editing NOTES)")
     ap.add_argument("--counts-only", action="store_true", help="re-measure only the counts of --tiers, keeping the rest of bnn.json")
     ap.add_argument("--infer-only", action="store_true", help="re-measure only SAT inference of --tiers, keeping the rest of bnn.json")
@@ -447,7 +462,10 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("netinvert").setLevel(logging.WARNING)
     torch.set_num_threads(1)
-    res: dict[str, Any] = {"machine": _machine(), "tiers": {}, "notes": NOTES}
+    tiers = QUICK if args.quick else TIERS
+    args.tiers = args.tiers or ",".join(tiers)
+    start_load = list(os.getloadavg())
+    res: dict[str, Any] = {"machine": _machine(start_load), "quick": args.quick, "tiers": {}, "notes": NOTES}
     out_json = args.out / "bnn.json"
     if out_json.is_file():  # keep tiers measured by an earlier partial run
         old = json.loads(out_json.read_text())
@@ -459,7 +477,7 @@ def main() -> None:
             res["machine"] = old.get("machine", res["machine"])
             res["machine"]["load_average_counts_run"] = list(os.getloadavg())
     for name in args.tiers.split(","):
-        cfg = TIERS[name]
+        cfg = tiers[name]
         t0 = time.perf_counter()
         log.info("tier %s", name)
         model, net, xt, torch_pred, x_train, train_pred, info = _get_net(name, cfg, args.runs_dir)
@@ -483,6 +501,8 @@ def main() -> None:
             tier["counts"] = _bench_counts(cfg, net)
         tier["seconds"] = time.perf_counter() - t0
         res["tiers"][name] = tier
+        res["machine"] = {**_machine(start_load), **{k: v for k, v in res["machine"].items() if k.startswith("load_average_")
+                                                     and k != "load_average_start"}}
         args.out.mkdir(parents=True, exist_ok=True)
         out_json.write_text(json.dumps(res, indent=1) + "\n")
         (args.out / "bnn.md").write_text(_markdown(res))

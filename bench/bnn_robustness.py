@@ -1,15 +1,18 @@
 """Benchmark: certified minimal-flip robustness of the trained BNNs, with and without the flip bounds.
 
-Run from the repository root, after ``python bench/bnn.py`` has trained the nets::
+Run from the repository root (nets missing from ``bench/.cache/bnn/`` are trained by the same
+pipeline and configs as ``bench/bnn.py``)::
 
     python bench/bnn_robustness.py                        # the three Fashion-MNIST nets
     python bench/bnn_robustness.py --tiers fashion-7x7-49-20-10 --n 5
+    python bench/bnn_robustness.py --quick --results /tmp/rob   # smoke run: the 7x7 net, 3 images, 2 s each
 
 For the first ``--n`` test images of each net, ``SatInverter.min_flips`` (native encoding,
 Minicard, ``enumerate_up_to`` as in ``bench/bnn.py``, no cap on ``k``) runs with a per-image
 budget, once as before (``bounds=False``: listing, then SAT), once with the flip bounds and the
 pattern search (``bounds=True``), and once with the bounds but no listing. It writes
-``bench/results/bnn_robustness.json`` and ``.md``. Every flipped input reported was re-checked by
+``bench/results/bnn_robustness.json`` and ``.md`` with the machine record and the sha256 of
+every net's weights. Every flipped input reported was re-checked by
 the PyTorch forward pass (``SatInverter`` raises otherwise).
 """
 
@@ -25,7 +28,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import argparse  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
-import platform  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -33,8 +35,10 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from _machine import cpu_model  # noqa: E402
+from _machine import machine_record, weights_fingerprint  # noqa: E402
 from _results import rewrite_notes  # noqa: E402
+from bnn import CACHE, trained_run  # noqa: E402
+from bnn import TIERS as NETS  # noqa: E402
 from netinvert import __version__  # noqa: E402
 from netinvert.bnn import SatInverter, encode, load_bnn_run  # noqa: E402
 from netinvert.data import load_dataset  # noqa: E402
@@ -74,7 +78,7 @@ def _run(inv: SatInverter, xs: np.ndarray, *, bounds: bool, enumerate_up_to: int
 def _markdown(res: dict[str, Any]) -> str:
     m = res["machine"]
     lines = ["# Certified minimal-flip robustness of the BNNs", "",
-             f"Machine: {m['cpu']}, {m['cpu_count']} cores, torch {m['torch']} with 1 thread (BLAS 1 thread), Python {m['python']}; "
+             f"Machine: {m['cpu']}, {m.get('cores', m.get('cpu_count'))} cores, torch {m['torch']} with 1 thread (BLAS 1 thread), Python {m['python']}; "
              f"load average {[round(v, 1) for v in m['load_average_start']]} at start, "
              f"{[round(v, 1) for v in m['load_average_end']]} at the end (the CPU was shared, so times are upper bounds). "
              f"First {res['n_images']} test images per net, budget {res['time_s']} s per image; an image that is "
@@ -123,12 +127,13 @@ NOTES: list[str] = [
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tiers", default=",".join(TIERS), help="comma-separated net names")
-    ap.add_argument("--runs-dir", type=Path, default=Path("/tmp/netinvert_bnn_runs"))
-    ap.add_argument("--n", type=int, default=20, help="test images per net")
-    ap.add_argument("--time-s", type=float, default=10.0, help="budget per image")
+    ap.add_argument("--tiers", default=None, help="comma-separated net names (default: all; --quick: the 7x7 net)")
+    ap.add_argument("--runs-dir", type=Path, default=CACHE, help="trained nets (default: bench/.cache/bnn)")
+    ap.add_argument("--n", type=int, default=None, help="test images per net (default: 20; --quick: 3)")
+    ap.add_argument("--time-s", type=float, default=None, help="budget per image (default: 10; --quick: 2)")
     ap.add_argument("--configs", default=",".join(CONFIGS))
-    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--results", "--out", dest="out", type=Path, default=RESULTS, help="default: bench/results")
+    ap.add_argument("--quick", action="store_true", help="a reduced smoke run (< 4 minutes)")
     ap.add_argument("--markdown-only", action="store_true", help="rewrite the .md from the .json (after editing NOTES)")
     args = ap.parse_args()
     if args.markdown_only:
@@ -136,27 +141,32 @@ def main() -> None:
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(1)
-    res: dict[str, Any] = {"machine": {"cpu": cpu_model(platform.processor() or platform.machine()),
-                                       "cpu_count": os.cpu_count(), "torch": torch.__version__,
-                                       "python": platform.python_version(), "netinvert": __version__,
-                                       "load_average_start": list(os.getloadavg())},
-                           "n_images": args.n, "time_s": args.time_s, "tiers": {}, "notes": NOTES}
+    args.tiers = args.tiers or ("fashion-7x7-49-20-10" if args.quick else ",".join(TIERS))
+    args.n = args.n or (3 if args.quick else 20)
+    args.time_s = args.time_s or (2.0 if args.quick else 10.0)
+    start_load = list(os.getloadavg())
+    res: dict[str, Any] = {"machine": {}, "quick": args.quick, "n_images": args.n, "time_s": args.time_s, "tiers": {},
+                           "notes": NOTES}
     data = load_dataset("fashion-mnist")
     for name in args.tiers.split(","):
-        model, binarizer, net, _ = load_bnn_run(args.runs_dir / name)
+        run = trained_run(name, NETS[name], args.runs_dir)
+        bnn_run = load_bnn_run(run)
+        model, binarizer, net = bnn_run.model, bnn_run.binarizer, bnn_run.net
         xs = binarizer(data.x_test[: args.n]).numpy().astype(np.int8)
         enc = encode(net, "native")
-        tier: dict[str, Any] = {"n_inputs": net.n_inputs, "hidden": [len(b) for _, b in net.layers], "configs": {}}
+        tier: dict[str, Any] = {"n_inputs": net.n_inputs, "hidden": [len(b) for _, b in net.layers],
+                                "weights_sha256": weights_fingerprint(run), "configs": {}}
         for cfg in args.configs.split(","):
             bounds, listing = CONFIGS[cfg]
             up_to = TIERS[name]["enumerate_up_to"] if listing else 0
             log.info("%s: %s", name, cfg)
             t0 = time.perf_counter()
-            with SatInverter(enc, model=model, solver="minicard", time_s=args.time_s) as inv:
+            with SatInverter(enc, model=model, solver="auto", time_s=args.time_s) as inv:
                 tier["configs"][cfg] = _run(inv, xs, bounds=bounds, enumerate_up_to=up_to, time_s=args.time_s)
             tier["configs"][cfg]["wall_seconds"] = time.perf_counter() - t0
         res["tiers"][name] = tier
-    res["machine"]["load_average_end"] = list(os.getloadavg())
+    res["machine"] = {**machine_record(), "netinvert": __version__, "load_average_start": start_load,
+                      "load_average_end": list(os.getloadavg())}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bnn_robustness.json").write_text(json.dumps(res, indent=1) + "\n")
     (args.out / "bnn_robustness.md").write_text(_markdown(res))

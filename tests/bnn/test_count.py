@@ -6,9 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from netinvert.bnn import SatResult, count_all_labels, count_preimages, dp_input_order, encode, export_bnn, sample_preimages, save_marginal_heatmap
+from netinvert.bnn import SatResult, count_preimages, dp_input_order, encode, export_bnn, sample_preimages, save_marginal_heatmap
 
 CLAUSAL = ["seqcounter", "sortnet", "totalizer"]
+
+
+def _dp_all(net, **kw):
+    """Every label's count by the DP method, as one CountResult per label."""
+    r = count_preimages(net, 0, method="dp", **kw)
+    status = [SatResult.UNKNOWN if c is None else SatResult.SAT if c else SatResult.UNSAT for c in r.all_labels]
+    return [type(r)(k, c, True, status[k], r.seconds, "dp", r.n_inputs, r.all_labels) for k, c in enumerate(r.all_labels)]
 
 
 @pytest.mark.parametrize("name", CLAUSAL)
@@ -76,7 +83,7 @@ def test_samples_are_preimages_and_heatmap_is_written(tiny, tmp_path):
 def test_dynamic_programming_counts_every_label_exactly(request, fixture):
     """count_all_labels (no SAT) == brute force through PyTorch, zero weights and two layers included."""
     model, x, labels = request.getfixturevalue(fixture)
-    rows = count_all_labels(export_bnn(model))
+    rows = _dp_all(export_bnn(model))
     assert [r.count for r in rows] == [int((labels == k).sum()) for k in range(len(rows))]
     assert all(r.exact and r.method == "dp" for r in rows) and sum(r.count for r in rows) == len(x)
     assert [r.status for r in rows] == [SatResult.SAT if (labels == k).any() else SatResult.UNSAT for k in range(len(rows))]
@@ -88,9 +95,9 @@ def test_dynamic_programming_on_a_wider_net_and_its_state_limit(digits_net):
 
     model = random_bnn(16, (8,), 4, seed=11)
     labels = model.predict(torch.as_tensor(all_inputs(16))).numpy()
-    rows = count_all_labels(export_bnn(model))
+    rows = _dp_all(export_bnn(model))
     assert [r.count for r in rows] == [int((labels == k).sum()) for k in range(4)]
-    capped = count_all_labels(digits_net, max_states=1000)
+    capped = _dp_all(digits_net, max_states=1000)
     assert all(r.status is SatResult.UNKNOWN and r.count is None for r in capped)
 
 
@@ -110,7 +117,7 @@ def test_dynamic_programming_on_a_fan_in_net_with_unread_inputs():
     net = export_bnn(model)
     assert sorted(dp_input_order(net.layers[0][0])) == list(range(12))
     labels = model.predict(torch.as_tensor(all_inputs(14))).numpy()
-    rows = count_all_labels(net)
+    rows = _dp_all(net)
     assert [r.count for r in rows] == [int((labels == k).sum()) for k in range(5)]
 
 
@@ -157,11 +164,11 @@ def test_dynamic_programming_edge_nets():
     lits = np.array([[1, -1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 1, 1, 1]], dtype=np.int8)
     net = IntegerBNN(layers=((lits, np.array([1, 0, 1, 2])),), head=np.array([[1, 1, -1, 0], [0, -1, 1, 1]], dtype=np.int8))
     labels = net.predict(all_inputs(4))
-    assert [r.count for r in count_all_labels(net)] == [int((labels == k).sum()) for k in range(2)]
+    assert [r.count for r in _dp_all(net)] == [int((labels == k).sum()) for k in range(2)]
 
     blocks = np.kron(np.eye(8, dtype=np.int8), np.ones((1, 8), dtype=np.int8))  # 8 neurons x 8 inputs each
     flat = IntegerBNN(layers=((blocks, np.full(8, 4)),), head=np.zeros((3, 8), dtype=np.int8))
-    assert [r.count for r in count_all_labels(flat)] == [2**64, 0, 0]
+    assert [r.count for r in _dp_all(flat)] == [2**64, 0, 0]
 
     model = random_bnn(12, (6, 4), 3, seed=9)
     with torch.no_grad():
@@ -173,4 +180,4 @@ def test_dynamic_programming_edge_nets():
     sparse = export_bnn(model)
     assert ((sparse.layers[0][0] != 0).sum(1) <= 3).all()
     labels = model.predict(torch.as_tensor(all_inputs(12))).numpy()
-    assert [r.count for r in count_all_labels(sparse)] == [int((labels == k).sum()) for k in range(3)]
+    assert [r.count for r in _dp_all(sparse)] == [int((labels == k).sum()) for k in range(3)]

@@ -92,12 +92,14 @@ def test_enumeration_lists_exactly_the_preimages(tiny):
     enc = encode(export_bnn(model), "sortnet")
     with SatInverter(enc, model=model, time_s=20) as inv:
         for k in range(4):
-            found, status, _ = inv.preimages(k, limit=2000)
-            assert status is SatResult.UNSAT  # the list is complete
+            _r = inv.preimages(k, limit=2000)
+            found, status = [list(x) for x in _r.inputs], _r.status
+            assert status is SatResult.UNSAT and _r.complete  # the list is complete
             assert {tuple(f) for f in found} == sets[k] and len(found) == len(sets[k])
         # blocking clauses were retired: the formula is unchanged for later queries
         assert inv.preimage(int(labels[0])).status is SatResult.SAT
-        found, status, _ = inv.preimages(int(labels[0]), limit=3)
+        _r = inv.preimages(int(labels[0]), limit=3)
+        found, status = _r.inputs, _r.status
         assert status is SatResult.SAT and len({tuple(f) for f in found}) == 3
 
 
@@ -216,7 +218,97 @@ def test_native_enumeration_on_digits_lists_distinct_checked_preimages(digits_bn
     model, xt, _ = digits_bnn
     label = int(np.bincount(digits_net.predict(xt)).argmax())
     with SatInverter(encode(digits_net, "native"), model=model, solver="minicard", time_s=20) as inv:
-        found, status, _ = inv.preimages(label, limit=30, fixed={0: 0})
+        _r = inv.preimages(label, limit=30, fixed={0: 0})
+    found, status = [list(x) for x in _r.inputs], _r.status
     assert status is SatResult.SAT and len({tuple(f) for f in found}) == 30
     assert all(f[0] == 0 for f in found)
     assert (model.predict(torch.tensor(found)) == label).all()
+
+
+def _importable(name: str) -> str | None:
+    """None if PySAT can build solver ``name`` here, else why not."""
+    from pysat.solvers import Solver
+
+    from netinvert.bnn import SOLVERS
+
+    try:
+        Solver(name=SOLVERS.get(name).pysat_name).delete()
+    except (ImportError, NotImplementedError, RuntimeError) as exc:  # a PySAT build without it
+        return f"{name} cannot be loaded by this PySAT: {exc}"
+    return None
+
+
+@pytest.mark.parametrize("solver", __import__("netinvert.bnn", fromlist=["list_solvers"]).list_solvers())
+def test_every_registered_solver_agrees_with_brute_force(solver):
+    """Inference of every input and preimage existence of every label, per solver, on a 6-input net
+    (native cardinality solvers also on the native encoding)."""
+    from bnn_helpers import all_inputs, random_bnn
+
+    from netinvert.bnn import SOLVERS
+
+    reason = _importable(solver)
+    if reason:
+        pytest.skip(reason)
+    model = random_bnn(6, (4,), 4, seed=2)
+    net = export_bnn(model)
+    x = all_inputs(6)
+    labels = net.predict(x)
+    encodings = ["totalizer"] + (["native"] if SOLVERS.get(solver).native_cardinality else [])
+    for encoding in encodings:
+        with SatInverter(encode(net, encoding), model=model, solver=solver, time_s=20, search_s=0) as inv:
+            assert inv.solver_name == solver
+            assert [inv.infer(b).label for b in x] == labels.tolist()
+            for k in range(4):
+                p = inv.preimage(k)
+                assert p.status is (SatResult.SAT if (labels == k).any() else SatResult.UNSAT)
+                if p.bits is not None:
+                    assert labels[int("".join(map(str, p.bits)), 2)] == k
+
+
+def test_auto_solver_is_minicard_for_native_and_glucose_otherwise(tiny):
+    from netinvert.bnn import default_solver
+
+    net = export_bnn(tiny[0])
+    assert default_solver(encode(net, "native")) == "minicard" and default_solver(encode(net, "sortnet")) == "glucose4"
+    with SatInverter(encode(net, "native")) as inv:
+        assert inv.solver == "auto" and inv.solver_name == "minicard"
+
+
+def test_min_flips_on_a_net_without_hidden_layer_matches_brute_force():
+    from bnn_helpers import all_inputs
+
+    from netinvert.bnn import BNN
+
+    torch.manual_seed(0)
+    model = BNN(6, (), 3).eval()
+    net = export_bnn(model)
+    x = all_inputs(6)
+    labels = net.predict(x)
+    with SatInverter(encode(net, "totalizer"), model=model, time_s=10) as inv:
+        for i in (0, 21, 63):
+            dist = (x != x[i]).sum(1)
+            want = int(dist[labels != labels[i]].min()) if (labels != labels[i]).any() else None
+            r = inv.min_flips(x[i], enumerate_up_to=100)
+            assert r.k == want and (want is None or r.certified)
+
+
+def test_infer_reports_propagation_on_a_constant_net():
+    from netinvert.bnn import IntegerBNN
+
+    net = IntegerBNN(layers=((np.array([[1, 1]], np.int8), np.array([2])),), head=np.array([[0], [0]], np.int8))
+    with SatInverter(encode(net, "totalizer"), time_s=5) as inv:
+        for bits in ([0, 0], [1, 0], [1, 1]):
+            r = inv.infer(bits)
+            assert r.label == 0 and r.by_propagation and r.conflicts == 0
+
+
+def test_queries_leave_the_encoding_unchanged(tiny):
+    model, x, _ = tiny
+    enc = encode(export_bnn(model), "totalizer")
+    before = (enc.n_vars, enc.n_clauses, dict(enc.stats))
+    with SatInverter(enc, model=model, time_s=10) as inv:
+        inv.preimages(0, limit=3)
+        inv.min_flips(x[5], max_k=2)
+    assert (enc.n_vars, enc.n_clauses, dict(enc.stats)) == before
+    with pytest.raises(TypeError):
+        enc.stats["encode_seconds"] = 1.0

@@ -89,7 +89,8 @@ def test_run_folder_round_trip(tmp_path, tiny):
     model, x, labels = tiny
     net = export_bnn(model)
     save_bnn_run(tmp_path, model, InputBinarizer(pool=2, threshold=0.25), net, {"dataset": "none"})
-    model2, binarizer, net2, card = load_bnn_run(tmp_path)
+    r = load_bnn_run(tmp_path)
+    model2, binarizer, net2, card = r.model, r.binarizer, r.net, r.card
     assert binarizer == InputBinarizer(pool=2, threshold=0.25)
     assert "pixel > 0.25" in card["binarizer"]["rule"]
     np.testing.assert_array_equal(model2.predict(torch.as_tensor(x)).numpy(), labels)
@@ -151,7 +152,8 @@ def test_fan_in_training_prunes_each_neuron_and_survives_a_run_folder(tmp_path, 
     np.testing.assert_array_equal(net.predict(xt.numpy()), pred)
     assert (pred == digits.y_test.numpy()).mean() > 0.5
     save_bnn_run(tmp_path, model, binarizer, net, {"dataset": "digits"})
-    model2, _, net2, card = load_bnn_run(tmp_path)
+    r = load_bnn_run(tmp_path)
+    model2, net2, card = r.model, r.net, r.card
     assert card["model_params"]["fan_in"] == 6
     np.testing.assert_array_equal(model2.predict(xt).numpy(), pred)
 
@@ -168,3 +170,21 @@ def test_fan_in_and_prune_at_are_validated(caplog):
     with caplog.at_level("WARNING", logger="netinvert"):
         train_bnn(BNN(8, (4,), 2, fan_in=3), x, y, BNNTrainConfig(epochs=1))
     assert "initial random weights" in caplog.text
+
+
+def test_run_bnn_query_without_out_writes_nothing_and_checks_params(tmp_path):
+    from bnn_helpers import random_bnn
+
+    from netinvert.bnn import BNNRun, run_bnn_query
+
+    model = random_bnn(9, (5,), 3, seed=5)
+    save_bnn_run(tmp_path, model, InputBinarizer(), export_bnn(model), {"dataset": "digits"})
+    before = sorted(p.name for p in tmp_path.iterdir())
+    r = run_bnn_query("count", tmp_path, {"label": 1, "method": "dp"})
+    brute = int((export_bnn(model).predict(all_inputs(9)) == 1).sum())
+    assert r.result["count"] == brute == r.value.count and r.run_dir is None
+    assert isinstance(load_bnn_run(tmp_path), BNNRun) and sorted(p.name for p in tmp_path.iterdir()) == before
+    with pytest.raises(ValueError, match="Unknown BNN query parameter"):
+        run_bnn_query("count", tmp_path, {"labl": 1})
+    with pytest.raises(KeyError, match="Valid names"):
+        run_bnn_query("bogus", tmp_path, {})

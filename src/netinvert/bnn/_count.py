@@ -1,11 +1,13 @@
 """Model counting of preimages, projected on the input variables, with a hard time limit.
 
+One entry point, :func:`count_preimages`, over a registry of methods (:func:`list_counters`):
 ``exact`` uses Ganak (pyganak) and ``approx`` ApproxMC (pyapproxmc, PAC guarantee: the estimate is
 within a factor ``1 + epsilon`` of the true count with probability ``>= 1 - delta``). Both count
 ``BNN(X, H, Y) and y_label`` projected on ``X``. (Every auxiliary variable of our encodings is a
 function of the inputs, so the projected and unprojected counts agree; projecting keeps the count
 exact for any encoding.) Neither counter can be stopped, so each runs in a forked child process
-killed at the time limit.
+killed at the time limit. ``dp`` counts every label exactly without SAT (:func:`count_all_labels`)
+and ``sampled`` estimates from uniform inputs (:func:`estimate_label_shares`).
 """
 
 from __future__ import annotations
@@ -20,15 +22,22 @@ from .._progress import progress_bar
 
 from .._registry import Registry
 from ._encode import Encoding
+from ._estimate import estimate_label_shares
 from ._export import IntegerBNN
 from ._solve import SatResult, run_streaming
 
-__all__ = ["CountResult", "COUNTERS", "list_counters", "count_preimages", "count_all_labels", "dp_input_order"]
+__all__ = ["CountResult", "CountMethod", "COUNTERS", "list_counters", "count_preimages", "count_all_labels", "dp_input_order"]
 
 
 @dataclass(frozen=True)
 class CountResult:
-    """``count`` preimages of ``label`` (``None`` when the counter ran out of time)."""
+    """``count`` preimages of ``label`` by ``method`` (``None`` when the method ran out of time or states).
+
+    The per-method fields are ``None`` where a method does not set them: ``all_labels`` (``dp`` and
+    ``sampled`` answer every label in one pass), ``epsilon``/``delta`` (``approx``), and ``hits``,
+    ``n_samples``, ``share``, ``low``, ``high``, ``confidence`` (``sampled``: ``count`` is the
+    estimate ``share * 2 ** n_inputs`` and ``[low, high]`` the Wilson interval of the share).
+    """
 
     label: int
     count: int | None
@@ -36,10 +45,23 @@ class CountResult:
     status: SatResult
     seconds: float
     method: str
+    n_inputs: int
+    all_labels: tuple[int | None, ...] | None = None
+    epsilon: float | None = None
+    delta: float | None = None
+    hits: int | None = None
+    n_samples: int | None = None
+    share: float | None = None
+    low: float | None = None
+    high: float | None = None
+    confidence: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "count": self.count, "exact": self.exact, "status": self.status.value,
-                "seconds": self.seconds, "method": self.method}
+        d = {k: v for k, v in self.__dict__.items() if v is not None or k == "count"}
+        d["status"] = self.status.value
+        if self.all_labels is not None:
+            d["all_labels"] = list(self.all_labels)
+        return d
 
 
 def _ganak(clauses: list[list[int]], projection: list[int], n_vars: int, params: dict[str, Any]) -> Iterator[int]:
@@ -66,53 +88,131 @@ def _approxmc(clauses: list[list[int]], projection: list[int], n_vars: int, para
     yield int(cells) * 2 ** int(hashes)
 
 
-#: name -> (counter generator, exact?)
-COUNTERS: Registry[tuple[Callable[..., Iterator[int]], bool]] = Registry("model counter")
-COUNTERS.add("exact", (_ganak, True))
-COUNTERS.add("approx", (_approxmc, False))
+@dataclass(frozen=True)
+class CountMethod:
+    """A counting method: its function ``(target, label, time_s, params) -> CountResult``, whether it
+    needs a clausal :class:`Encoding` (else it reads the integer net), and its default budget."""
+
+    name: str
+    fn: Callable[..., CountResult]
+    needs_cnf: bool
+    default_time_s: float | None
+    description: str
+
+
+COUNTERS: Registry[CountMethod] = Registry("counting method")
 
 
 def list_counters() -> list[str]:
+    """Names of the methods :func:`count_preimages` accepts."""
     return COUNTERS.names()
 
 
-def count_preimages(encoding: Encoding, label: int, *, method: str = "exact", time_s: float | None = 60.0,
-                    epsilon: float = 0.8, delta: float = 0.2, seed: int = 1) -> CountResult:
-    """Count the inputs the network labels ``label``, projected on the input variables.
+def _model_counter(fn: Callable[..., Iterator[int]], exact: bool) -> Callable[..., CountResult]:
+    def count(encoding: Encoding, label: int, time_s: float | None, p: dict[str, Any]) -> CountResult:
+        method = "exact" if exact else "approx"
+        extra = {} if exact else {"epsilon": float(p["epsilon"]), "delta": float(p["delta"])}
+        n = len(encoding.inputs)
+        clauses = [*encoding.formula.clauses, [encoding.outputs[label]]]
+        # ApproxMC counted 2^8 too few on a net with 8 unread inputs: count on the inputs that occur
+        # and double the count for each one that does not.
+        projection = [encoding.inputs[i] for i in encoding.read_inputs()]
+        free = n - len(projection)
+        if not projection:  # no input is read: the net is constant
+            label_of_all = int(encoding.net.predict(np.zeros((1, n), dtype=np.int8))[0])
+            c = 2 ** free if label_of_all == label else 0
+            return CountResult(label, c, True, SatResult.SAT if c else SatResult.UNSAT, 0.0, method, n, **extra)
+        params = {"epsilon": p["epsilon"], "delta": p["delta"], "seed": p["seed"]}
+        items, finished, seconds = run_streaming(fn, (clauses, projection, encoding.n_vars, params), time_s)
+        if not finished:
+            return CountResult(label, None, exact, SatResult.UNKNOWN, seconds, method, n, **extra)
+        c = items[0] << free
+        return CountResult(label, c, exact, SatResult.SAT if c else SatResult.UNSAT, seconds, method, n, **extra)
+
+    return count
+
+
+def _dp(net: IntegerBNN, label: int, time_s: float | None, p: dict[str, Any]) -> CountResult:
+    rows = count_all_labels(net, max_states=int(p["max_states"]), time_s=time_s, progress=bool(p["progress"]))
+    counts = tuple(r.count for r in rows)
+    r = rows[label]
+    return CountResult(label, r.count, True, r.status, r.seconds, "dp", net.n_inputs, all_labels=counts)
+
+
+def _sampled(net: IntegerBNN, label: int, time_s: float | None, p: dict[str, Any]) -> CountResult:
+    t0 = time.perf_counter()
+    shares = estimate_label_shares(net, int(p["n_samples"]), confidence=float(p["confidence"]), seed=int(p["seed"]))
+    s = shares[label]
+    # an estimate proves nothing: a label never drawn may still own inputs
+    return CountResult(label, s.count_estimate, False, SatResult.SAT if s.hits else SatResult.UNKNOWN,
+                       time.perf_counter() - t0, "sampled", net.n_inputs,
+                       all_labels=tuple(x.count_estimate for x in shares), hits=s.hits, n_samples=s.n_samples,
+                       share=s.share, low=s.low, high=s.high, confidence=float(p["confidence"]))
+
+
+for _m in (
+    CountMethod("exact", _model_counter(_ganak, True), True, 60.0, "Ganak, projected on the inputs"),
+    CountMethod("approx", _model_counter(_approxmc, False), True, 60.0,
+                "ApproxMC: within a factor 1 + epsilon with probability >= 1 - delta"),
+    CountMethod("dp", _dp, False, 900.0, "exact, every label at once, by dynamic programming over the inputs (no SAT)"),
+    CountMethod("sampled", _sampled, False, None, "share of uniform random inputs, with a Wilson interval (no solver)"),
+):
+    COUNTERS.add(_m.name, _m)
+
+
+def count_preimages(target: Encoding | IntegerBNN, label: int, *, method: str = "exact", time_s: float | None = None,
+                    epsilon: float = 0.8, delta: float = 0.2, seed: int = 1, n_samples: int = 1_000_000,
+                    confidence: float = 0.99, max_states: int = 20_000_000, progress: bool = False) -> CountResult:
+    """Count the inputs the network labels ``label`` (projected on the input variables).
 
     Parameters
     ----------
-    encoding : Encoding
-        A clausal encoding (the ``native`` one cannot be read by counters).
+    target : Encoding or IntegerBNN
+        ``exact`` and ``approx`` read a clausal :class:`Encoding` (the ``native`` one cannot be
+        read by counters); ``dp`` and ``sampled`` read the integer net (an Encoding's ``net`` is used).
     label : int
-    method : {"exact", "approx"}
+    method : str
+        One of :func:`list_counters`: ``exact`` (Ganak), ``approx`` (ApproxMC, PAC), ``dp`` (exact,
+        every label at once, by :func:`count_all_labels`; nets with a small fan-in), ``sampled``
+        (an estimate from ``n_samples`` uniform inputs, :func:`estimate_label_shares`).
     time_s : float or None
-        Wall-clock limit; on expiry the counter is killed and ``status`` is UNKNOWN.
+        Wall-clock limit; on expiry the result is UNKNOWN with ``count=None``. ``None``: the
+        method's default (60 s for ``exact``/``approx``, 900 s for ``dp``; ``sampled`` has none);
+        ``math.inf``: unlimited.
     epsilon, delta : float
         ApproxMC's tolerance and confidence (``approx`` only).
     seed : int
+        Seed of the counter (``exact``, ``approx``) or of the draws (``sampled``).
+    n_samples, confidence : int, float
+        ``sampled`` only: draws and the level of the interval.
+    max_states, progress : int, bool
+        ``dp`` only: state limit (UNKNOWN beyond it) and a progress bar.
+
+    Returns
+    -------
+    CountResult
     """
-    fn, exact = COUNTERS.get(method)
-    if encoding.native:
-        raise ValueError("Model counters read CNF only; encode with a clausal encoding (seqcounter, sortnet, totalizer), not 'native'.")
-    k = encoding.net.n_classes
-    if not 0 <= int(label) < k:
+    from ._solve import budget_seconds
+
+    m = COUNTERS.get(method)
+    if isinstance(target, Encoding):
+        net = target.net
+    elif isinstance(target, IntegerBNN):
+        net = target
+    else:
+        raise TypeError(f"The 'target' parameter of count_preimages must be an Encoding or an IntegerBNN. Got {type(target).__name__} instead.")
+    if m.needs_cnf:
+        if not isinstance(target, Encoding):
+            raise TypeError(f"Counting by {method!r} reads CNF: pass encode(net), not the integer net.")
+        if target.native:
+            raise ValueError("Model counters read CNF only; encode with a clausal encoding (seqcounter, sortnet, totalizer), not 'native'.")
+    k = net.n_classes
+    if isinstance(label, bool) or not isinstance(label, (int, np.integer)) or not 0 <= int(label) < k:
         raise ValueError(f"The 'label' parameter of count_preimages must be an int in [0, {k - 1}]. Got {label} instead.")
-    clauses = [*encoding.formula.clauses, [encoding.outputs[int(label)]]]
-    # ApproxMC counted 2^8 too few on a net with 8 unread inputs: count on the inputs that occur
-    # and double the count for each one that does not.
-    projection = [encoding.inputs[i] for i in encoding.read_inputs()]
-    free = len(encoding.inputs) - len(projection)
-    if not projection:  # no input is read: the net is constant
-        label_of_all = int(encoding.net.predict(np.zeros((1, len(encoding.inputs)), dtype=np.int8))[0])
-        count = 2 ** free if label_of_all == int(label) else 0
-        return CountResult(int(label), count, True, SatResult.SAT if count else SatResult.UNSAT, 0.0, method)
-    params = {"epsilon": epsilon, "delta": delta, "seed": seed}
-    items, finished, seconds = run_streaming(fn, (clauses, projection, encoding.n_vars, params), time_s)
-    if not finished:
-        return CountResult(int(label), None, exact, SatResult.UNKNOWN, seconds, method)
-    count = items[0] << free
-    return CountResult(int(label), count, exact, SatResult.SAT if count else SatResult.UNSAT, seconds, method)
+    budget = budget_seconds(m.default_time_s if time_s is None else time_s)
+    params = {"epsilon": epsilon, "delta": delta, "seed": seed, "n_samples": n_samples, "confidence": confidence,
+              "max_states": max_states, "progress": progress}
+    return m.fn(target if m.needs_cnf else net, int(label), budget, params)
 
 
 def dp_input_order(lits: np.ndarray) -> list[int]:
@@ -187,7 +287,7 @@ def count_all_labels(net: IntegerBNN, *, max_states: int = 20_000_000, time_s: f
     def unknown() -> list[CountResult]:
         bar.close()
         secs = time.perf_counter() - t0
-        return [CountResult(k, None, True, SatResult.UNKNOWN, secs, "dp") for k in range(net.n_classes)]
+        return [CountResult(k, None, True, SatResult.UNKNOWN, secs, "dp", net.n_inputs) for k in range(net.n_classes)]
 
     for t in range(len(order) + 1):  # t = len(order): fold the neurons that read no input at all
         if t < len(order):
@@ -223,4 +323,5 @@ def count_all_labels(net: IntegerBNN, *, max_states: int = 20_000_000, time_s: f
         raise RuntimeError("count_all_labels: the counts do not add up to the number of inputs; please report this net.")
     totals = [c << (net.n_inputs - len(order)) for c in totals]
     secs = time.perf_counter() - t0
-    return [CountResult(k, c, True, SatResult.SAT if c else SatResult.UNSAT, secs, "dp") for k, c in enumerate(totals)]
+    return [CountResult(k, c, True, SatResult.SAT if c else SatResult.UNSAT, secs, "dp", net.n_inputs)
+            for k, c in enumerate(totals)]

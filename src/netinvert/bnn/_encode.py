@@ -13,7 +13,10 @@ unit propagation.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import time
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +28,7 @@ from ._export import IntegerBNN
 __all__ = ["Encoding", "encode"]
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class Encoding:
     """A BNN as CNF (plus native at-most constraints for the ``native`` encoding).
 
@@ -45,6 +48,11 @@ class Encoding:
         The network encoded (used to check every answer).
     encoding : str
         Cardinality encoding name.
+    encode_seconds : float
+        Wall-clock seconds :func:`encode` took.
+
+    An ``Encoding`` is never changed after :func:`encode`: solvers take fresh variables from
+    their own pool and keep their clauses to themselves, and results carry their own fields.
     """
 
     formula: CNFPlus
@@ -54,7 +62,14 @@ class Encoding:
     outputs: list[int]
     net: IntegerBNN
     encoding: str
-    stats: dict[str, Any] = field(default_factory=dict)
+    encode_seconds: float = 0.0
+
+    @property
+    def stats(self) -> Mapping[str, Any]:
+        """Read-only sizes of the formula and the time to build it (``n_vars``, ``n_clauses``,
+        ``n_atmosts``, ``encode_seconds``)."""
+        return types.MappingProxyType({"n_vars": self.n_vars, "n_clauses": self.n_clauses,
+                                       "n_atmosts": len(self.formula.atmosts), "encode_seconds": self.encode_seconds})
 
     @property
     def native(self) -> bool:
@@ -150,6 +165,7 @@ def encode(net: IntegerBNN, encoding: str = "totalizer") -> Encoding:
     (2, 2)
     """
     CARDINALITY_ENCODINGS.get(encoding)  # fail early with the list of valid names
+    t0 = time.perf_counter()
     pool = IDPool()
     formula = CNFPlus()
     inputs = [pool.id(("x", j)) for j in range(net.n_inputs)]
@@ -181,5 +197,4 @@ def encode(net: IntegerBNN, encoding: str = "totalizer") -> Encoding:
         formula.extend([[-outputs[c], x] for x in conds])
         formula.append([outputs[c], *[-x for x in conds]])
     return Encoding(formula=formula, pool=pool, inputs=inputs, hidden=hidden, outputs=outputs, net=net,
-                    encoding=encoding, stats={"n_vars": pool.top, "n_clauses": len(formula.clauses),
-                                              "n_atmosts": len(formula.atmosts)})
+                    encoding=encoding, encode_seconds=time.perf_counter() - t0)

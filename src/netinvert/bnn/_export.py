@@ -18,10 +18,10 @@ import numpy as np
 import torch
 
 from ..exceptions import RunFormatError
-from ..runs import WEIGHTS_NAME, load_weights, read_card, save_weights, write_card
+from ..runs import WEIGHTS_NAME, file_sha256, load_weights, read_card, save_weights, write_card
 from ._model import BNN, InputBinarizer
 
-__all__ = ["IntegerBNN", "export_bnn", "save_bnn_run", "load_bnn_run"]
+__all__ = ["IntegerBNN", "BNNRun", "export_bnn", "save_bnn_run", "load_bnn_run"]
 
 
 @dataclass(frozen=True)
@@ -127,19 +127,64 @@ def export_bnn(model: BNN) -> IntegerBNN:
     return IntegerBNN(layers=tuple(layers), head=head)
 
 
+@dataclass(frozen=True)
+class BNNRun:
+    """A BNN run folder, loaded: the PyTorch model, its input rule, the exported integer net and the card.
+
+    Attributes
+    ----------
+    model : BNN
+        In eval mode.
+    binarizer : InputBinarizer
+    net : IntegerBNN
+        Checked equal to a fresh export of ``model``.
+    card : dict
+        The run's ``card.json``.
+    run_dir : Path
+    """
+
+    model: BNN
+    binarizer: InputBinarizer
+    net: IntegerBNN
+    card: dict[str, Any]
+    run_dir: Path
+
+    @property
+    def weights_sha256(self) -> str:
+        """sha256 of the run's ``weights.safetensors`` (what a query's card records)."""
+        return file_sha256(self.run_dir / WEIGHTS_NAME)
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        """``(height, width)`` of the binarised input as an image (``(1, n_inputs)`` when unknown)."""
+        _, h, w = self.card.get("input_image_shape", [1, 0, 0])
+        shape = (h // self.binarizer.pool, w // self.binarizer.pool) if h * w else (1, self.net.n_inputs)
+        return shape if shape[0] * shape[1] == self.net.n_inputs else (1, self.net.n_inputs)
+
+
 def save_bnn_run(run_dir: str | Path, model: BNN, binarizer: InputBinarizer, net: IntegerBNN, card: dict[str, Any]) -> Path:
-    """Write ``weights.safetensors`` (latent weights + BN state) and ``card.json`` (with the integer net)."""
+    """Write ``weights.safetensors`` (latent weights + BN state) and ``card.json`` (with the integer
+    net and the sha256 of the weights file) into ``run_dir``; :func:`run_bnn_training` calls it
+    inside a staged run folder."""
     run_dir = Path(run_dir)
-    save_weights(run_dir / WEIGHTS_NAME, model.state_dict(), metadata={"model": "bnn"})
+    weights = save_weights(run_dir / WEIGHTS_NAME, model.state_dict(), metadata={"model": "bnn"})
     full = {"kind": "bnn", "model_params": model.get_params(),
             "binarizer": {"pool": binarizer.pool, "threshold": binarizer.threshold, "rule": binarizer.describe()},
-            **card, "integer_net": net.to_dict()}
+            **card, "weights_sha256": file_sha256(weights), "integer_net": net.to_dict()}
     write_card(run_dir, full)
     return run_dir
 
 
-def load_bnn_run(run_dir: str | Path) -> tuple[BNN, InputBinarizer, IntegerBNN, dict[str, Any]]:
-    """Rebuild ``(model, binarizer, integer_net, card)`` from a folder written by :func:`save_bnn_run`."""
+def load_bnn_run(run_dir: str | Path) -> BNNRun:
+    """Load a folder written by :func:`save_bnn_run` (``netinvert bnn train``) as a :class:`BNNRun`.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``run_dir`` or its card is missing.
+    RunFormatError
+        The card is not a BNN run's, or its integer net does not match the weights.
+    """
     card = read_card(run_dir, required=("kind", "model_params", "binarizer", "integer_net"))
     if card["kind"] != "bnn":
         raise RunFormatError(f"{run_dir} holds a {card['kind']!r} run; pass a folder written by 'netinvert bnn train'.")
@@ -157,4 +202,4 @@ def load_bnn_run(run_dir: str | Path) -> tuple[BNN, InputBinarizer, IntegerBNN, 
     # another network than the weights, so it must equal a fresh export of them.
     if export_bnn(model).to_dict() != net.to_dict():
         raise RunFormatError(f"The integer network in {run_dir}/card.json does not match its weights; re-run 'netinvert bnn train'.")
-    return model, binarizer, net, card
+    return BNNRun(model, binarizer, net, card, Path(run_dir))

@@ -10,6 +10,7 @@ process that is killed when the budget runs out: a call never hangs.
 from __future__ import annotations
 
 import enum
+import math
 import multiprocessing as mp
 import threading
 import time
@@ -17,13 +18,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pysat.formula import IDPool
 from pysat.solvers import Solver
 
 from .._registry import Registry
 from ._encode import Encoding
 
-__all__ = ["SatResult", "SolverSpec", "SOLVERS", "list_solvers", "SolveOutcome", "BudgetedSolver", "run_streaming"]
-
+__all__ = ["SatResult", "SolverSpec", "SOLVERS", "list_solvers", "default_solver", "resolve_solver", "SolveOutcome",
+           "BudgetedSolver", "run_streaming"]
 
 
 class SatResult(enum.Enum):
@@ -58,8 +60,21 @@ for _spec in (
 
 
 def list_solvers() -> list[str]:
-    """Solver names accepted by :class:`BudgetedSolver` and :class:`SatInverter`."""
+    """Solver names accepted by :class:`BudgetedSolver` and :class:`SatInverter` (besides ``"auto"``)."""
     return SOLVERS.names()
+
+
+def default_solver(encoding: Encoding) -> str:
+    """The solver ``"auto"`` stands for: ``minicard`` for the native encoding (it needs native
+    cardinality constraints), ``glucose4`` for the clausal ones."""
+    return "minicard" if encoding.native else "glucose4"
+
+
+def resolve_solver(solver: str, encoding: Encoding) -> str:
+    """``solver`` itself, or :func:`default_solver` for ``"auto"``; an unknown name lists the valid ones."""
+    name = default_solver(encoding) if solver == "auto" else solver
+    SOLVERS.get(name)
+    return name
 
 
 @dataclass(frozen=True)
@@ -151,19 +166,25 @@ class BudgetedSolver:
     ----------
     encoding : Encoding
     solver : str
-        One of :func:`list_solvers`. The ``native`` encoding needs ``minicard`` or ``gluecard4``.
+        One of :func:`list_solvers`, or ``"auto"`` (:func:`default_solver`). The ``native``
+        encoding needs ``minicard`` or ``gluecard4``.
     time_s : float or None
         Default budget per call, in seconds (``None``: unlimited).
+
+    Fresh variables (activation literals, counters) come from the solver's own pool, numbered
+    after the encoding's: the :class:`Encoding` is never changed by solving.
     """
 
-    def __init__(self, encoding: Encoding, *, solver: str = "glucose4", time_s: float | None = 10.0) -> None:
+    def __init__(self, encoding: Encoding, *, solver: str = "auto", time_s: float | None = 10.0) -> None:
         self.encoding = encoding
         self.solver = solver
         self.time_s = time_s
-        self._spec = SOLVERS.get(solver)
+        self.solver_name = resolve_solver(solver, encoding)
+        self._spec = SOLVERS.get(self.solver_name)
         if encoding.native and not self._spec.native_cardinality:
             native = ", ".join(n for n in SOLVERS.names() if SOLVERS.get(n).native_cardinality)
             raise ValueError(f"The 'native' encoding needs a solver with native cardinality ({native}). Got {solver!r} instead.")
+        self.pool = IDPool(start_from=encoding.pool.top + 1)
         self._s: Solver | None = None
         self._extra: list[list[int]] = []
         self._units: set[int] | None = None
@@ -189,8 +210,8 @@ class BudgetedSolver:
         return self._s is not None
 
     def new_var(self) -> int:
-        """A fresh variable (for activation literals and side constraints)."""
-        return self.encoding.pool.id()
+        """A fresh variable (for activation literals and side constraints), from :attr:`pool`."""
+        return self.pool.id()
 
     def add_clause(self, clause: Iterable[int]) -> None:
         clause = [int(l) for l in clause]
@@ -210,13 +231,14 @@ class BudgetedSolver:
         ok, lits = self._s.propagate(assumptions=list(assumptions))
         return bool(ok), set(lits or ()) | self._units
 
-    def solve(self, assumptions: Sequence[int] = (), *, time_s: float | None = -1.0,
+    def solve(self, assumptions: Sequence[int] = (), *, time_s: float | None = None,
               phases: Sequence[int] | None = None) -> SolveOutcome:
-        """Solve under ``assumptions`` within ``time_s`` (default: the constructor's budget).
+        """Solve under ``assumptions`` within ``time_s`` seconds.
 
-        ``phases`` are preferred polarities (e.g. a candidate input), a hint only.
+        ``time_s=None`` takes the constructor's budget; ``math.inf`` means unlimited. ``phases``
+        are preferred polarities (e.g. a candidate input), a hint only.
         """
-        budget = self.time_s if time_s == -1.0 else time_s
+        budget = budget_seconds(self.time_s if time_s is None else time_s)
         assumptions = [int(a) for a in assumptions]
         if self._s is None:
             items, finished, seconds = run_streaming(
@@ -245,6 +267,15 @@ class BudgetedSolver:
         if ok is None:
             return SolveOutcome(SatResult.UNKNOWN, None, seconds, conflicts)
         return SolveOutcome(SatResult.SAT if ok else SatResult.UNSAT, s.get_model() if ok else None, seconds, conflicts)
+
+
+def budget_seconds(time_s: float | None) -> float | None:
+    """A budget as the timers take it: ``None`` or ``inf`` is unlimited (``None``), else a float >= 0."""
+    if time_s is None or math.isinf(time_s):
+        return None
+    if time_s < 0:
+        raise ValueError(f"A time budget must be a float in [0, inf]. Got {time_s} instead.")
+    return float(time_s)
 
 
 @dataclass(frozen=True)

@@ -38,25 +38,20 @@ def _run(argv: list[str]) -> None:
 
 def _bnn_gallery(run: Path, n_per_label: int, out_png: Path) -> dict[str, Any]:
     """Enumerate SAT preimages of every label of a BNN run and save them as one grid."""
-    from ..bnn import SatInverter, encode, load_bnn_run
+    from ..bnn import load_bnn_run, run_bnn_query
     from ..report import save_class_grid
 
-    model, binarizer, net, card = load_bnn_run(run)  # binarised inputs are pooled images
-    n_classes = int(card["model_params"]["n_classes"])
-    enc = encode(net, "totalizer")
+    bnn_run = load_bnn_run(run)  # binarised inputs are pooled images
     images, labels, rows = [], [], []
-    with SatInverter(enc, model=model, time_s=10.0) as inv:
-        for label in range(n_classes):
-            found, status, seconds = inv.preimages(label, limit=n_per_label)
-            rows.append({"label": label, "found": len(found), "status": status.value, "seconds": round(seconds, 3)})
-            for bits in found:
-                images.append(torch.tensor(bits, dtype=torch.float32))
-                labels.append(label)
+    for label in range(bnn_run.net.n_classes):
+        r = run_bnn_query("enumerate", bnn_run, {"label": label, "n": n_per_label, "seconds": 10.0}).value
+        rows.append({"label": label, "found": len(r.inputs), "status": r.status.value, "seconds": round(r.seconds, 3)})
+        for bits in r.inputs:
+            images.append(torch.tensor(bits, dtype=torch.float32))
+            labels.append(label)
     if images:
-        x = torch.stack(images)
-        c, h, w = card["input_image_shape"]
-        side_h, side_w = h // binarizer.pool, w // binarizer.pool
-        save_class_grid(x.view(-1, 1, side_h, side_w), torch.tensor(labels), out_png,
+        side_h, side_w = bnn_run.image_shape
+        save_class_grid(torch.stack(images).view(-1, 1, side_h, side_w), torch.tensor(labels), out_png,
                         title="BNN: SAT preimages of each label (every one checked by PyTorch)")
     return {"labels": rows, "grid": out_png.name if images else None}
 

@@ -1,0 +1,533 @@
+"""The BNN workflows as library calls: train-export-verify one run, and every query on a run.
+
+:func:`run_bnn_training` trains a :class:`BNN`, exports it to an :class:`IntegerBNN`, checks that the
+export labels every test input as PyTorch does, and writes the run folder whole or not at all.
+:func:`run_bnn_query` runs one query (a name from :func:`list_bnn_queries`) on such a run, returns a
+frozen result and, only when given ``out``, writes a new run folder with ``card.json`` and the
+query's artefacts (CNF and variable map for ``encode``, heat maps for ``sample``). A query never
+writes into the run it reads. ``netinvert bnn ...``, ``netinvert demo`` and ``bench/bnn*.py`` call
+these functions, so they measure and show the code users run.
+
+Examples
+--------
+>>> from netinvert.bnn import BNNRunConfig, run_bnn_training, run_bnn_query  # doctest: +SKIP
+>>> trained = run_bnn_training(BNNRunConfig(dataset="digits", hidden=(16,), epochs=5), "runs/bnn")  # doctest: +SKIP
+>>> run_bnn_query("invert", "runs/bnn", {"label": 3}).result["status"]  # doctest: +SKIP
+'sat'
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._registry import Registry
+from .._threads import set_threads
+from ..runs import check_out, staged_run, versions, write_card, write_json
+from ._count import COUNTERS, count_preimages
+from ._encode import Encoding, encode
+from ._export import BNNRun, export_bnn, load_bnn_run, save_bnn_run
+from ._invert import SatInverter, infer_all
+from ._local_search import candidate_hint
+from ._model import BNN, BNNTrainConfig, InputBinarizer, train_bnn
+from ._sample import sample_preimages, save_marginal_heatmap
+
+__all__ = ["BNNRunConfig", "BNNTrainingResult", "run_bnn_training", "BNNQueryParams", "BNNQuery", "BNNQueryResult",
+           "QUERIES", "list_bnn_queries", "run_bnn_query"]
+
+log = logging.getLogger(__name__)
+
+
+def _check(cond: bool, owner: str, name: str, want: str, got: Any) -> None:
+    if not cond:
+        raise ValueError(f"The {name!r} parameter of {owner} must be {want}. Got {got!r} instead.")
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
+# --------------------------------------------------------------------------------------------- training
+
+
+@dataclass(frozen=True)
+class BNNRunConfig:
+    """What :func:`run_bnn_training` trains: data, input rule, architecture and schedule.
+
+    Attributes
+    ----------
+    dataset, data_root : str, str or None
+        A name from :func:`netinvert.data.list_datasets` and where its files are.
+    hidden : tuple of int
+        Hidden widths (``()``: the head reads the inputs directly).
+    pool, threshold : int, float
+        Inputs are ``avg_pool(image, pool) > threshold`` (:class:`InputBinarizer`).
+    epochs, batch_size, lr, sparsity_weight, prune_at, seed
+        As in :class:`BNNTrainConfig`.
+    ternary_delta : float or None
+        Ternary weights: ``|w| < delta`` becomes 0.
+    fan_in : int or None
+        Each hidden neuron keeps its ``fan_in`` largest weights after ``prune_at`` of the epochs
+        (keeps exact counting by the ``dp`` method feasible).
+    threads : int or None
+        torch threads (``None``: ``$NETINVERT_THREADS``, else half the usable cores).
+    """
+
+    dataset: str = "digits"
+    data_root: str | None = None
+    hidden: tuple[int, ...] = (32,)
+    pool: int = 1
+    threshold: float = 0.5
+    epochs: int = 40
+    batch_size: int = 128
+    lr: float = 1e-2
+    ternary_delta: float | None = None
+    sparsity_weight: float = 0.0
+    fan_in: int | None = None
+    prune_at: float = 1 / 3
+    seed: int = 0
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        own = "BNNRunConfig"
+        _check(all(h >= 1 for h in self.hidden), own, "hidden", "a tuple of ints in [1, inf)", self.hidden)
+        _check(_is_int(self.pool) and self.pool >= 1, own, "pool", "an int in [1, inf)", self.pool)
+        _check(_is_int(self.epochs) and self.epochs >= 1, own, "epochs", "an int in [1, inf)", self.epochs)
+        _check(_is_int(self.batch_size) and self.batch_size >= 1, own, "batch_size", "an int in [1, inf)", self.batch_size)
+        _check(self.lr > 0, own, "lr", "a float in (0, inf)", self.lr)
+        _check(0 <= self.prune_at < 1, own, "prune_at", "a float in [0, 1)", self.prune_at)
+        _check(self.fan_in is None or (_is_int(self.fan_in) and self.fan_in >= 1), own, "fan_in",
+               "None or an int in [1, inf)", self.fan_in)
+        _check(self.sparsity_weight >= 0, own, "sparsity_weight", "a float in [0, inf)", self.sparsity_weight)
+
+    def train_config(self) -> BNNTrainConfig:
+        return BNNTrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.seed,
+                              sparsity_weight=self.sparsity_weight, prune_at=self.prune_at)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d
+
+
+@dataclass(frozen=True)
+class BNNTrainingResult:
+    """What :func:`run_bnn_training` wrote: the run folder and its headline numbers."""
+
+    run_dir: Path
+    dataset: str
+    n_inputs: int
+    hidden: tuple[int, ...]
+    test_accuracy: float
+    export_agreement: str
+    sparsity: float
+    train_seconds: float
+    weights_sha256: str
+    threads: int
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["run_dir"], d["hidden"] = str(self.run_dir), list(self.hidden)
+        return d
+
+
+def run_bnn_training(config: BNNRunConfig, out: str | Path, *, force: bool = False,
+                     progress: bool = True) -> BNNTrainingResult:
+    """Train a BNN, export it, verify the export on every test input, and write the run folder ``out``.
+
+    The folder holds ``weights.safetensors`` (latent weights and batch-norm state), ``card.json``
+    (the config, seed, torch threads, the exported integer net, the sha256 of the weights and the
+    metrics) and ``metrics.json``; it appears whole or not at all.
+
+    Parameters
+    ----------
+    config : BNNRunConfig
+    out : path
+        A new folder (one that holds files is refused unless ``force``, before any training).
+    force : bool
+        Replace an ``out`` that holds files, once the new run is complete.
+    progress : bool
+        Log one line per training run (training itself is quick).
+
+    Returns
+    -------
+    BNNTrainingResult
+
+    Raises
+    ------
+    RuntimeError
+        The exported integer net labels some test input otherwise than PyTorch (nothing is written).
+    """
+    from ..data import load_dataset
+
+    if not isinstance(config, BNNRunConfig):
+        raise TypeError(f"run_bnn_training needs a BNNRunConfig. Got {type(config).__name__} instead.")
+    check_out(out, force=force)
+    threads = set_threads(config.threads)
+    data = load_dataset(config.dataset, config.data_root)
+    binarizer = InputBinarizer(pool=config.pool, threshold=config.threshold)
+    x_train, x_test = binarizer(data.x_train), binarizer(data.x_test)
+    torch.manual_seed(config.seed)
+    model = BNN(x_train.shape[1], config.hidden, data.n_classes, ternary_delta=config.ternary_delta, fan_in=config.fan_in)
+    train_config = config.train_config()
+    t0 = time.perf_counter()
+    history = train_bnn(model, x_train, data.y_train, train_config)
+    seconds = time.perf_counter() - t0
+    net = export_bnn(model)
+    torch_pred = model.predict(x_test).numpy()
+    agree = int((net.predict(x_test.numpy()) == torch_pred).sum())
+    if agree != len(x_test):
+        raise RuntimeError(f"Exported network disagrees with PyTorch on {len(x_test) - agree} test inputs; nothing was written.")
+    metrics = {"test_accuracy": float((torch_pred == data.y_test.numpy()).mean()),
+               "export_agreement": f"{agree}/{len(x_test)}", "sparsity": model.sparsity()}
+    card = {"config": config.to_dict(), "dataset": data.name, "data_root": config.data_root,
+            "input_image_shape": list(data.input_shape), "train_config": train_config.to_dict(), "seed": config.seed,
+            "device": "cpu", "threads": torch.get_num_threads(), "train_seconds": seconds, **metrics,
+            "metrics": metrics, "history": history}
+    with staged_run(out, force=force) as tmp:
+        save_bnn_run(tmp, model, binarizer, net, card)
+        write_json(tmp / "metrics.json", {**metrics, "train_seconds": seconds})
+        sha = _card_sha(tmp)
+    if progress:
+        log.info("trained %s BNN %s in %.1f s: test accuracy %.4f", data.name, list(config.hidden), seconds,
+                 metrics["test_accuracy"])
+    return BNNTrainingResult(Path(out), data.name, int(x_train.shape[1]), config.hidden, metrics["test_accuracy"],
+                             metrics["export_agreement"], metrics["sparsity"], seconds, sha, threads)
+
+
+def _card_sha(run_dir: Path) -> str:
+    """The weights sha256 a BNN run's card records."""
+    from ..runs import read_card
+
+    return str(read_card(run_dir, required=("weights_sha256",))["weights_sha256"])
+
+
+# ---------------------------------------------------------------------------------------------- queries
+
+
+@dataclass(frozen=True)
+class BNNQueryParams:
+    """Parameters of a BNN query; each query reads the ones it needs (see :data:`QUERIES`).
+
+    Attributes
+    ----------
+    encoding : str
+        Cardinality encoding (:func:`list_cardinality_encodings`).
+    solver : str
+        SAT solver (:func:`list_solvers`) or ``"auto"`` (minicard for native, else glucose4).
+    seconds : float or None
+        Budget (per input for ``infer``, per label for ``count``/``sample``, per query otherwise).
+        ``None``: the query's default (:attr:`BNNQuery.default_seconds`; ``count``: the method's).
+    search_seconds : float
+        Local search per preimage query for a phase hint (0: plain SAT).
+    data_root : str or None
+        Where the dataset is (default: the run's).
+    seed, threads : int, int or None
+    label : int or None
+        ``invert``, ``enumerate``, ``count`` need one; ``encode`` adds the unit "label is L";
+        ``sample`` samples every label without one.
+    n : int or None
+        ``infer``: test inputs (default all); ``enumerate``: most preimages (10); ``sample``: samples
+        per label (50); ``count`` with ``sampled``: uniform draws (1,000,000).
+    fixed : mapping of int to {0, 1}
+        ``invert``: input bits held fixed.
+    hidden_values : mapping of (layer, neuron) to {0, 1}
+        ``invert``: required hidden values.
+    near_index, max_flips : int or None
+        ``invert``: stay within ``max_flips`` flips of test image ``near_index``.
+    hint : {"search", "train", "none"}
+        ``invert``'s phase hint: data-free local search (default), the training image closest to
+        the constraints, or none.
+    method, max_states, epsilon, delta : str, int, float, float
+        ``count``: one of :func:`list_counters` and its options.
+    index, max_k, enumerate_up_to : int, int or None, int
+        ``robustness``: test image, most flips, listing threshold.
+    progress : bool
+        A progress bar (``count`` by ``dp``).
+    """
+
+    encoding: str = "totalizer"
+    solver: str = "auto"
+    seconds: float | None = None
+    search_seconds: float = 1.0
+    data_root: str | None = None
+    seed: int = 0
+    threads: int | None = None
+    label: int | None = None
+    n: int | None = None
+    fixed: Mapping[int, int] = field(default_factory=dict)
+    hidden_values: Mapping[tuple[int, int], int] = field(default_factory=dict)
+    near_index: int | None = None
+    max_flips: int | None = None
+    hint: str = "search"
+    method: str = "exact"
+    max_states: int = 40_000_000
+    epsilon: float = 0.8
+    delta: float = 0.2
+    index: int = 0
+    max_k: int | None = None
+    enumerate_up_to: int = 100_000
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        own = "BNNQueryParams"
+        _check(self.hint in _HINTS, own, "hint", f"one of {', '.join(_HINTS)}", self.hint)
+        _check(self.search_seconds >= 0, own, "search_seconds", "a float in [0, inf)", self.search_seconds)
+        _check(self.seconds is None or self.seconds >= 0, own, "seconds", "None or a float in [0, inf]", self.seconds)
+        _check(self.n is None or (_is_int(self.n) and self.n >= 1), own, "n", "None or an int in [1, inf)", self.n)
+        _check(self.label is None or _is_int(self.label), own, "label", "None or an int", self.label)
+        COUNTERS.get(self.method)
+
+    @classmethod
+    def from_mapping(cls, params: Mapping[str, Any] | BNNQueryParams | None) -> BNNQueryParams:
+        """``params`` as a :class:`BNNQueryParams`; an unknown key lists the valid ones."""
+        if params is None:
+            return cls()
+        if isinstance(params, cls):
+            return params
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(params) - names)
+        if unknown:
+            raise ValueError(f"Unknown BNN query parameter(s) {', '.join(unknown)}. Valid names: {', '.join(sorted(names))}.")
+        return cls(**params)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["fixed"] = {str(k): int(v) for k, v in self.fixed.items()}
+        d["hidden_values"] = {f"{k[0]}:{k[1]}": int(v) for k, v in self.hidden_values.items()}
+        return d
+
+
+_HINTS = ("search", "train", "none")
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """A query's JSON-ready result, its typed value, and what it writes into a run folder."""
+
+    result: dict[str, Any]
+    value: Any = None
+    write: Callable[[Path], None] | None = None
+
+
+@dataclass(frozen=True)
+class BNNQuery:
+    """A registered query: ``fn(run, params, writing) -> _Answer``, a one-line description, and the
+    budget ``seconds=None`` stands for."""
+
+    name: str
+    fn: Callable[[BNNRun, BNNQueryParams, bool], _Answer]
+    description: str
+    default_seconds: float | None
+
+
+QUERIES: Registry[BNNQuery] = Registry("BNN query")
+
+
+def list_bnn_queries() -> list[str]:
+    """Names :func:`run_bnn_query` accepts."""
+    return QUERIES.names()
+
+
+def _query(name: str, description: str, default_seconds: float | None) -> Callable:
+    def deco(fn: Callable[[BNNRun, BNNQueryParams, bool], _Answer]) -> Callable:
+        QUERIES.add(name, BNNQuery(name, fn, description, default_seconds))
+        return fn
+
+    return deco
+
+
+def _seconds(p: BNNQueryParams, name: str) -> float | None:
+    s = QUERIES.get(name).default_seconds if p.seconds is None else p.seconds
+    return None if s is None or math.isinf(s) else float(s)
+
+
+def _bits(run: BNNRun, p: BNNQueryParams, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
+    from ..data import load_dataset
+
+    data = load_dataset(run.card["dataset"], p.data_root or run.card.get("data_root"))
+    x, y = (data.x_test, data.y_test) if split == "test" else (data.x_train, data.y_train)
+    return run.binarizer(x).numpy().astype(np.int8), y.numpy()
+
+
+def _label(run: BNNRun, p: BNNQueryParams, query: str, required: bool = True) -> int | None:
+    k = run.net.n_classes
+    if p.label is None:
+        if required:
+            raise ValueError(f"The 'label' parameter of the {query!r} query is required (an int in [0, {k - 1}]).")
+        return None
+    _check(0 <= int(p.label) < k, f"the {query!r} query", "label", f"an int in [0, {k - 1}]", p.label)
+    return int(p.label)
+
+
+def _inverter(run: BNNRun, enc: Encoding, p: BNNQueryParams, name: str, search_s: float | None = None) -> SatInverter:
+    return SatInverter(enc, model=run.model, solver=p.solver, time_s=_seconds(p, name),
+                       search_s=p.search_seconds if search_s is None else search_s)
+
+
+@_query("encode", "the CNF (DIMACS with a 'c ind' line) and its variable map; files only with out", None)
+def _encode_query(run: BNNRun, p: BNNQueryParams, writing: bool) -> _Answer:
+    label = _label(run, p, "encode", required=False)
+    enc = encode(run.net, p.encoding)
+    stem = f"encoding-{p.encoding}" + (f"-label{label}" if label is not None else "")
+    files = {"cnf": f"{stem}.cnf", "variable_map": f"{stem}.vars.json"} if writing else {"cnf": None, "variable_map": None}
+
+    def write(folder: Path) -> None:
+        enc.save(folder, stem, label)
+
+    return _Answer({"encoding": p.encoding, "label": label, **files, **enc.stats}, enc, write)
+
+
+@_query("infer", "label test inputs by SAT and compare with PyTorch", 10.0)
+def _infer_query(run: BNNRun, p: BNNQueryParams, writing: bool) -> _Answer:
+    enc = encode(run.net, p.encoding)
+    bits, _ = _bits(run, p)
+    bits = bits[: p.n] if p.n else bits
+    torch_pred = run.model.predict(torch.as_tensor(bits)).numpy()
+    with _inverter(run, enc, p, "infer") as inv:
+        summary = infer_all(inv, bits, torch_pred)
+        solver = inv.solver_name
+    return _Answer({"encoding": p.encoding, "solver": solver, **summary.to_dict(), **enc.stats}, summary)
+
+
+@_query("invert", "an input the network labels L, under optional constraints", 10.0)
+def _invert_query(run: BNNRun, p: BNNQueryParams, writing: bool) -> _Answer:
+    label = _label(run, p, "invert")
+    enc = encode(run.net, p.encoding)
+    fixed = {int(k): int(v) for k, v in p.fixed.items()}
+    hidden = {(int(k[0]), int(k[1])): int(v) for k, v in p.hidden_values.items()}
+    near = None if p.near_index is None else _bits(run, p)[0][p.near_index]
+    phases = None
+    if p.hint == "train":
+        phases = candidate_hint(run.net, _bits(run, p, "train")[0], label, fixed=fixed, near=near)
+    with _inverter(run, enc, p, "invert", search_s=0.0 if p.hint == "none" else None) as inv:
+        r = inv.preimage(label, fixed=fixed, hidden=hidden, near=near, max_flips=p.max_flips, phases=phases)
+        solver = inv.solver_name
+    return _Answer({"encoding": p.encoding, "solver": solver, "hint": p.hint, **r.to_dict()}, r)
+
+
+@_query("enumerate", "up to n distinct preimages of L", 10.0)
+def _enumerate_query(run: BNNRun, p: BNNQueryParams, writing: bool) -> _Answer:
+    label = _label(run, p, "enumerate")
+    enc = encode(run.net, p.encoding)
+    with _inverter(run, enc, p, "enumerate") as inv:
+        r = inv.preimages(label, limit=p.n or 10)
+        solver = inv.solver_name
+    return _Answer({"encoding": p.encoding, "solver": solver, **r.to_dict()}, r)
+
+
+@_query("count", "count preimages of L by a method of list_counters() (exact, approx, dp, sampled)", None)
+def _count_query(run: BNNRun, p: BNNQueryParams, writing: bool) -> _Answer:
+    label = _label(run, p, "count")
+    m = COUNTERS.get(p.method)
+    target = encode(run.net, p.encoding) if m.needs_cnf else run.net
+    # the counters' seed is seed + 1 (so the default seed 0 gives ApproxMC's usual seed 1); the draws use seed
+    r = count_preimages(target, label, method=p.method, time_s=p.seconds, epsilon=p.epsilon, delta=p.delta,
+                        seed=p.seed if p.method == "sampled" else p.seed + 1, n_samples=p.n or 1_000_000,
+                        max_states=p.max_states, progress=p.progress)
+    return _Answer({**r.to_dict(), "encoding": p.encoding if m.needs_cnf else None}, r)
+
+
+@_query("sample", "near-uniform preimages (CMSGen) and a per-pixel marginal heat map per label", 60.0)
+def _sample_query(run: BNNRun, p: BNNQueryParams, writing: bool) -> _Answer:
+    label = _label(run, p, "sample", required=False)
+    enc = encode(run.net, p.encoding)
+    labels = [label] if label is not None else list(range(run.net.n_classes))
+    shape = run.image_shape
+    rows, maps = [], []
+    for k in labels:
+        r = sample_preimages(enc, k, p.n or 50, time_s=_seconds(p, "sample"), seed=p.seed, model=run.model)
+        png = f"marginals_label{k}.png" if writing and len(r.samples) else None
+        if png:
+            maps.append((png, r.marginals, f"label {k}: {len(r.samples)} samples"))
+        rows.append({"label": k, "status": r.status.value, "n_samples": len(r.samples), "seconds": r.seconds,
+                     "heatmap": png, "samples": r.samples.tolist(), "marginals": r.marginals.tolist()})
+
+    def write(folder: Path) -> None:
+        for png, marginals, title in maps:
+            save_marginal_heatmap(marginals, shape, folder / png, title=title)
+
+    return _Answer({"encoding": p.encoding, "results": rows}, rows, write)
+
+
+@_query("robustness", "least number of flipped input bits that changes a test image's label", 10.0)
+def _robustness_query(run: BNNRun, p: BNNQueryParams, writing: bool) -> _Answer:
+    enc = encode(run.net, p.encoding)
+    bits = _bits(run, p)[0]
+    _check(0 <= p.index < len(bits), "the 'robustness' query", "index", f"an int in [0, {len(bits) - 1}]", p.index)
+    with _inverter(run, enc, p, "robustness") as inv:
+        r = inv.min_flips(bits[p.index], max_k=p.max_k, enumerate_up_to=p.enumerate_up_to)
+        solver = inv.solver_name
+    return _Answer({"index": p.index, "encoding": p.encoding, "solver": solver, **r.to_dict()}, r)
+
+
+@dataclass(frozen=True)
+class BNNQueryResult:
+    """One query's answer: ``result`` is JSON-ready (what ``netinvert bnn QUERY`` prints), ``value`` the
+    typed answer (a :class:`Preimage`, :class:`CountResult`, ...), ``run_dir`` the folder written (or None)."""
+
+    query: str
+    input_run: Path
+    weights_sha256: str
+    params: dict[str, Any]
+    result: dict[str, Any]
+    run_dir: Path | None = None
+    value: Any = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"query": self.query, "classifier": str(self.input_run), "weights_sha256": self.weights_sha256,
+                "run_dir": None if self.run_dir is None else str(self.run_dir), "params": self.params,
+                "result": self.result}
+
+
+def run_bnn_query(query: str, bnn_run: str | Path | BNNRun, params: Mapping[str, Any] | BNNQueryParams | None = None,
+                  out: str | Path | None = None, *, force: bool = False) -> BNNQueryResult:
+    """Run the query named ``query`` on a BNN run and, with ``out``, write its run folder.
+
+    Parameters
+    ----------
+    query : str
+        One of :func:`list_bnn_queries` (encode, infer, invert, enumerate, count, sample, robustness).
+    bnn_run : path or BNNRun
+        A folder written by :func:`run_bnn_training` (or a loaded one). It is only read.
+    params : mapping or BNNQueryParams
+        See :class:`BNNQueryParams`; unknown keys raise.
+    out : path or None
+        ``None``: only return the result. Else a new folder (refused before any work if it holds
+        files, unless ``force``, or if it overlaps the input run) that receives ``card.json`` (query,
+        params, input run, its weights sha256, result) and the query's artefacts.
+    force : bool
+
+    Returns
+    -------
+    BNNQueryResult
+    """
+    q = QUERIES.get(query)
+    p = BNNQueryParams.from_mapping(params)
+    run_dir = Path(bnn_run.run_dir if isinstance(bnn_run, BNNRun) else bnn_run)
+    if out is not None:
+        check_out(out, force=force, inputs=[run_dir])
+    threads = set_threads(p.threads)
+    run = bnn_run if isinstance(bnn_run, BNNRun) else load_bnn_run(run_dir)
+    sha = run.weights_sha256
+    t0 = time.perf_counter()
+    answer = q.fn(run, p, out is not None)
+    seconds = time.perf_counter() - t0
+    if out is not None:
+        with staged_run(out, force=force, inputs=[run_dir]) as tmp:
+            if answer.write is not None:
+                answer.write(tmp)
+            write_card(tmp, {"kind": "bnn-query", "query": query, "params": p.to_dict(), "input_run": str(run_dir),
+                             "input_weights_sha256": sha, "seed": p.seed, "device": "cpu", "threads": threads,
+                             "seconds": seconds, "versions": versions(), "result": answer.result})
+    return BNNQueryResult(query, run_dir, sha, p.to_dict(), answer.result, None if out is None else Path(out), answer.value)
+
