@@ -39,6 +39,7 @@ __all__ = [
     "file_sha256",
     "check_out",
     "staged_run",
+    "partial_dir",
 ]
 
 CARD_NAME = "card.json"
@@ -238,13 +239,23 @@ def _lock(out: Path) -> Iterator[None]:
         lock.unlink(missing_ok=True)
 
 
-@contextlib.contextmanager
-def staged_run(out: str | Path, *, force: bool = False, inputs: Iterable[str | Path | None] = ()) -> Iterator[Path]:
-    """Write a run into a temporary sibling of ``out`` and rename it into place when complete.
+def partial_dir(out: str | Path) -> Path:
+    """Where an unfinished run of ``out`` is written: a hidden sibling, kept after an interrupt for ``resume``."""
+    out = Path(out).absolute()
+    return out.parent / f".{out.name}.partial"
 
-    Yields the staging folder. On a normal exit it becomes ``out`` (an old ``out`` is replaced only
-    with ``force``, and only then); on an exception or an interrupt it is removed, so ``out`` holds
-    either one whole run or what it held before. A lock refuses a second writer of the same ``out``.
+
+@contextlib.contextmanager
+def staged_run(out: str | Path, *, force: bool = False, resume: bool = False,
+               inputs: Iterable[str | Path | None] = ()) -> Iterator[Path]:
+    """Write a run into a hidden sibling of ``out`` and rename it into place when complete.
+
+    Yields the staging folder (:func:`partial_dir`). On a normal exit it becomes ``out`` (an old
+    ``out`` is replaced only with ``force``, and only then). On an error it is removed, so ``out``
+    holds either one whole run or what it held before. On an interrupt (Ctrl-C, or SIGTERM turned
+    into :class:`KeyboardInterrupt` by the CLI) it is kept, with whatever checkpoint the work wrote
+    into it, for ``resume=True``, which continues in it; without ``resume`` a left-over staging
+    folder is cleared first. A lock refuses a second writer of the same ``out``.
 
     Examples
     --------
@@ -260,10 +271,17 @@ def staged_run(out: str | Path, *, force: bool = False, inputs: Iterable[str | P
     out.parent.mkdir(parents=True, exist_ok=True)
     with _lock(out):
         check_out(out, force=force, inputs=inputs)  # another writer may have finished while we waited
-        staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+        staging = partial_dir(out)
+        if staging.exists() and not resume:
+            shutil.rmtree(staging)
+        staging.mkdir(mode=0o755, exist_ok=True)
+        keep = False
         try:
             yield staging
-            os.chmod(staging, 0o755)  # mkdtemp creates 0700; run folders are meant to be shared
+        except KeyboardInterrupt:
+            keep = True
+            raise
+        else:
             old = None
             if out.is_dir():
                 if any(out.iterdir()):
@@ -275,5 +293,5 @@ def staged_run(out: str | Path, *, force: bool = False, inputs: Iterable[str | P
             if old is not None:
                 shutil.rmtree(old, ignore_errors=True)
         finally:
-            if staging.exists():
+            if not keep and staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from .._progress import PROGRESS_LOGGER
@@ -50,6 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    in_main = threading.current_thread() is threading.main_thread()  # signal handlers live in the main thread only
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main else None  # a killed job cleans up like Ctrl-C
     try:
         if hasattr(args, "threads"):
             args.threads = set_threads(args.threads)  # before any torch work; the run card records it
@@ -61,5 +65,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"netinvert: error: {msg}\n")
         return 2
     except KeyboardInterrupt:
-        sys.stderr.write("netinvert: interrupted; an unfinished --out is removed, nothing else was changed.\n")
+        sys.stderr.write("netinvert: interrupted; --out was not written (commands with --resume continue from "
+                         "their last checkpoint).\n")
         return 130
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
