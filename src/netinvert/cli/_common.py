@@ -30,9 +30,13 @@ def add_common(p: argparse.ArgumentParser, *, seed: bool = True, device: bool = 
                        help="torch threads (default: $NETINVERT_THREADS, else half the usable cores, at least 1)")
 
 
-def add_out(p: argparse.ArgumentParser, *, required: bool = True, what: str = "run folder to write") -> None:
+def add_out(p: argparse.ArgumentParser, *, required: bool = True, what: str = "run folder to write",
+            default: Path | None = None) -> None:
     """``--out`` (a new run folder) and ``--force`` (replace one that exists, once the new run is complete)."""
-    p.add_argument("--out", required=required, type=Path, help=what + ("" if required else " (default: print only)"))
+    if default is not None:
+        p.add_argument("--out", type=Path, default=default, help=f"{what} (default: {default})")
+    else:
+        p.add_argument("--out", required=required, type=Path, help=what + ("" if required else " (default: print only)"))
     p.add_argument("--force", action="store_true", help="replace an --out that already holds files, once the new run is complete")
 
 
