@@ -171,3 +171,9 @@ def test_corrupt_and_malformed_batches_are_reported(tmp_path):
     dump({b"data": np.zeros((4, 3072), np.uint8), b"labels": [0, 1, 2, 10]})
     with pytest.raises(DatasetError, match="labels outside 0..9"):
         load_dataset("cifar10", tmp_path)
+
+
+def test_empty_test_batch_is_refused_by_name(tmp_path):
+    write_cifar(tmp_path, n_test=0)
+    with pytest.raises(DatasetError, match=r"test_batch holds no images \('data' has shape \(0, 3072\)\)"):
+        load_dataset("cifar10", tmp_path)

@@ -74,21 +74,22 @@ def test_colour_anywhere_makes_three_channels_and_grey_is_repeated(tmp_path):
 def test_16_bit_png_is_scaled_by_65535(tmp_path):
     (tmp_path / "k").mkdir()
     values = np.array([[0, 1000, 65535]], dtype=np.uint16)
-    Image.fromarray(values).save(tmp_path / "k" / "deep.png")
+    for i in range(3):  # three, so the 80/20 split leaves one for the test split
+        Image.fromarray(values).save(tmp_path / "k" / f"deep{i}.png")
     data = load_dataset("image-folder", tmp_path)
     assert data.input_shape == (1, 1, 3)
     assert data.x_train[0, 0, 0].tolist() == pytest.approx([0.0, 1000 / 65535, 1.0])
 
 
 def test_mismatched_sizes_name_the_odd_file(tmp_path):
-    write_class(tmp_path / "a", [0, 1])
+    write_class(tmp_path / "a", [0, 1, 3])
     write_class(tmp_path / "b", [2], size=(6, 4))
     with pytest.raises(DatasetError, match=r"one size, but .*b/img_002\.png is 6x4 while .*a/img_000\.png is 5x4"):
         load_dataset("image-folder", tmp_path)
 
 
 def test_corrupt_image_is_named(tmp_path):
-    write_class(tmp_path / "a", [0, 1])
+    write_class(tmp_path / "a", [0, 1, 2])
     path = tmp_path / "a" / "img_001.png"
     path.write_bytes(path.read_bytes()[:50])  # header intact, pixel data cut
     with pytest.raises(DatasetError, match=r"cannot (read|decode) .*img_001\.png"):
@@ -117,6 +118,12 @@ def test_layout_errors(tmp_path):
     write_class(split / "test" / "z", [0])
     with pytest.raises(DatasetError, match="test has classes missing from .*train: z"):
         load_dataset("image-folder", split)
+
+    tiny = tmp_path / "tiny"  # at most 2 images per class: the 20% test share rounds to none
+    write_class(tiny / "a", [0, 1])
+    write_class(tiny / "b", [2])
+    with pytest.raises(DatasetError, match=r"image-folder: .*tiny is too small to split off a test set"):
+        load_dataset("image-folder", tiny)
 
 
 def test_status_reads_one_header_for_the_input_shape(tmp_path):

@@ -71,3 +71,9 @@ def test_malformed_svhn_contents_are_reported(tmp_path, contents, match):
     with pytest.raises(DatasetError, match=match) as err:
         load_dataset("svhn", tmp_path)
     assert "train_32x32.mat" in str(err.value)
+
+
+def test_empty_test_file_is_refused_by_name(tmp_path):
+    write_svhn(tmp_path, n_test=0)
+    with pytest.raises(DatasetError, match=r"test_32x32\.mat holds no images \(X has shape \(32, 32, 3, 0\)\)"):
+        load_dataset("svhn", tmp_path)

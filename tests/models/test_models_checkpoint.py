@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from netinvert.exceptions import RunFormatError, UnknownNameError, UnsafeCheckpointError
+from netinvert.exceptions import RunFormatError, UnsafeCheckpointError
 from netinvert.models import build_model, load_classifier, load_classifier_run, predict, save_classifier
 
 
@@ -89,6 +89,13 @@ def test_weights_of_another_model(run_copy):
     other = build_model("mlp", input_shape=(1, 8, 8), n_classes=10)
     save_classifier(other, run_copy.parent / "mlp")
     (run_copy / "weights.safetensors").write_bytes((run_copy.parent / "mlp" / "weights.safetensors").read_bytes())
+    # the card's sha256 notices the swap first
+    with pytest.raises(UnsafeCheckpointError, match=r"weights.safetensors changed since card.json was written"):
+        load_classifier_run(run_copy)
+    # a card without one (older runs) still notices that the architecture differs
+    card = json.loads((run_copy / "card.json").read_text())
+    del card["weights_sha256"]
+    (run_copy / "card.json").write_text(json.dumps(card))
     with pytest.raises(RunFormatError, match="does not match"):
         load_classifier_run(run_copy)
 
@@ -96,7 +103,7 @@ def test_weights_of_another_model(run_copy):
 def test_card_with_unknown_model_or_bad_params(run_copy):
     card = json.loads((run_copy / "card.json").read_text())
     (run_copy / "card.json").write_text(json.dumps(card | {"model": "vgg"}))
-    with pytest.raises(UnknownNameError, match="vgg"):
+    with pytest.raises(RunFormatError, match="names model 'vgg', which is not registered here. Valid names: .*cnn"):
         load_classifier_run(run_copy)
     (run_copy / "card.json").write_text(json.dumps(card | {"model_params": card["model_params"] | {"depth": 3}}))
     with pytest.raises(RunFormatError, match="model_params"):
@@ -114,3 +121,44 @@ def test_unregistered_model_cannot_be_saved(tmp_path):
 
     with pytest.raises(RunFormatError, match="register_model"):
         save_classifier(Custom(input_shape=(1, 8, 8), n_classes=10), tmp_path)
+
+
+# ----------------------------------------------------------------------------- fingerprints and card paths
+
+
+def test_weights_sha256_is_reported_and_can_be_required(digits_cnn_run, tmp_path):
+    from netinvert.runs import file_sha256
+
+    sha = file_sha256(digits_cnn_run / "weights.safetensors")
+    model, info = load_classifier(digits_cnn_run, expected_sha256=sha.upper())  # hex case does not matter
+    assert info["weights_sha256"] == sha == info["card"]["weights_sha256"]
+    _, card = load_classifier_run(digits_cnn_run, expected_sha256=sha)
+    other = save_classifier(build_model("mlp", input_shape=(1, 8, 8), n_classes=10), tmp_path / "other")
+    with pytest.raises(UnsafeCheckpointError, match=f"is not the classifier expected: .* recorded {sha}"):
+        load_classifier(other, expected_sha256=sha)
+
+
+@pytest.mark.filterwarnings("ignore:.*torch.jit.*deprecated:DeprecationWarning")
+def test_foreign_files_report_their_own_sha256(tmp_path):
+    from netinvert.runs import file_sha256
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    path = tmp_path / "net.pt"
+    torch.jit.script(net).save(str(path))
+    _, info = load_classifier(path, input_shape=(1, 8, 8), n_classes=10, expected_sha256=file_sha256(path))
+    assert info["weights_sha256"] == file_sha256(path)
+
+
+def test_recorded_paths_are_relative_to_the_run_folder(tmp_path, monkeypatch):
+    from netinvert.models import path_for_card, resolve_recorded_path
+
+    runs = tmp_path / "runs"
+    recorded = path_for_card(runs / "inv", runs / "clf")
+    assert recorded == "../clf"
+    monkeypatch.chdir(tmp_path)  # the current directory plays no part
+    assert resolve_recorded_path(runs / "inv", recorded) == runs / "clf"
+    assert resolve_recorded_path("runs/inv", recorded) == runs / "clf"
+    assert str(resolve_recorded_path(runs / "inv", "/abs/clf")) == "/abs/clf"
+    for bad in ("", None, 3):
+        with pytest.raises(RunFormatError, match="as a path; expected a non-empty string"):
+            resolve_recorded_path(runs / "inv", bad)

@@ -73,13 +73,40 @@ def test_normalisation_happens_inside():
 @pytest.mark.parametrize(
     ("params", "match"),
     [
-        ({"input_shape": (8, 8), "n_classes": 10}, "input_shape must be"),
-        ({"input_shape": (1, 8, 8), "n_classes": 1}, "n_classes must be"),
-        ({"input_shape": (1, 8, 8), "n_classes": 10, "mean": [0.1, 0.2]}, "one per channel"),
-        ({"input_shape": (1, 2, 2), "n_classes": 10}, "too small"),
-        ({"input_shape": (1, 8, 8), "n_classes": 10, "convs_per_block": 0}, "convs_per_block"),
+        ({"input_shape": (8, 8)}, r"The 'input_shape' parameter of cnn must be a list of 3 ints in \[1, inf\) "
+                                  r"\(C, H, W\)\. Got \(8, 8\) instead\."),
+        ({"input_shape": (0, 8, 8)}, r"The 'input_shape' parameter of cnn .* Got \(0, 8, 8\) instead\."),
+        ({"n_classes": 1}, r"The 'n_classes' parameter of cnn must be an int in \[2, inf\)\. Got 1 instead\."),
+        ({"mean": [0.1, 0.2]}, r"The 'mean' parameter of cnn must be a list of 1 floats .*one per channel"),
+        ({"std": [0.0]}, r"The 'std' parameter of cnn must be a list of 1 floats in \(0, inf\)"),
+        ({"std": [float("nan")]}, r"The 'std' parameter of cnn"),
+        ({"input_shape": (1, 2, 2)}, "too small"),
+        ({"channels": [0, 8]}, r"The 'channels' parameter of cnn must be a list of ints in \[1, inf\)\. "
+                               r"Got \[0, 8\] instead\."),
+        ({"channels": [-4]}, r"The 'channels' parameter of cnn .* Got \[-4\] instead\."),
+        ({"channels": "16,32"}, r"The 'channels' parameter of cnn .* Got '16,32' instead\."),
+        ({"channels": [8.5]}, r"The 'channels' parameter of cnn"),
+        ({"hidden": 0}, r"The 'hidden' parameter of cnn must be an int in \[1, inf\)\. Got 0 instead\."),
+        ({"hidden": True}, r"The 'hidden' parameter of cnn must be an int"),
+        ({"dropout": 1.0}, r"The 'dropout' parameter of cnn must be a float in \[0, 1\)\. Got 1\.0 instead\."),
+        ({"convs_per_block": 0}, r"The 'convs_per_block' parameter of cnn must be an int in \[1, inf\)"),
     ],
 )
 def test_invalid_parameters(params, match):
     with pytest.raises(ValueError, match=match):
-        build_model("cnn", **params)
+        build_model("cnn", **({"input_shape": (1, 8, 8), "n_classes": 10} | params))
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "match"),
+    [
+        ("mlp", {"hidden": [16, 0]}, r"The 'hidden' parameter of mlp must be a list of ints in \[1, inf\)\. "
+                                     r"Got \[16, 0\] instead\."),
+        ("mlp", {"dropout": -0.1}, r"The 'dropout' parameter of mlp must be a float in \[0, 1\)"),
+        ("resnet", {"width": 0}, r"The 'width' parameter of resnet must be an int in \[1, inf\)\. Got 0 instead\."),
+        ("resnet", {"blocks_per_stage": -1}, r"The 'blocks_per_stage' parameter of resnet must be an int"),
+    ],
+)
+def test_invalid_parameters_of_the_other_models(name, params, match):
+    with pytest.raises(ValueError, match=match):
+        build_model(name, input_shape=(3, 32, 32), n_classes=10, **params)

@@ -116,6 +116,8 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
             f"{path}: 'data' is {type(data).__name__} {getattr(data, 'dtype', '')} of shape {shape}; "
             "expected a uint8 array of shape (N, 3072) (3 x 32 x 32 per image)."
         )
+    if len(data) == 0:
+        raise DatasetError(f"{path} holds no images ('data' has shape {data.shape}); unpack the archive again.")
     try:
         labels = np.asarray(batch["labels"], dtype=np.int64)
     except (TypeError, ValueError) as exc:

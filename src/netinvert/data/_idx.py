@@ -121,6 +121,11 @@ def _check_split(images: np.ndarray, labels: np.ndarray, img_path: Path, lbl_pat
             f"{lbl_path} holds {labels.dtype.name} values of shape {labels.shape}; expected uint8 "
             "labels of shape (N,). Is this a labels file (idx1-ubyte)?"
         )
+    if len(images) == 0:
+        raise DatasetError(
+            f"{img_path} holds no images: its header declares shape {images.shape}. A split needs at least one "
+            "image; download the file again or pass the folder of a complete set."
+        )
     if len(images) != len(labels):
         raise DatasetError(
             f"{img_path} has {len(images)} images but {lbl_path} has {len(labels)} labels; "

@@ -183,6 +183,12 @@ def load_image_folder(root: Path | None = None) -> Dataset:
     if test is None:
         train, test = _split(train)
         layout = f"class folders, split {1 - TEST_FRACTION:.0%}/{TEST_FRACTION:.0%} with seed {SPLIT_SEED}"
+        if not any(test.values()):
+            raise DatasetError(
+                f"image-folder: {folder} is too small to split off a test set: every class folder holds at most 2 "
+                f"images, so the {TEST_FRACTION:.0%} test share of each rounds to none. Add images (3 or more in "
+                "some class), or give train/ and test/ folders."
+            )
     class_names = list(train)
     xtr, ytr, xte, yte = _to_tensors([train, test], class_names)
     return Dataset(NAME, xtr, ytr, xte, yte, class_names=tuple(class_names), source=f"{layout} in {folder}")

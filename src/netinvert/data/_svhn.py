@@ -44,6 +44,8 @@ def _read_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
     n = x.shape[3]
     if y.size != n or y.ndim > 2 or not np.issubdtype(y.dtype, np.number):
         raise DatasetError(f"{path} has {n} images but y is {y.dtype} of shape {y.shape}; expected (N, 1).")
+    if n == 0:
+        raise DatasetError(f"{path} holds no images (X has shape {x.shape}); download it again.")
     y = y.reshape(-1)
     if n and (y.min() < 1 or y.max() > 10 or not np.all(y == np.round(y))):
         raise DatasetError(f"{path}: labels must be integers 1..10 (10 stands for digit 0).")

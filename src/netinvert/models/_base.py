@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -39,17 +41,12 @@ class Classifier(nn.Module):
         std: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
-        if len(input_shape) != 3 or any(int(s) < 1 for s in input_shape):
-            raise ValueError(f"input_shape must be (C, H, W) of positive ints. Got {tuple(input_shape)} instead.")
-        if int(n_classes) < 2:
-            raise ValueError(f"n_classes must be an int in [2, inf). Got {n_classes} instead.")
-        self.input_shape = tuple(int(s) for s in input_shape)
-        self.n_classes = int(n_classes)
+        owner = model_label(type(self))
+        self.input_shape = check_int_list(input_shape, "input_shape", owner, length=3, what="(C, H, W)")
+        self.n_classes = check_int(n_classes, "n_classes", owner, low=2)
         c = self.input_shape[0]
-        mean = list(mean) if mean is not None else [0.0] * c
-        std = list(std) if std is not None else [1.0] * c
-        if len(mean) != c or len(std) != c:
-            raise ValueError(f"mean and std need {c} values (one per channel). Got {len(mean)} and {len(std)}.")
+        mean = [0.0] * c if mean is None else check_float_list(mean, "mean", owner, length=c)
+        std = [1.0] * c if std is None else check_float_list(std, "std", owner, length=c, positive=True)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, c, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, c, 1, 1))
 
@@ -102,9 +99,81 @@ def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
 
 
 def build_model(name: str, **params: Any) -> Classifier:
-    """Build a registered classifier, e.g. ``build_model("cnn", input_shape=(1, 8, 8), n_classes=10)``."""
+    """Build a registered classifier, e.g. ``build_model("cnn", input_shape=(1, 8, 8), n_classes=10)``.
+
+    Raises
+    ------
+    UnknownNameError
+        If ``name`` is not registered (the message lists the valid names).
+    ValueError
+        If a parameter is out of range, in scikit-learn's words: "The 'channels' parameter of cnn
+        must be a list of ints in [1, inf). Got [0, 8] instead."
+    TypeError
+        If a parameter name is unknown to the model.
+    """
     return MODELS.get(name)(**params)
 
 
 def list_models() -> list[str]:
     return MODELS.names()
+
+
+# --------------------------------------------------------------------------- parameter checks
+# Architecture parameters arrive from cards and the command line as JSON values, so they are
+# checked here, by type and range, before any layer is built: a zero width would otherwise
+# surface as a RuntimeError deep inside torch.
+
+
+def model_label(cls: type) -> str:
+    """The registry name of a model class (what users type), else its class name."""
+    for name in MODELS.names():
+        if MODELS.get(name) is cls:
+            return name
+    return cls.__name__
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _bad(name: str, owner: str, wanted: str, value: Any) -> ValueError:
+    return ValueError(f"The {name!r} parameter of {owner} must be {wanted}. Got {value!r} instead.")
+
+
+def check_int(value: Any, name: str, owner: str, *, low: int = 1) -> int:
+    """``value`` as an int in ``[low, inf)``, or a ValueError in scikit-learn's words."""
+    if not _is_int(value) or value < low:
+        raise _bad(name, owner, f"an int in [{low}, inf)", value)
+    return int(value)
+
+
+def check_float(value: Any, name: str, owner: str, *, low: float = 0.0, high: float = 1.0) -> float:
+    """``value`` as a float in ``[low, high)`` (NaN refused), or a ValueError."""
+    if not _is_real(value) or not low <= float(value) < high:
+        raise _bad(name, owner, f"a float in [{low:g}, {high:g})", value)
+    return float(value)
+
+
+def check_int_list(value: Any, name: str, owner: str, *, low: int = 1, length: int | None = None,
+                   what: str = "") -> tuple[int, ...]:
+    """``value`` as a tuple of ints in ``[low, inf)`` (of ``length`` items if given), or a ValueError."""
+    ok = isinstance(value, Sequence) and not isinstance(value, (str, bytes)) \
+        and (length is None or len(value) == length) and all(_is_int(v) and v >= low for v in value)
+    if not ok:
+        count = f"{length} " if length is not None else ""
+        raise _bad(name, owner, f"a list of {count}ints in [{low}, inf){f' {what}' if what else ''}", value)
+    return tuple(int(v) for v in value)
+
+
+def check_float_list(value: Any, name: str, owner: str, *, length: int, positive: bool = False) -> list[float]:
+    """``value`` as ``length`` finite floats (positive ones if ``positive``), or a ValueError."""
+    ok = isinstance(value, Sequence) and not isinstance(value, (str, bytes)) and len(value) == length \
+        and all(_is_real(v) and math.isfinite(v) and (v > 0 or not positive) for v in value)
+    if not ok:
+        span = "(0, inf)" if positive else "(-inf, inf)"
+        raise _bad(name, owner, f"a list of {length} floats in {span} (one per channel)", value)
+    return [float(v) for v in value]

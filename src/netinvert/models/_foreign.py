@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import importlib
 import pickle
+import re
+import warnings
 import struct
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
@@ -26,9 +28,9 @@ from torch import nn
 
 from .._device import resolve_device
 from ..exceptions import RunFormatError, UnsafeCheckpointError, UnsupportedLayerError
-from ..runs import CARD_NAME, WEIGHTS_NAME, load_weights, read_json
+from ..runs import CARD_NAME, WEIGHTS_NAME, file_sha256, load_weights, read_json
 from ._base import Classifier
-from ._checkpoint import load_classifier_run
+from ._checkpoint import check_expected, check_finite, check_sha256, load_classifier_run
 
 __all__ = ["HookedClassifier", "load_classifier"]
 
@@ -254,6 +256,7 @@ def load_classifier(
     n_classes: int | None = None,
     feature_layer: str | None = None,
     device: str | torch.device = "cpu",
+    expected_sha256: str | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Load a classifier for inversion from a run folder, a TorchScript file or a state dict.
 
@@ -281,6 +284,10 @@ def load_classifier(
         See :class:`HookedClassifier`; may also come from the card.
     device : str or torch.device
         Where the model is put: ``cpu``, ``cuda`` or ``auto`` (a GPU if there is one).
+    expected_sha256 : str, optional
+        The sha256 the weights file must have: ``info["weights_sha256"]`` of an earlier load, as a
+        run that used the classifier records it. A different file (a swapped or retrained
+        classifier) is refused before anything in it is read.
 
     Returns
     -------
@@ -289,15 +296,18 @@ def load_classifier(
         ``forward_with_features`` and ``check_input``.
     info : dict
         ``format`` (``run``, ``torchscript`` or ``state_dict``), ``source``, ``input_shape``,
-        ``n_classes``, ``feature_layer``, ``factory``, ``dataset`` (if the card names one) and
-        ``card`` (the card read, or ``{}``).
+        ``n_classes``, ``feature_layer``, ``factory``, ``dataset`` (if the card names one),
+        ``card`` (the card read, or ``{}``) and ``weights_sha256`` (the sha256 of the weights file
+        read: ``weights.safetensors`` of a run folder, else ``source`` itself).
 
     Raises
     ------
     FileNotFoundError
         If ``source`` or a file the run folder needs is missing (the message names it).
     UnsafeCheckpointError
-        If the file is corrupt, or is a pickle that would import or call code.
+        If the file is corrupt, holds NaN or infinite weights (the tensor is named), is a pickle
+        that would import or call code (nothing in it is run), changed since its run's card was
+        written, or differs from ``expected_sha256``.
     RunFormatError
         If the weights do not fit the architecture, or a card is malformed.
     ValueError
@@ -317,6 +327,7 @@ def load_classifier(
     >>> clf, info = load_classifier("net.safetensors", factory="mypkg.nets:make_net")  # doctest: +SKIP
     """
     device = resolve_device(device)
+    expected_sha256 = check_sha256(expected_sha256)
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist; pass a run folder, a TorchScript file or a state dict file.")
@@ -327,10 +338,12 @@ def load_classifier(
     if path.is_dir():
         if factory is not None:
             raise ValueError(f"{path} is a folder; with a factory, pass the state dict file itself.")
-        return _load_run(path, input_shape, n_classes, device)
+        return _load_run(path, input_shape, n_classes, device, expected_sha256)
     if own_run:
-        return _load_run(path.parent, input_shape, n_classes, device)
+        return _load_run(path.parent, input_shape, n_classes, device, expected_sha256)
 
+    sha = file_sha256(path)
+    check_expected(path, sha, expected_sha256)
     fmt = _sniff(path)
     card = _card_beside(path)
     shape = input_shape if input_shape is not None else _card_value(card, "input_shape")
@@ -341,9 +354,11 @@ def load_classifier(
         if factory is not None:
             raise ValueError(f"{path} is a TorchScript file; it carries its own architecture, so drop the factory.")
         module = _load_torchscript(path, device)
+        check_finite(module.state_dict(), path)
         factory_name = None
     else:
         state = load_weights(path) if fmt == "safetensors" else _load_torch_state(path)
+        check_finite(state, path)
         if factory is None:
             raise ValueError(
                 f"{path} holds a state dict (weights only); pass factory='package.module:function' "
@@ -373,12 +388,14 @@ def load_classifier(
         "factory": factory_name,
         "dataset": card.get("dataset"),
         "card": card,
+        "weights_sha256": sha,
     }
     return clf, info
 
 
-def _load_run(run_dir: Path, input_shape: Sequence[int] | None, n_classes: int | None, device: str | torch.device) -> tuple[Classifier, dict[str, Any]]:
-    model, card = load_classifier_run(run_dir, device=device)
+def _load_run(run_dir: Path, input_shape: Sequence[int] | None, n_classes: int | None, device: str | torch.device,
+              expected_sha256: str | None) -> tuple[Classifier, dict[str, Any]]:
+    model, card = load_classifier_run(run_dir, device=device, expected_sha256=expected_sha256)
     if input_shape is not None and tuple(int(s) for s in input_shape) != model.input_shape:
         raise ValueError(f"{run_dir} holds a model for inputs {model.input_shape}, not {tuple(input_shape)}.")
     if n_classes is not None and int(n_classes) != model.n_classes:
@@ -392,6 +409,7 @@ def _load_run(run_dir: Path, input_shape: Sequence[int] | None, n_classes: int |
         "factory": None,
         "dataset": card.get("dataset"),
         "card": card,
+        "weights_sha256": card["weights_sha256"] if "weights_sha256" in card else file_sha256(run_dir / WEIGHTS_NAME),
     }
     return model, info
 
@@ -424,28 +442,80 @@ def _load_torchscript(path: Path, device: str | torch.device) -> torch.jit.Scrip
     try:
         return torch.jit.load(str(path), map_location=device)
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UnsafeCheckpointError(f"{path} is not a readable TorchScript file ({first}).") from None
+        raise UnsafeCheckpointError(f"{path} is not a readable TorchScript file ({_torch_reason(exc)}).") from None
 
 
 def _load_torch_state(path: Path) -> dict[str, torch.Tensor]:
     """Read a torch.save state dict with the weights-only unpickler (never runs pickled code)."""
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns that a protocol-4 pickle may be unsupported; the refusal below says more.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise UnsafeCheckpointError(
-            f"{path} was refused: it is a pickle that would import or call Python objects, which netinvert never "
-            f"runs ({str(exc).strip().splitlines()[0]}). Save a state dict (model.state_dict()) as safetensors, or "
-            "export TorchScript."
-        ) from None
+        # torch's own message advises weights_only=False, i.e. running the file's code: never relayed.
+        raise UnsafeCheckpointError(_pickle_refusal(path, exc)) from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise UnsafeCheckpointError(f"{path} is a corrupt or truncated torch file ({exc}).") from None
+        raise UnsafeCheckpointError(f"{path} is a corrupt or truncated torch file ({_torch_reason(exc)}).") from None
     # Training checkpoints often nest the weights under "state_dict" next to optimiser state.
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise RunFormatError(f"{path} does not hold a state dict (a mapping of names to tensors).")
     return dict(obj)
+
+
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+#: Globals torch's own state-dict pickles use; anything else is what the refusal names.
+_TORCH_DATA_GLOBAL = re.compile(r"torch\._utils\._rebuild_\w+|torch\.\w*Storage|torch\.(device|Size)|collections\.OrderedDict")
+
+
+def _pickle_refusal(path: Path, exc: Exception) -> str:
+    """Our refusal of a pickle that asks for Python objects: what it wanted and how to convert it."""
+    found = _GLOBAL.search(str(exc))
+    name = found.group(1) if found else _first_foreign_global(path)
+    what = f"it asks for the Python object {name}" if name else "it holds instructions that are not plain tensors"
+    return (
+        f"{path} was refused: it is a pickle that netinvert will not execute ({what}, and unpickling can run any "
+        "code). Convert it where it was made, with code you trust: save the weights with "
+        "safetensors.torch.save_file(model.state_dict(), 'weights.safetensors') and load them with a factory, "
+        "or export TorchScript with torch.jit.script(model).save('model.pt')."
+    )
+
+
+def _first_foreign_global(path: Path) -> str | None:
+    """The first non-tensor global a pickle names, read with pickletools (which executes nothing)."""
+    import io
+    import pickletools
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                member = next((n for n in zf.namelist() if n.endswith("data.pkl")), None)
+                data = zf.read(member) if member else b""
+        else:
+            data = path.read_bytes()
+        stream, strings = io.BytesIO(data), []
+        while stream.tell() < len(data):  # legacy torch.save files are several pickles in a row
+            for op, arg, _ in pickletools.genops(stream):
+                if isinstance(arg, str):
+                    strings.append(arg)
+                name = None
+                if op.name in ("GLOBAL", "INST"):
+                    name = str(arg).replace(" ", ".")
+                elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    name = f"{strings[-2]}.{strings[-1]}"
+                if name and not _TORCH_DATA_GLOBAL.fullmatch(name):
+                    return name
+    except (ValueError, OSError, EOFError, KeyError, struct.error, zipfile.BadZipFile):  # the refusal stands anyway
+        return None
+    return None
+
+
+def _torch_reason(exc: Exception) -> str:
+    """The first line of a torch loading error, minus any advice to load with weights_only=False."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip() and "weights_only" not in ln]
+    return lines[0] if lines else type(exc).__name__
 
 
 def _build_from_factory(factory: str | Callable[..., nn.Module], card: Mapping[str, Any]) -> tuple[nn.Module, str]:

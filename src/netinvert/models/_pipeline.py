@@ -17,11 +17,12 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from .._device import resolve_device, seed_everything
 from .._threads import set_threads
-from ..data import load_dataset
+from ..data import dataset_status, load_dataset
 from ..exceptions import RunFormatError
 from ..runs import WEIGHTS_NAME, check_out, file_sha256, staged_run, write_card, write_json
 from ._base import MODELS, Classifier, build_model
@@ -221,6 +222,22 @@ def _check_model_params(model: str, params: Mapping[str, Any]) -> None:
                          f"valid: {valid}.")
 
 
+def _probe_model(config: ClassifierRunConfig) -> None:
+    """Build the architecture on the meta device (no memory, no data loaded) so bad values are refused first.
+
+    The input shape and class count come from the dataset's locator; when it cannot tell them
+    (files missing), loading the dataset reports that instead.
+    """
+    status = dataset_status(config.dataset, config.data_root)
+    if not status.available or status.input_shape is None or status.n_classes is None:
+        return
+    try:
+        with torch.device("meta"):
+            build_model(config.model, input_shape=status.input_shape, n_classes=status.n_classes, **config.params)
+    except TypeError as exc:
+        raise ValueError(f"Bad model_params (--model-param) for model {config.model!r}: {exc}") from None
+
+
 def run_training(config: ClassifierRunConfig, out: str | Path, *, force: bool = False, progress: bool = True) -> TrainingResult:
     """Train a classifier, evaluate it on the test split and write the run folder ``out``.
 
@@ -260,6 +277,7 @@ def run_training(config: ClassifierRunConfig, out: str | Path, *, force: bool = 
         raise ValueError(f"run_training takes a ClassifierRunConfig. Got {type(config).__name__} instead.")
     params = config.params
     _check_model_params(config.model, params)  # a typo costs nothing
+    _probe_model(config)  # nor does a zero width
     device = resolve_device(config.device)
     out = check_out(out, force=force)  # a bad --out costs nothing either
     threads = set_threads(config.threads)
@@ -378,7 +396,7 @@ def run_evaluation(
         result = EvaluationResult(
             run_dir=out, source=str(source), format=info["format"], dataset=data.name,
             model=info["card"].get("model") or info.get("factory") or info["format"], test_accuracy=acc,
-            n_test=len(data.x_test), device=str(dev), weights_sha256=file_sha256(weights),
+            n_test=len(data.x_test), device=str(dev), weights_sha256=info["weights_sha256"],
         )
         if tmp is not None:
             factory_name = factory if isinstance(factory, str) or factory is None else getattr(factory, "__qualname__", repr(factory))

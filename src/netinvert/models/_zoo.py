@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from ._base import Classifier, register_model
+from ._base import Classifier, check_float, check_int, check_int_list, register_model
 
 __all__ = ["MLP", "SmallCNN", "ResNetCNN"]
 
@@ -19,10 +20,10 @@ class MLP(Classifier):
 
     def __init__(self, *, hidden: Sequence[int] = (256, 128), dropout: float = 0.2, **base: Any) -> None:
         super().__init__(**base)
-        self.hidden = tuple(int(h) for h in hidden)
-        self.dropout = float(dropout)
+        self.hidden = check_int_list(hidden, "hidden", "mlp")
+        self.dropout = check_float(dropout, "dropout", "mlp")
         layers: list[nn.Module] = [nn.Flatten()]
-        width = int(torch.tensor(self.input_shape).prod())
+        width = math.prod(self.input_shape)
         for h in self.hidden:
             layers += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(self.dropout)]
             width = h
@@ -57,12 +58,10 @@ class SmallCNN(Classifier):
         **base: Any,
     ) -> None:
         super().__init__(**base)
-        self.channels = tuple(int(c) for c in channels)
-        self.hidden_width = int(hidden)
-        self.dropout = float(dropout)
-        self.convs_per_block = int(convs_per_block)
-        if self.convs_per_block < 1:
-            raise ValueError(f"The 'convs_per_block' parameter of SmallCNN must be an int in [1, inf). Got {convs_per_block} instead.")
+        self.channels = check_int_list(channels, "channels", "cnn")
+        self.hidden_width = check_int(hidden, "hidden", "cnn")
+        self.dropout = check_float(dropout, "dropout", "cnn")
+        self.convs_per_block = check_int(convs_per_block, "convs_per_block", "cnn")
         blocks: list[nn.Module] = []
         c_in, (h, w) = self.input_shape[0], self.input_shape[1:]
         for c in self.channels:
@@ -72,7 +71,9 @@ class SmallCNN(Classifier):
             blocks.append(nn.MaxPool2d(2))
             h, w = h // 2, w // 2
         if h < 1 or w < 1:
-            raise ValueError(f"Input {self.input_shape} is too small for {len(self.channels)} pooling blocks.")
+            raise ValueError(f"The 'input_shape' parameter of cnn is too small: {self.input_shape} cannot be halved "
+                             f"{len(self.channels)} times (one max pooling per entry of channels); use fewer channels "
+                             "entries or larger images.")
         self.body = nn.Sequential(*blocks, nn.Flatten(), nn.Dropout(self.dropout))
         self.fc = nn.Sequential(nn.Linear(c_in * h * w, self.hidden_width), nn.LeakyReLU(0.2), nn.Dropout(self.dropout))
         self.head = nn.Linear(self.hidden_width, self.n_classes)
@@ -112,8 +113,8 @@ class ResNetCNN(Classifier):
 
     def __init__(self, *, width: int = 32, blocks_per_stage: int = 1, **base: Any) -> None:
         super().__init__(**base)
-        self.width = int(width)
-        self.blocks_per_stage = int(blocks_per_stage)
+        self.width = check_int(width, "width", "resnet")
+        self.blocks_per_stage = check_int(blocks_per_stage, "blocks_per_stage", "resnet")
         w = self.width
         layers: list[nn.Module] = [
             nn.Conv2d(self.input_shape[0], w, 3, 1, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU()
