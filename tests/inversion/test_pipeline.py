@@ -140,8 +140,8 @@ def test_a_diverged_run_keeps_the_last_good_generator_and_names_its_folder(digit
 
     fit = Inverter.fit
 
-    def diverging_fit(self, steps=None, seconds=None, progress=True):
-        fit(self, steps=2, progress=False)  # a usable generator, as Inverter.fit leaves one after divergence
+    def diverging_fit(self, steps=None, seconds=None, progress=True, **checkpointing):
+        fit(self, steps=2, progress=False, **checkpointing)  # a usable generator, as Inverter.fit leaves one after divergence
         raise TrainingDivergedError("Inversion diverged at step 2: the loss term(s) ce became non-finite.")
 
     monkeypatch.setattr(Inverter, "fit", diverging_fit)
@@ -149,6 +149,7 @@ def test_a_diverged_run_keeps_the_last_good_generator_and_names_its_folder(digit
     with pytest.raises(TrainingDivergedError, match=f"became non-finite\\. The last good generator is saved in {out}"):
         run_inversion(_config(digits_cnn_run, verifier_dir), out, progress=False)
     card = read_card(out)
+    assert not (out / "checkpoint.safetensors").exists()  # the checkpoint never stays in a finished run
     assert "became non-finite" in card["diverged"] and card["weights_sha256"] == file_sha256(out / "weights.safetensors")
     assert not (out / "metrics.json").exists()
     monkeypatch.setattr(Inverter, "fit", fit)

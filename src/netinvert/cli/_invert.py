@@ -57,6 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="folder caching the plain and robust verifiers (default OUT/verifiers); trained when missing")
     p.add_argument("--verifier-epochs", type=int, default=None, help="override the verifiers' epochs (quick checks only)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_resume(p)
     add_common(p)
     p.set_defaults(func=cmd_invert)
 
@@ -81,6 +82,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_sample)
 
 
+def add_resume(p: argparse.ArgumentParser) -> None:
+    """``--resume`` and how often a checkpoint is written."""
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run of the same options into the same --out from its checkpoint (kept in the "
+                        "hidden folder .OUT.partial after Ctrl-C or SIGTERM); without a checkpoint, start afresh")
+    p.add_argument("--checkpoint-seconds", type=float, default=60.0, metavar="S",
+                   help="seconds between checkpoints (default 60); one is also written when training ends or is interrupted")
+    p.add_argument("--checkpoint-steps", type=int, default=None, metavar="K", help="also write a checkpoint every K steps")
+
+
 def cmd_invert(args: argparse.Namespace) -> int:
     config = InversionRunConfig(
         classifier=args.classifier, dataset=args.dataset, data_root=args.data_root, preset=args.preset,
@@ -89,7 +100,8 @@ def cmd_invert(args: argparse.Namespace) -> int:
         width=args.width, lr=args.lr, batch_size=args.batch_size, lr_schedule=args.lr_schedule, augment=args.augment,
         ema=args.ema, seconds=args.seconds, steps=args.steps, n_per_class=args.n, verifiers=args.verifiers,
         verifier_epochs=args.verifier_epochs, seed=args.seed, device=args.device, threads=args.threads)
-    emit_json(run_inversion(config, args.out, force=args.force, progress=not args.no_progress))
+    emit_json(run_inversion(config, args.out, force=args.force, resume=args.resume, progress=not args.no_progress,
+                            checkpoint_steps=args.checkpoint_steps, checkpoint_seconds=args.checkpoint_seconds))
     return 0
 
 

@@ -40,6 +40,7 @@ from ._conditioning import (
     register_conditioning,
 )
 from ._generators import GENERATORS, ConvGenerator, Generator, MLPGenerator, list_generators, make_generator, register_generator
+from .._checkpoint import CHECKPOINT_NAME, read_checkpoint
 from ._inverter import DEFAULT_LOSSES, Inverter
 from ._pipeline import (
     InversionResult,
@@ -77,6 +78,8 @@ from ._losses import (
 )
 
 __all__ = [
+    "CHECKPOINT_NAME",
+    "read_checkpoint",
     "InversionRunConfig",
     "InversionResult",
     "run_inversion",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import logging
 import math
 import operator
@@ -16,6 +17,7 @@ import time
 import warnings
 from collections.abc import Mapping
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,18 @@ from .._progress import progress_bar
 
 from .._device import resolve_device
 from ..exceptions import NotFittedError, RunFormatError, TrainingDivergedError
-from ..runs import WEIGHTS_NAME, file_sha256, load_weights, read_card, read_json, save_weights, write_card, write_json
+from ..runs import WEIGHTS_NAME, file_sha256, jsonable, load_weights, read_card, read_json, save_weights, write_card, write_json
+from .._checkpoint import (
+    flatten_optimizer,
+    prefixed,
+    read_checkpoint,
+    restore_rng,
+    rng_state,
+    rng_to_checkpoint,
+    strip_prefix,
+    unflatten_optimizer,
+    write_checkpoint,
+)
 from ._augment import Augmentation, make_augmentation
 from ._conditioning import Conditioning, make_conditioning
 from ._generators import Generator, auto_generator_name, make_generator
@@ -285,10 +298,39 @@ class Inverter:
         return 32 if max(int(s) for s in self.classifier.input_shape[1:]) <= 16 else 64
 
     # ------------------------------------------------------------------ training
-    def fit(self, steps: int | None = None, seconds: float | None = None, progress: bool = True) -> Inverter:
+    def fit(self, steps: int | None = None, seconds: float | None = None, progress: bool = True, *,
+            checkpoint: str | Path | None = None, checkpoint_steps: int | None = None, checkpoint_seconds: float | None = 60.0,
+            checkpoint_info: Mapping[str, Any] | None = None, resume_from: str | Path | None = None) -> Inverter:
         """Train the generator for ``steps`` steps and/or ``seconds`` seconds (whichever ends first).
 
         With neither given, trains for 1,000 steps (about a minute of one CPU core on digits).
+
+        Parameters
+        ----------
+        steps, seconds : optional
+            The budget, counted from the start of the fit: a resumed fit continues to the same total
+            (a steps budget then ends exactly where an uninterrupted fit ends).
+        progress : bool, default=True
+        checkpoint : path, optional
+            A file (conventionally :data:`~netinvert._checkpoint.CHECKPOINT_NAME`) that receives a
+            checkpoint every ``checkpoint_steps`` steps and/or every ``checkpoint_seconds`` seconds, when training
+            ends, and when the fit is interrupted (:class:`KeyboardInterrupt`: Ctrl-C, or SIGTERM under the CLI).
+            Each write is atomic, so the file always holds one whole checkpoint. It holds the generator, its EMA
+            copy, the Adam state, the step and elapsed seconds (the learning-rate schedule is a function of
+            these), the history and every random state (torch CPU and CUDA, this fit's ``torch.Generator``, numpy,
+            python ``random``), in one safetensors file (format in :mod:`netinvert._checkpoint`).
+            An interrupt that lands inside a step rewinds to the step's start (nothing of it is kept); one that
+            lands while the weights are being updated keeps the previous checkpoint.
+        checkpoint_steps : int, optional
+            Steps between checkpoints (``None``: by time only).
+        checkpoint_seconds : float, optional, default=60
+            Seconds between checkpoints (``None``: by steps only).
+        checkpoint_info : mapping, optional
+            JSON values recorded in the checkpoint's ``info`` (a pipeline records its config there).
+        resume_from : path, optional
+            A checkpoint written by a fit of an inverter with the same settings and classifier: training
+            continues from it and, on the CPU with the same seed, ends with the same weights as an uninterrupted
+            fit. numpy's and python's global random states are set from it too.
 
         Returns
         -------
@@ -300,6 +342,19 @@ class Inverter:
             If a loss term or a gradient becomes NaN or infinite. The generator is reset to the
             last good checkpoint (``checkpoint_every`` steps apart) and stays usable, so a caller
             can still :meth:`save` it.
+        RunFormatError
+            If ``resume_from`` was written by an inverter with other settings or another classifier.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from netinvert.models import build_model
+        >>> clf = build_model("cnn", input_shape=(1, 8, 8), n_classes=3)
+        >>> ckpt = pathlib.Path(tempfile.mkdtemp()) / "checkpoint.safetensors"
+        >>> inv = Inverter(clf, batch_size=12).fit(steps=2, progress=False, checkpoint=ckpt)
+        >>> again = Inverter(clf, batch_size=12).fit(steps=4, progress=False, resume_from=ckpt)  # steps 2 and 3
+        >>> len(again.history_["step"])
+        4
         """
         self._validate()
         owner = type(self).__name__
@@ -309,6 +364,13 @@ class Inverter:
             seconds = _check_positive(f"{owner}.fit", "seconds", seconds)
         if steps is None and seconds is None:
             steps = 1000
+        if checkpoint_steps is not None:
+            checkpoint_steps = _check_int(f"{owner}.fit", "checkpoint_steps", checkpoint_steps, 1)
+        if checkpoint_seconds is not None:
+            checkpoint_seconds = _check_positive(f"{owner}.fit", "checkpoint_seconds", checkpoint_seconds)
+        plan = None if checkpoint is None else _CheckpointPlan(Path(checkpoint), checkpoint_steps, checkpoint_seconds,
+                                                               jsonable(dict(checkpoint_info or {})))
+        resume = read_checkpoint(resume_from) if resume_from is not None else None
         device = self._resolve_device()
         clf = self.classifier.to(device)
         cond = self._build_conditioning()
@@ -323,7 +385,8 @@ class Inverter:
             self._probe(clf, device)
             with torch.random.fork_rng(devices=fork_devices):
                 torch.manual_seed(int(self.seed))
-                self._train(clf, cond, objective, augmentation, device, steps, seconds, progress)
+                self._train(clf, cond, objective, augmentation, device, steps, seconds, progress, plan, resume,
+                            None if resume_from is None else Path(resume_from))
         finally:
             clf.train(was_training)
             for p, flag in zip(clf.parameters(), grad_flags):
@@ -343,8 +406,20 @@ class Inverter:
             raise ValueError(f"The classifier must return logits (N, {clf.n_classes}) and features (N, D); "
                              f"got {tuple(logits.shape)} and {tuple(features.shape)}.")
 
+    def _identity(self, G: Generator, cond: Conditioning, objective: Objective, augmentation: Augmentation) -> dict[str, Any]:
+        """What a checkpoint must have been made by to be resumed by this fit (JSON values)."""
+        params = {k: v for k, v in self.get_params().items()
+                  if k not in ("conditioning", "generator", "image_prior", "losses", "augment", "device", "checkpoint_every")}
+        ident = {"generator": self._generator_name(), "generator_params": G.get_params(), "conditioning": cond.name,
+                 "conditioning_params": cond.get_params(), "losses": objective.spec(),
+                 "augment": {"name": augmentation.name, "params": dict(augmentation.params)}, "params": params,
+                 "classifier": self.fingerprint_}
+        return json.loads(json.dumps(jsonable(ident)))
+
     def _train(self, clf: nn.Module, cond: Conditioning, objective: Objective, augmentation: Augmentation,
-               device: torch.device, steps: int | None, seconds: float | None, progress: bool) -> None:
+               device: torch.device, steps: int | None, seconds: float | None, progress: bool,
+               plan: _CheckpointPlan | None, resume: tuple[dict[str, torch.Tensor], dict[str, Any]] | None,
+               resume_path: Path | None) -> None:
         gen = torch.Generator().manual_seed(int(self.seed))
         G = self._build_generator(cond).to(device)
         self.conditioning_, self.objective_, self.generator_, self.augmentation_ = cond, objective, G, augmentation
@@ -356,14 +431,44 @@ class Inverter:
         k, bs = cond.n_classes, int(self.batch_size)
         base_labels = torch.arange(bs) % k
         good_state, good_step = copy.deepcopy(G.state_dict()), 0
+        identity = self._identity(G, cond, objective, augmentation)
+        step, elapsed, running_validity = 0, 0.0, None
+        if resume is not None:
+            step, elapsed, running_validity, good_state, good_step = self._restore(resume, resume_path, identity, G, G_ema,
+                                                                                    opt, gen, device)
         bar = progress_bar(total=steps, desc="invert", enabled=progress)
-        t0 = time.perf_counter()
-        step, running_validity = 0, None
+        bar.update(step)
+        t0 = time.perf_counter() - elapsed  # elapsed seconds (budget, schedule, history) continue where they stopped
+        saved_step, saved_at = step, time.perf_counter()
+
+        def save(rng: dict[str, Any]) -> None:
+            nonlocal saved_step, saved_at
+            if plan is None:
+                return
+            tensors = {**prefixed("generator", G.state_dict()), **prefixed("good", good_state)}
+            if G_ema is not None:
+                tensors.update(prefixed("ema", G_ema.state_dict()))
+            opt_tensors, opt_meta = flatten_optimizer(opt)
+            rng_tensors, rng_meta = rng_to_checkpoint(rng)
+            state = {"step": step, "elapsed": time.perf_counter() - t0, "running_validity": running_validity,
+                     "good_step": good_step, "history": self.history_, "optimizer": opt_meta, "rng": rng_meta,
+                     "identity": identity, "info": plan.info, "has_ema": G_ema is not None}
+            write_checkpoint(plan.path, {**tensors, **opt_tensors, **rng_tensors}, state)
+            saved_step, saved_at = step, time.perf_counter()
+            log.debug("checkpoint of step %d written to %s", step, plan.path)
+
+        phase, snapshot = "boundary", None
         try:
             while True:
+                # a step boundary: everything a checkpoint holds is consistent here
+                if plan is not None and step > saved_step and plan.due(step, time.perf_counter() - saved_at):
+                    save(rng_state(gen, device))
                 elapsed = time.perf_counter() - t0
                 if (steps is not None and step >= steps) or (seconds is not None and elapsed >= seconds):
                     break
+                if plan is not None:  # what the step changes before it commits: random states and batch-norm buffers
+                    snapshot = (rng_state(gen, device), [b.detach().clone() for b in G.buffers()])
+                phase = "compute"
                 frac = max(step / steps if steps else 0.0, elapsed / seconds if seconds else 0.0)
                 lr = float(self.lr) * schedule(frac)
                 for group in opt.param_groups:
@@ -396,10 +501,11 @@ class Inverter:
                 grad_norm = torch.nn.utils.clip_grad_norm_(G.parameters(), float("inf"))
                 if not torch.isfinite(grad_norm):
                     self._diverged(G, good_state, good_step, step, "the generator's gradient became non-finite")
+                validity = float((logits.detach().argmax(1) == labels).float().mean())
+                phase = "commit"
                 opt.step()
                 if G_ema is not None:
                     _ema_update(G_ema, G, min(float(self.ema), (1.0 + step) / (10.0 + step)))
-                validity = float((logits.detach().argmax(1) == labels).float().mean())
                 running_validity = validity if running_validity is None else 0.95 * running_validity + 0.05 * validity
                 h = self.history_
                 h["step"].append(step)
@@ -410,16 +516,65 @@ class Inverter:
                 for name, v in floats.items():
                     h.setdefault(name, []).append(v)
                 step += 1
+                phase = "boundary"
                 bar.update(1)
                 if progress and step % 10 == 0:
                     bar.set_postfix({"loss": f"{h['loss'][-1]:.3g}", **{n: f"{v:.3g}" for n, v in floats.items()},
                                      "valid": f"{running_validity:.3f}"}, refresh=False)
+            if plan is not None and step > saved_step:  # the end of training: a resume goes straight to what follows
+                save(rng_state(gen, device))
+        except KeyboardInterrupt:
+            if plan is not None:
+                self._save_on_interrupt(phase, snapshot, G, gen, device, save, step, saved_step, plan.path)
+            raise
         finally:
             bar.close()
         if G_ema is not None:
             self.generator_ = G_ema
         log.info("inverted %s: %d steps in %.1fs, running validity %.3f", type(clf).__name__, step,
                  time.perf_counter() - t0, running_validity or 0.0)
+
+    @staticmethod
+    def _save_on_interrupt(phase: str, snapshot: Any, G: Generator, gen: torch.Generator, device: torch.device,
+                           save: Any, step: int, saved_step: int, path: Path) -> None:
+        """Write the checkpoint of the last step boundary, if the interrupt left one to write."""
+        if phase == "commit":  # the weights may be half updated: the checkpoint on disk is the last consistent state
+            log.warning("Interrupted while updating the weights of step %d; %s keeps step %d.", step, path, saved_step)
+            return
+        rng = rng_state(gen, device)
+        if phase == "compute":  # rewind what the unfinished step changed; it is redone on resume
+            rng, buffers = snapshot
+            with torch.no_grad():
+                for b, saved in zip(G.buffers(), buffers):
+                    b.copy_(saved)
+        save(rng)
+        log.warning("Interrupted at step %d; the checkpoint %s resumes from there.", step, path)
+
+    def _restore(self, resume: tuple[dict[str, torch.Tensor], dict[str, Any]], path: Path | None, identity: dict[str, Any],
+                 G: Generator, G_ema: Generator | None, opt: torch.optim.Optimizer, gen: torch.Generator,
+                 device: torch.device) -> tuple[int, float, float | None, dict[str, torch.Tensor], int]:
+        """Load a checkpoint into the fit's objects; returns step, elapsed seconds, running validity and the last good state."""
+        tensors, state = resume
+        if state.get("identity") != identity:
+            theirs = state.get("identity") or {}
+            diff = sorted(k for k in set(identity) | set(theirs) if identity.get(k) != theirs.get(k))
+            raise RunFormatError(f"The checkpoint {path} was written by an inverter with another {', '.join(diff)}; resume it with "
+                                 "the same settings and classifier, or start afresh without it.")
+        if bool(state.get("has_ema")) != (G_ema is not None):
+            raise RunFormatError(f"The checkpoint {path} was written with ema={'on' if state.get('has_ema') else 'off'}; "
+                                 "resume it with the same setting.")
+        try:
+            G.load_state_dict(strip_prefix("generator", tensors))
+            if G_ema is not None:
+                G_ema.load_state_dict(strip_prefix("ema", tensors))
+            opt.load_state_dict(unflatten_optimizer(tensors, state["optimizer"]))
+            restore_rng(tensors, state["rng"], gen, device)
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise RunFormatError(f"The checkpoint {path} does not fit this inverter ({exc}); start afresh without it.") from None
+        self.history_ = state["history"]
+        good = {k: v.to(device) for k, v in strip_prefix("good", tensors).items()}
+        log.info("resuming from step %d of %s", state["step"], path)
+        return int(state["step"]), float(state["elapsed"]), state.get("running_validity"), good, int(state["good_step"])
 
     def _diverged(self, G: Generator, good_state: dict, good_step: int, step: int, what: str) -> None:
         G.load_state_dict(good_state)
@@ -577,6 +732,20 @@ class Inverter:
     def __repr__(self) -> str:
         cond = self.conditioning if isinstance(self.conditioning, str) else repr(self.conditioning)
         return f"{type(self).__name__}({type(self.classifier).__name__}, conditioning={cond!r}, generator={self.generator!r})"
+
+
+@dataclass(frozen=True)
+class _CheckpointPlan:
+    """Where and how often a fit writes its checkpoint, and what it records there for the caller."""
+
+    path: Path
+    every_steps: int | None
+    every_seconds: float | None
+    info: Any
+
+    def due(self, step: int, since_last: float) -> bool:
+        return ((self.every_steps is not None and step % self.every_steps == 0)
+                or (self.every_seconds is not None and since_last >= self.every_seconds))
 
 
 @torch.no_grad()

@@ -7,6 +7,7 @@ whole or not at all (:func:`netinvert.runs.staged_run`) and returns a frozen res
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -18,8 +19,9 @@ import torch
 
 from .._device import resolve_device
 from .._threads import set_threads
-from ..exceptions import RunFormatError, TrainingDivergedError
-from ..runs import WEIGHTS_NAME, check_out, file_sha256, read_card, staged_run, write_card, write_json
+from ..exceptions import RunExistsError, RunFormatError, TrainingDivergedError
+from ..runs import WEIGHTS_NAME, check_out, file_sha256, jsonable, partial_dir, read_card, staged_run, write_card, write_json
+from .._checkpoint import CHECKPOINT_NAME, read_checkpoint_state
 from ._augment import Augmentation, list_augmentations
 from ._conditioning import list_conditionings, make_conditioning
 from ._generators import list_generators
@@ -232,7 +234,44 @@ def _verifier_hashes(folder: Path, root: Path | None = None) -> dict[str, str]:
     return out
 
 
-def run_inversion(config: InversionRunConfig, out: str | Path, *, force: bool = False, progress: bool = True) -> InversionResult:
+def _check_resume(out: str | Path, *, force: bool, resume: bool) -> None:
+    """With ``resume``, refuse an ``out`` that already holds a run (unless ``force``): there is nothing to continue."""
+    out = Path(out).absolute()
+    if resume and not force and out.is_dir() and any(out.iterdir()):
+        raise RunExistsError(f"{out} is already complete; use --force to redo it (force=True), or choose another --out.")
+
+
+def _resume_point(out: Path, info: dict[str, Any], *, resume: bool) -> Path | None:
+    """The checkpoint in ``out``'s staging folder that ``resume`` continues from, after checking it is this run's.
+
+    Checked before the staging folder is entered, so a refusal leaves it (and its checkpoint) untouched.
+    """
+    path = partial_dir(out) / CHECKPOINT_NAME
+    if not resume:
+        if path.is_file():
+            log.warning("Discarding the unfinished run in %s; pass --resume (resume=True) to continue such a run.", path.parent)
+        return None
+    if not path.is_file():
+        log.warning("No checkpoint in %s: --resume starts afresh.", path.parent)
+        return None
+    recorded = read_checkpoint_state(path).get("info") or {}
+    want = json.loads(json.dumps(jsonable(info)))
+    diff = [f"config.{k}" for k in _dict_diff(want.get("config"), recorded.get("config"))]
+    diff += [k for k in _dict_diff(want, recorded) if k != "config"]
+    if diff:
+        raise RunFormatError(f"The checkpoint {path} belongs to a run with another {', '.join(diff)}; rerun with the options of "
+                             f"that run to resume it, or without --resume to start afresh (which discards it).")
+    log.info("Resuming the unfinished run in %s.", path.parent)
+    return path
+
+
+def _dict_diff(a: Any, b: Any) -> list[str]:
+    a, b = a if isinstance(a, dict) else {}, b if isinstance(b, dict) else {}
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+def run_inversion(config: InversionRunConfig, out: str | Path, *, force: bool = False, resume: bool = False, progress: bool = True,
+                  checkpoint_steps: int | None = None, checkpoint_seconds: float | None = 60.0) -> InversionResult:
     """Train a generator against ``config.classifier``, then write the run folder ``out`` and measure it.
 
     ``out`` receives ``weights.safetensors`` (the generator, written once), ``card.json`` (the config, the
@@ -248,8 +287,22 @@ def run_inversion(config: InversionRunConfig, out: str | Path, *, force: bool = 
         A new folder (one holding files is refused unless ``force``; never the classifier's or the prior's run).
     force : bool, default=False
         Replace an ``out`` that holds files, once the new run is complete.
+    resume : bool, default=False
+        Continue an interrupted run of the same ``config`` into the same ``out``. The run is written in the
+        hidden sibling ``.OUT.partial`` (:func:`netinvert.runs.partial_dir`); training writes its checkpoint
+        ``checkpoint.safetensors`` there every ``checkpoint_steps`` steps and/or ``checkpoint_seconds`` seconds,
+        when training ends and when interrupted (Ctrl-C, or SIGTERM under the CLI: exit code 130). An interrupt
+        keeps that folder; an error removes it. With ``resume`` training continues from its checkpoint (a steps
+        budget to the same total, ending on the CPU with the weights an uninterrupted run ends with); without a
+        checkpoint it starts afresh (a log line says so); without ``resume`` a left-over one is discarded. A
+        checkpoint of another config, classifier or image prior is refused. An ``out`` that already holds a run
+        is refused unless ``force``. The checkpoint is not part of the finished run folder.
     progress : bool, default=True
         Progress bar (a log line every 30 s where stderr is not a terminal).
+    checkpoint_steps : int, optional
+        Steps between checkpoints (``None``: by time only).
+    checkpoint_seconds : float, optional, default=60
+        Seconds between checkpoints (``None``: by steps only).
 
     Returns
     -------
@@ -259,6 +312,8 @@ def run_inversion(config: InversionRunConfig, out: str | Path, *, force: bool = 
     ------
     ValueError
         On an invalid config or ``out`` (before any training).
+    RunFormatError
+        With ``resume``, if the checkpoint was written for another config, classifier or image prior.
     TrainingDivergedError
         If the loss or a gradient became non-finite: ``out`` then holds the last good generator and its card
         (``diverged`` says what happened), and the message names the folder.
@@ -275,6 +330,7 @@ def run_inversion(config: InversionRunConfig, out: str | Path, *, force: bool = 
 
     config.validate()
     inputs = [config.classifier, config.image_prior]
+    _check_resume(out, force=force, resume=resume)
     out = check_out(out, force=force, inputs=inputs)
     threads = set_threads(config.threads)
     device = resolve_device(config.device)
@@ -292,11 +348,18 @@ def run_inversion(config: InversionRunConfig, out: str | Path, *, force: bool = 
              "image_prior": None if config.image_prior is None else str(config.image_prior),
              "image_prior_sha256": _sha256_of(config.image_prior), "device": str(device), "threads": threads}
 
+    resume_info = {"config": config.to_dict(), "classifier_sha256": extra["classifier_sha256"],
+                   "image_prior_sha256": extra["image_prior_sha256"]}
+    resume_from = _resume_point(out, resume_info, resume=resume)
+
     diverged: TrainingDivergedError | None = None
-    with staged_run(out, force=force, inputs=inputs) as tmp:
+    with staged_run(out, force=force, resume=resume, inputs=inputs) as tmp:
+        checkpoint = tmp / CHECKPOINT_NAME
         t0 = time.perf_counter()
         try:
-            inverter.fit(steps=config.steps, seconds=config.seconds, progress=progress)
+            inverter.fit(steps=config.steps, seconds=config.seconds, progress=progress, checkpoint=checkpoint,
+                         checkpoint_steps=checkpoint_steps, checkpoint_seconds=checkpoint_seconds, checkpoint_info=resume_info,
+                         resume_from=resume_from)
         except TrainingDivergedError as exc:  # keep the last good generator: the folder shows what went wrong
             diverged = exc
             inverter.save(tmp, {**extra, "fit_seconds": time.perf_counter() - t0, "diverged": str(exc)})
@@ -314,6 +377,9 @@ def run_inversion(config: InversionRunConfig, out: str | Path, *, force: bool = 
                             row_notes=notes, title=f"{config.conditioning} conditioning, {steps} steps")
             save_loss_curves(inverter.history_, tmp / "losses.png")
             inverter.save(tmp, {**extra, "fit_seconds": fit_seconds, "verifiers": verifier_hashes, "metrics": _headline(metrics)})
+        checkpoint.unlink(missing_ok=True)  # kept until here so that a resume after an interrupt skips finished training
+        for stray in tmp.glob(f".{CHECKPOINT_NAME}.*.tmp"):  # a write cut short by SIGKILL (atomic_write_bytes' temp file)
+            stray.unlink(missing_ok=True)
     if diverged is not None:
         raise TrainingDivergedError(f"{diverged} The last good generator is saved in {out}.") from None
     return InversionResult(run_dir=out, steps=steps, fit_seconds=fit_seconds, **_headline(metrics))

@@ -46,7 +46,7 @@ class ImagePrior(nn.Module):
     No batch norm or dropout, so a frozen prior draws the same image for a code in any mode.
     A fully connected decoder: in the same 170 s on a CPU a small convolutional decoder finished
     under one epoch of Fashion-MNIST (308 steps) and this one twelve (5,178), and only this one's
-    codes gave nameable inversions (``bench/results/inversion_prior_probe.md``).
+    codes gave nameable inversions (``docs/history/inversion_prior_probe.md``).
     """
 
     def __init__(self, input_shape: Sequence[int], code_dim: int = 32, hidden: Sequence[int] = (256, 512)) -> None:

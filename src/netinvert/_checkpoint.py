@@ -1,0 +1,171 @@
+"""Training checkpoints that resume exactly: one safetensors file, no pickle.
+
+A checkpoint is ONE file, written atomically (temp file + rename, :func:`netinvert.runs.save_weights`), so an
+interrupted write never leaves a torn checkpoint behind. Its tensors are named by prefix:
+
+``generator.*``
+    the generator's state dict (weights and batch-norm buffers);
+``ema.*``
+    the EMA copy's state dict, when the fit keeps one;
+``good.*``
+    the in-memory "last good" generator a diverged fit falls back to;
+``optimizer.<i>.<key>``
+    each tensor of the optimiser's per-parameter state (Adam: ``step``, ``exp_avg``, ``exp_avg_sq``), ``i`` the
+    parameter's index in the optimiser's ``param_groups`` (the flattening ``torch.optim`` itself uses);
+``rng.torch``, ``rng.cuda``, ``rng.generator``, ``rng.numpy``
+    the global torch CPU generator, the CUDA one of the training device (when used), the ``torch.Generator``
+    the fit owns, and numpy's MT19937 key (as int64).
+
+Everything else is JSON in the file's metadata (safetensors metadata is a ``str -> str`` map): ``format``
+(:data:`CHECKPOINT_FORMAT`), ``version`` and ``state``, a JSON object with the step, the elapsed seconds, the
+history, the optimiser's ``param_groups`` and non-tensor state, numpy's and python ``random``'s remaining state,
+what the checkpoint was made by (``identity``) and what the caller recorded (``info``, e.g. a pipeline's config).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .exceptions import RunFormatError, UnsafeCheckpointError
+from .runs import save_weights
+
+__all__ = ["CHECKPOINT_NAME", "CHECKPOINT_FORMAT", "write_checkpoint", "read_checkpoint", "read_checkpoint_state",
+           "rng_state", "rng_to_checkpoint", "restore_rng", "flatten_optimizer", "unflatten_optimizer", "prefixed", "strip_prefix"]
+
+#: File name of a fit's checkpoint inside a run's staging folder.
+CHECKPOINT_NAME = "checkpoint.safetensors"
+#: ``format`` entry of a checkpoint's metadata.
+CHECKPOINT_FORMAT = "netinvert-checkpoint"
+_VERSION = "1"
+
+
+def write_checkpoint(path: str | Path, tensors: Mapping[str, torch.Tensor], state: Mapping[str, Any]) -> Path:
+    """Atomically write ``tensors`` and the JSON ``state`` as one safetensors file."""
+    meta = {"format": CHECKPOINT_FORMAT, "version": _VERSION, "state": json.dumps(state)}
+    return save_weights(path, tensors, metadata=meta)
+
+
+def read_checkpoint_state(path: str | Path) -> dict[str, Any]:
+    """The JSON ``state`` of a checkpoint, without loading its tensors."""
+    return _read(path, tensors=False)[1]
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Tensors and JSON ``state`` of a checkpoint written by :func:`write_checkpoint`.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    UnsafeCheckpointError
+        If it is not a readable safetensors file.
+    RunFormatError
+        If it is not a netinvert checkpoint of this version.
+    """
+    return _read(path, tensors=True)
+
+
+def _read(path: str | Path, *, tensors: bool) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist.")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+            out = {k: fh.get_tensor(k) for k in fh.keys()} if tensors else {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise UnsafeCheckpointError(f"{path} is not a readable checkpoint ({exc}); delete it to start afresh.") from None
+    if meta.get("format") != CHECKPOINT_FORMAT or meta.get("version") != _VERSION:
+        raise RunFormatError(f"{path} is not a netinvert checkpoint of version {_VERSION} (format {meta.get('format')!r}, "
+                             f"version {meta.get('version')!r}); delete it to start afresh.")
+    try:
+        state = json.loads(meta["state"])
+    except (KeyError, json.JSONDecodeError) as exc:
+        raise RunFormatError(f"{path} has no readable state ({exc}); delete it to start afresh.") from None
+    return out, state
+
+
+def prefixed(prefix: str, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` with every key prefixed by ``prefix + '.'``."""
+    return {f"{prefix}.{k}": v for k, v in state.items()}
+
+
+def strip_prefix(prefix: str, tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The entries of ``tensors`` under ``prefix + '.'``, without it."""
+    head = prefix + "."
+    return {k[len(head):]: v for k, v in tensors.items() if k.startswith(head)}
+
+
+# ---------------------------------------------------------------------------------------------------------- RNG
+def rng_state(generator: torch.Generator | None = None, device: torch.device | None = None) -> dict[str, Any]:
+    """Every random state a fit draws from: torch CPU (and CUDA of ``device``), ``generator``, numpy, ``random``."""
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if generator is not None:
+        state["generator"] = generator.get_state()
+    if device is not None and device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def rng_to_checkpoint(state: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split :func:`rng_state`'s value into tensors (``rng.*``) and JSON."""
+    tensors = {f"rng.{k}": state[k] for k in ("torch", "generator", "cuda") if k in state}
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    tensors["rng.numpy"] = torch.from_numpy(np.asarray(keys, dtype=np.int64))
+    version, internal, gauss_next = state["python"]
+    meta = {"numpy": {"name": name, "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+            "python": {"version": version, "state": list(internal), "gauss_next": gauss_next}}
+    return tensors, meta
+
+
+def restore_rng(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any], generator: torch.Generator | None = None,
+                device: torch.device | None = None) -> None:
+    """Set every random state from a checkpoint (the inverse of :func:`rng_to_checkpoint`)."""
+    torch.set_rng_state(tensors["rng.torch"])
+    if generator is not None:
+        generator.set_state(tensors["rng.generator"])
+    if device is not None and device.type == "cuda":
+        if "rng.cuda" not in tensors:
+            raise RunFormatError("The checkpoint was written on the CPU and holds no CUDA random state; resume it with --device cpu.")
+        torch.cuda.set_rng_state(tensors["rng.cuda"], device)
+    n = meta["numpy"]
+    np.random.set_state((n["name"], tensors["rng.numpy"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    p = meta["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss_next"]))
+
+
+# ---------------------------------------------------------------------------------------------------------- optimiser
+def flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """An optimiser's state dict as tensors ``optimizer.<i>.<key>`` and JSON (``param_groups``, non-tensor state)."""
+    sd = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    other: dict[str, dict[str, Any]] = {}
+    for index, entry in sd["state"].items():
+        for key, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{index}.{key}"] = value
+            else:
+                other.setdefault(str(index), {})[key] = value
+    groups = [{k: list(v) if isinstance(v, tuple) else v for k, v in g.items()} for g in sd["param_groups"]]
+    return tensors, {"param_groups": groups, "state": other}
+
+
+def unflatten_optimizer(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The state dict :func:`flatten_optimizer` split, for ``optimizer.load_state_dict``."""
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in strip_prefix("optimizer", tensors).items():
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = value
+    for index, entry in meta["state"].items():
+        state.setdefault(int(index), {}).update(entry)
+    groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in meta["param_groups"]]
+    return {"state": state, "param_groups": groups}
