@@ -38,3 +38,14 @@ def digits_bnn(digits):
 @pytest.fixture(scope="session")
 def digits_net(digits_bnn):
     return export_bnn(digits_bnn[0])
+
+
+@pytest.fixture(scope="session")
+def digits_bnn_run(tmp_path_factory):
+    """A BNN run folder (digits, 64-8-10, 3 epochs) written by run_bnn_training; only read by tests.
+    Ganak does not count a label of it in a minute, so it also serves as "a count that does not finish"."""
+    from netinvert.bnn import BNNRunConfig, run_bnn_training
+
+    out = tmp_path_factory.mktemp("bnn_run") / "run"
+    run_bnn_training(BNNRunConfig(dataset="digits", hidden=(8,), epochs=3, threads=1), out, progress=False)
+    return out

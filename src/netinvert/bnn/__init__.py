@@ -30,7 +30,18 @@ from ._pipeline import (
 )
 from ._robust import exhaustive_flip_search
 from ._sample import SampleResult, sample_preimages, save_marginal_heatmap
-from ._solve import SOLVERS, BudgetedSolver, SatResult, SolveOutcome, default_solver, list_solvers
+from ._solve import (
+    DEFAULT_MEMORY_GB,
+    SOLVERS,
+    BudgetedSolver,
+    ChildLimits,
+    SatResult,
+    SolveOutcome,
+    child_limits,
+    default_solver,
+    list_solvers,
+    run_streaming,
+)
 
 __all__ = [
     "BNN", "BinaryLinear", "BNNTrainConfig", "InputBinarizer", "bnn_accuracy", "train_bnn",
@@ -38,6 +49,7 @@ __all__ = [
     "CARDINALITY_ENCODINGS", "list_cardinality_encodings", "reify_atleast", "unary_counter",
     "Encoding", "encode",
     "SOLVERS", "list_solvers", "default_solver", "SatResult", "SolveOutcome", "BudgetedSolver",
+    "run_streaming", "ChildLimits", "child_limits", "DEFAULT_MEMORY_GB",
     "SatInverter", "InferenceResult", "InferenceSummary", "infer_all", "Preimage", "Preimages",
     "RobustnessResult", "min_flips", "candidate_hint", "local_search_candidate", "exhaustive_flip_search",
     "COUNTERS", "CountMethod", "list_counters", "CountResult", "count_preimages", "dp_input_order",

@@ -6,7 +6,8 @@ within a factor ``1 + epsilon`` of the true count with probability ``>= 1 - delt
 ``BNN(X, H, Y) and y_label`` projected on ``X``. (Every auxiliary variable of our encodings is a
 function of the inputs, so the projected and unprojected counts agree; projecting keeps the count
 exact for any encoding.) Neither counter can be stopped, so each runs in a forked child process
-killed at the time limit. ``dp`` counts every label exactly without SAT (:func:`count_all_labels`)
+killed at the time limit, in its own process group, dying with its parent and under its own CPU-time
+and memory limits (:func:`netinvert.bnn.run_streaming`). ``dp`` counts every label exactly without SAT (:func:`count_all_labels`)
 and ``sampled`` estimates from uniform inputs (:func:`estimate_label_shares`).
 """
 
@@ -123,7 +124,8 @@ def _model_counter(fn: Callable[..., Iterator[int]], exact: bool) -> Callable[..
             c = 2 ** free if label_of_all == label else 0
             return CountResult(label, c, True, SatResult.SAT if c else SatResult.UNSAT, 0.0, method, n, **extra)
         params = {"epsilon": p["epsilon"], "delta": p["delta"], "seed": p["seed"]}
-        items, finished, seconds = run_streaming(fn, (clauses, projection, encoding.n_vars, params), time_s)
+        items, finished, seconds = run_streaming(fn, (clauses, projection, encoding.n_vars, params), time_s,
+                                                 memory_gb=p["memory_gb"], cpu_seconds=p["cpu_seconds"])
         if not finished:
             return CountResult(label, None, exact, SatResult.UNKNOWN, seconds, method, n, **extra)
         c = items[0] << free
@@ -162,7 +164,8 @@ for _m in (
 
 def count_preimages(target: Encoding | IntegerBNN, label: int, *, method: str = "exact", time_s: float | None = None,
                     epsilon: float = 0.8, delta: float = 0.2, seed: int = 1, n_samples: int = 1_000_000,
-                    confidence: float = 0.99, max_states: int = 20_000_000, progress: bool = False) -> CountResult:
+                    confidence: float = 0.99, max_states: int = 20_000_000, progress: bool = False,
+                    memory_gb: float | None = None, cpu_seconds: float | None = None) -> CountResult:
     """Count the inputs the network labels ``label`` (projected on the input variables).
 
     Parameters
@@ -187,12 +190,23 @@ def count_preimages(target: Encoding | IntegerBNN, label: int, *, method: str = 
         ``sampled`` only: draws and the level of the interval.
     max_states, progress : int, bool
         ``dp`` only: state limit (UNKNOWN beyond it) and a progress bar.
+    memory_gb, cpu_seconds : float or None
+        ``exact`` and ``approx`` only: limits of the counter's child process, which dies with this
+        one. ``memory_gb``: address space beyond what the child inherits at fork (``None``: 8 GiB);
+        ``cpu_seconds``: CPU time (``None``: the budget plus ``max(10 s, budget / 10)``, unlimited
+        with an unlimited budget); ``math.inf`` lifts either. A counter that hits one raises
+        ``RuntimeError`` naming the limit.
 
     Returns
     -------
     CountResult
+
+    Raises
+    ------
+    ValueError
+        A parameter is out of range (checked before any counting).
     """
-    from ._solve import budget_seconds
+    from ._solve import budget_seconds, child_limits
 
     m = COUNTERS.get(method)
     if isinstance(target, Encoding):
@@ -209,10 +223,26 @@ def count_preimages(target: Encoding | IntegerBNN, label: int, *, method: str = 
     k = net.n_classes
     if isinstance(label, bool) or not isinstance(label, (int, np.integer)) or not 0 <= int(label) < k:
         raise ValueError(f"The 'label' parameter of count_preimages must be an int in [0, {k - 1}]. Got {label} instead.")
+    own = "count_preimages"
+    _want(epsilon > 0, own, "epsilon", "a float in (0, inf)", epsilon)
+    _want(0 < delta < 1, own, "delta", "a float in (0, 1)", delta)
+    _want(_int(n_samples) and n_samples >= 1, own, "n_samples", "an int in [1, inf)", n_samples)
+    _want(0 < confidence < 1, own, "confidence", "a float in (0, 1)", confidence)
+    _want(_int(max_states) and max_states >= 1, own, "max_states", "an int in [1, inf)", max_states)
     budget = budget_seconds(m.default_time_s if time_s is None else time_s)
+    child_limits(budget, memory_gb=memory_gb, cpu_seconds=cpu_seconds)  # refuse bad limits before counting
     params = {"epsilon": epsilon, "delta": delta, "seed": seed, "n_samples": n_samples, "confidence": confidence,
-              "max_states": max_states, "progress": progress}
+              "max_states": max_states, "progress": progress, "memory_gb": memory_gb, "cpu_seconds": cpu_seconds}
     return m.fn(target if m.needs_cnf else net, int(label), budget, params)
+
+
+def _int(x: Any) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
+def _want(cond: bool, owner: str, name: str, want: str, got: Any) -> None:
+    if not cond:
+        raise ValueError(f"The {name!r} parameter of {owner} must be {want}. Got {got!r} instead.")
 
 
 def dp_input_order(lits: np.ndarray) -> list[int]:

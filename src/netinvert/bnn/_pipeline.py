@@ -55,6 +55,11 @@ def _is_int(x: Any) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
 
+def _is_real(x: Any) -> bool:
+    """An int or float that is not a bool and not NaN."""
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) and x == x
+
+
 # --------------------------------------------------------------------------------------------- training
 
 
@@ -253,6 +258,14 @@ class BNNQueryParams:
         ``robustness``: test image, most flips, listing threshold.
     progress : bool
         A progress bar (``count`` by ``dp``).
+    memory_gb, cpu_seconds : float or None
+        Limits of the solver, counter and sampler subprocesses (``count`` exact/approx, ``sample``):
+        address space beyond what the child inherits at fork (``None``: 8 GiB) and CPU time
+        (``None``: the budget plus ``max(10 s, budget / 10)``); ``math.inf`` lifts either. See
+        :func:`netinvert.bnn.run_streaming`.
+
+    Every value is checked here and every value that depends on the run (a label, an input index, a
+    hidden neuron, a test image) by :func:`run_bnn_query` before any encoding, training or solving.
     """
 
     encoding: str = "totalizer"
@@ -277,14 +290,39 @@ class BNNQueryParams:
     max_k: int | None = None
     enumerate_up_to: int = 100_000
     progress: bool = False
+    memory_gb: float | None = None
+    cpu_seconds: float | None = None
 
     def __post_init__(self) -> None:
         own = "BNNQueryParams"
         _check(self.hint in _HINTS, own, "hint", f"one of {', '.join(_HINTS)}", self.hint)
-        _check(self.search_seconds >= 0, own, "search_seconds", "a float in [0, inf)", self.search_seconds)
-        _check(self.seconds is None or self.seconds >= 0, own, "seconds", "None or a float in [0, inf]", self.seconds)
+        _check(_is_real(self.search_seconds) and 0 <= self.search_seconds < math.inf, own, "search_seconds",
+               "a float in [0, inf)", self.search_seconds)
+        _check(self.seconds is None or (_is_real(self.seconds) and self.seconds > 0), own, "seconds",
+               "None or a float in (0, inf]", self.seconds)
         _check(self.n is None or (_is_int(self.n) and self.n >= 1), own, "n", "None or an int in [1, inf)", self.n)
         _check(self.label is None or _is_int(self.label), own, "label", "None or an int", self.label)
+        _check(_is_int(self.max_states) and self.max_states >= 1, own, "max_states", "an int in [1, inf)", self.max_states)
+        _check(_is_real(self.epsilon) and 0 < self.epsilon < math.inf, own, "epsilon", "a float in (0, inf)", self.epsilon)
+        _check(_is_real(self.delta) and 0 < self.delta < 1, own, "delta", "a float in (0, 1)", self.delta)
+        _check(self.near_index is None or (_is_int(self.near_index) and self.near_index >= 0), own, "near_index",
+               "None or an int in [0, inf)", self.near_index)
+        _check(self.max_flips is None or (_is_int(self.max_flips) and self.max_flips >= 0), own, "max_flips",
+               "None or an int in [0, inf)", self.max_flips)
+        _check(_is_int(self.index) and self.index >= 0, own, "index", "an int in [0, inf)", self.index)
+        _check(self.max_k is None or (_is_int(self.max_k) and self.max_k >= 0), own, "max_k",
+               "None or an int in [0, inf)", self.max_k)
+        _check(_is_int(self.enumerate_up_to) and self.enumerate_up_to >= 0, own, "enumerate_up_to",
+               "an int in [0, inf)", self.enumerate_up_to)
+        for name in ("memory_gb", "cpu_seconds"):
+            v = getattr(self, name)
+            _check(v is None or (_is_real(v) and v > 0), own, name, "None or a float in (0, inf]", v)
+        _check(isinstance(self.fixed, Mapping) and all(_is_int(k) and k >= 0 and v in (0, 1) for k, v in self.fixed.items()),
+               own, "fixed", "a mapping of ints in [0, inf) to 0 or 1", self.fixed)
+        _check(isinstance(self.hidden_values, Mapping) and all(
+            isinstance(k, tuple) and len(k) == 2 and all(_is_int(i) and i >= 0 for i in k) and v in (0, 1)
+            for k, v in self.hidden_values.items()), own, "hidden_values",
+            "a mapping of (layer, neuron) pairs of ints in [0, inf) to 0 or 1", self.hidden_values)
         COUNTERS.get(self.method)
 
     @classmethod
@@ -328,6 +366,41 @@ class BNNQuery:
     fn: Callable[[BNNRun, BNNQueryParams, bool], _Answer]
     description: str
     default_seconds: float | None
+    label: str = "unused"
+    constraints: bool = False
+    test_index: str | None = None
+
+    def check(self, run: BNNRun, p: BNNQueryParams) -> None:
+        """Refuse the parameters that do not fit ``run`` (before any work): the label (``label`` is
+        ``"required"``, ``"optional"`` or ``"unused"``), ``fixed`` and ``hidden_values`` when
+        ``constraints``, and the test image named by the ``test_index`` parameter."""
+        own, net = f"bnn {self.name}", run.net
+        k = net.n_classes
+        if self.label == "required" and p.label is None:
+            raise ValueError(f"The 'label' parameter of {own} is required (an int in [0, {k - 1}]).")
+        if self.label != "unused" and p.label is not None:
+            _check(0 <= int(p.label) < k, own, "label", f"an int in [0, {k - 1}]", p.label)
+        if self.constraints:
+            n = net.n_inputs
+            for j in p.fixed:
+                _check(0 <= int(j) < n, own, "fixed", f"a mapping of input indices in [0, {n - 1}] to 0 or 1", dict(p.fixed))
+            widths = [len(bounds) for _, bounds in net.layers]
+            for layer, i in p.hidden_values:
+                _check(0 <= int(layer) < len(widths), own, "hidden_values",
+                       f"a mapping of (layer, neuron) with layer in [0, {len(widths) - 1}] to 0 or 1"
+                       if widths else "empty (the net has no hidden layer)", _pairs_text(p.hidden_values))
+                _check(0 <= int(i) < widths[int(layer)], own, "hidden_values",
+                       f"a mapping of (layer, neuron) with neuron in [0, {widths[int(layer)] - 1}] in layer {layer} to 0 or 1",
+                       _pairs_text(p.hidden_values))
+        index = None if self.test_index is None else getattr(p, self.test_index)
+        if index is not None:
+            n_test = len(_bits(run, p)[0])
+            _check(0 <= int(index) < n_test, own, self.test_index, f"an int in [0, {n_test - 1}]", index)
+
+
+def _pairs_text(hidden: Mapping[tuple[int, int], int]) -> str:
+    """``hidden_values`` as the CLI spells it ('0:3=1,...')."""
+    return ",".join(f"{l}:{i}={v}" for (l, i), v in hidden.items())
 
 
 QUERIES: Registry[BNNQuery] = Registry("BNN query")
@@ -338,9 +411,9 @@ def list_bnn_queries() -> list[str]:
     return QUERIES.names()
 
 
-def _query(name: str, description: str, default_seconds: float | None) -> Callable:
+def _query(name: str, description: str, default_seconds: float | None, **checks: Any) -> Callable:
     def deco(fn: Callable[[BNNRun, BNNQueryParams, bool], _Answer]) -> Callable:
-        QUERIES.add(name, BNNQuery(name, fn, description, default_seconds))
+        QUERIES.add(name, BNNQuery(name, fn, description, default_seconds, **checks))
         return fn
 
     return deco
@@ -363,9 +436,9 @@ def _label(run: BNNRun, p: BNNQueryParams, query: str, required: bool = True) ->
     k = run.net.n_classes
     if p.label is None:
         if required:
-            raise ValueError(f"The 'label' parameter of the {query!r} query is required (an int in [0, {k - 1}]).")
+            raise ValueError(f"The 'label' parameter of bnn {query} is required (an int in [0, {k - 1}]).")
         return None
-    _check(0 <= int(p.label) < k, f"the {query!r} query", "label", f"an int in [0, {k - 1}]", p.label)
+    _check(0 <= int(p.label) < k, f"bnn {query}", "label", f"an int in [0, {k - 1}]", p.label)
     return int(p.label)
 
 
@@ -374,7 +447,8 @@ def _inverter(run: BNNRun, enc: Encoding, p: BNNQueryParams, name: str, search_s
                        search_s=p.search_seconds if search_s is None else search_s)
 
 
-@_query("encode", "the CNF (DIMACS with a 'c ind' line) and its variable map; files only with out", None)
+@_query("encode", "the CNF (DIMACS with a 'c ind' line) and its variable map; files only with out", None,
+        label="optional")
 def _encode_query(run: BNNRun, p: BNNQueryParams, writing: bool) -> _Answer:
     label = _label(run, p, "encode", required=False)
     enc = encode(run.net, p.encoding)
@@ -399,7 +473,8 @@ def _infer_query(run: BNNRun, p: BNNQueryParams, writing: bool) -> _Answer:
     return _Answer({"encoding": p.encoding, "solver": solver, **summary.to_dict(), **enc.stats}, summary)
 
 
-@_query("invert", "an input the network labels L, under optional constraints", 10.0)
+@_query("invert", "an input the network labels L, under optional constraints", 10.0, label="required",
+        constraints=True, test_index="near_index")
 def _invert_query(run: BNNRun, p: BNNQueryParams, writing: bool) -> _Answer:
     label = _label(run, p, "invert")
     enc = encode(run.net, p.encoding)
@@ -415,7 +490,7 @@ def _invert_query(run: BNNRun, p: BNNQueryParams, writing: bool) -> _Answer:
     return _Answer({"encoding": p.encoding, "solver": solver, "hint": p.hint, **r.to_dict()}, r)
 
 
-@_query("enumerate", "up to n distinct preimages of L", 10.0)
+@_query("enumerate", "up to n distinct preimages of L", 10.0, label="required")
 def _enumerate_query(run: BNNRun, p: BNNQueryParams, writing: bool) -> _Answer:
     label = _label(run, p, "enumerate")
     enc = encode(run.net, p.encoding)
@@ -425,7 +500,8 @@ def _enumerate_query(run: BNNRun, p: BNNQueryParams, writing: bool) -> _Answer:
     return _Answer({"encoding": p.encoding, "solver": solver, **r.to_dict()}, r)
 
 
-@_query("count", "count preimages of L by a method of list_counters() (exact, approx, dp, sampled)", None)
+@_query("count", "count preimages of L by a method of list_counters() (exact, approx, dp, sampled)", None,
+        label="required")
 def _count_query(run: BNNRun, p: BNNQueryParams, writing: bool) -> _Answer:
     label = _label(run, p, "count")
     m = COUNTERS.get(p.method)
@@ -433,11 +509,13 @@ def _count_query(run: BNNRun, p: BNNQueryParams, writing: bool) -> _Answer:
     # the counters' seed is seed + 1 (so the default seed 0 gives ApproxMC's usual seed 1); the draws use seed
     r = count_preimages(target, label, method=p.method, time_s=p.seconds, epsilon=p.epsilon, delta=p.delta,
                         seed=p.seed if p.method == "sampled" else p.seed + 1, n_samples=p.n or 1_000_000,
-                        max_states=p.max_states, progress=p.progress)
+                        max_states=p.max_states, progress=p.progress, memory_gb=p.memory_gb,
+                        cpu_seconds=p.cpu_seconds)
     return _Answer({**r.to_dict(), "encoding": p.encoding if m.needs_cnf else None}, r)
 
 
-@_query("sample", "near-uniform preimages (CMSGen) and a per-pixel marginal heat map per label", 60.0)
+@_query("sample", "near-uniform preimages (CMSGen) and a per-pixel marginal heat map per label", 60.0,
+        label="optional")
 def _sample_query(run: BNNRun, p: BNNQueryParams, writing: bool) -> _Answer:
     label = _label(run, p, "sample", required=False)
     enc = encode(run.net, p.encoding)
@@ -445,7 +523,8 @@ def _sample_query(run: BNNRun, p: BNNQueryParams, writing: bool) -> _Answer:
     shape = run.image_shape
     rows, maps = [], []
     for k in labels:
-        r = sample_preimages(enc, k, p.n or 50, time_s=_seconds(p, "sample"), seed=p.seed, model=run.model)
+        r = sample_preimages(enc, k, p.n or 50, time_s=_seconds(p, "sample"), seed=p.seed, model=run.model,
+                             memory_gb=p.memory_gb, cpu_seconds=p.cpu_seconds)
         png = f"marginals_label{k}.png" if writing and len(r.samples) else None
         if png:
             maps.append((png, r.marginals, f"label {k}: {len(r.samples)} samples"))
@@ -459,11 +538,11 @@ def _sample_query(run: BNNRun, p: BNNQueryParams, writing: bool) -> _Answer:
     return _Answer({"encoding": p.encoding, "results": rows}, rows, write)
 
 
-@_query("robustness", "least number of flipped input bits that changes a test image's label", 10.0)
+@_query("robustness", "least number of flipped input bits that changes a test image's label", 10.0,
+        test_index="index")
 def _robustness_query(run: BNNRun, p: BNNQueryParams, writing: bool) -> _Answer:
     enc = encode(run.net, p.encoding)
     bits = _bits(run, p)[0]
-    _check(0 <= p.index < len(bits), "the 'robustness' query", "index", f"an int in [0, {len(bits) - 1}]", p.index)
     with _inverter(run, enc, p, "robustness") as inv:
         r = inv.min_flips(bits[p.index], max_k=p.max_k, enumerate_up_to=p.enumerate_up_to)
         solver = inv.solver_name
@@ -510,6 +589,13 @@ def run_bnn_query(query: str, bnn_run: str | Path | BNNRun, params: Mapping[str,
     Returns
     -------
     BNNQueryResult
+
+    Raises
+    ------
+    ValueError
+        A parameter is out of range, or does not fit the run (a label, an input index, a hidden
+        neuron, a test image index): raised after loading the run, before any encoding, training,
+        solving or writing.
     """
     q = QUERIES.get(query)
     p = BNNQueryParams.from_mapping(params)
@@ -518,6 +604,7 @@ def run_bnn_query(query: str, bnn_run: str | Path | BNNRun, params: Mapping[str,
         check_out(out, force=force, inputs=[run_dir])
     threads = set_threads(p.threads)
     run = bnn_run if isinstance(bnn_run, BNNRun) else load_bnn_run(run_dir)
+    q.check(run, p)  # refuse what does not fit the run before any encoding, training or solving
     sha = run.weights_sha256
     t0 = time.perf_counter()
     answer = q.fn(run, p, out is not None)

@@ -3,7 +3,8 @@
 CMSGen samples over all variables; every auxiliary variable of our encodings is a function of the
 inputs, so a near-uniform sample of models is a near-uniform sample of input preimages. CMSGen's own
 time limit overshoots (METHODS.md section 5), so it runs in a child process that streams samples
-back and is killed at the budget.
+back and is killed at the budget; the child dies with its parent and runs under its own CPU-time and
+memory limits (:func:`netinvert.bnn.run_streaming`).
 """
 
 from __future__ import annotations
@@ -53,20 +54,28 @@ def _cmsgen(clauses: list[list[int]], inputs: list[int], n: int, seed: int) -> I
 
 
 def sample_preimages(encoding: Encoding, label: int, n: int, *, time_s: float | None = 60.0, seed: int = 0,
-                     model: BNN | None = None) -> SampleResult:
+                     model: BNN | None = None, memory_gb: float | None = None,
+                     cpu_seconds: float | None = None) -> SampleResult:
     """Draw up to ``n`` near-uniform preimages of ``label`` (fewer if the budget runs out).
 
     Every sample is checked by the exported net and, if ``model`` is given, by PyTorch.
+    ``memory_gb`` and ``cpu_seconds`` limit CMSGen's child process (``None``: 8 GiB beyond what it
+    inherits at fork, and the budget plus ``max(10 s, budget / 10)``; see
+    :func:`netinvert.bnn.run_streaming`).
     """
     if encoding.native:
         raise ValueError("CMSGen reads CNF only; encode with a clausal encoding, not 'native'.")
-    if n < 1:
-        raise ValueError(f"The 'n' parameter of sample_preimages must be an int in [1, inf). Got {n} instead.")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"The 'n' parameter of sample_preimages must be an int in [1, inf). Got {n!r} instead.")
+    k = encoding.net.n_classes
+    if isinstance(label, bool) or not isinstance(label, (int, np.integer)) or not 0 <= int(label) < k:
+        raise ValueError(f"The 'label' parameter of sample_preimages must be an int in [0, {k - 1}]. Got {label!r} instead.")
     clauses = [*encoding.formula.clauses, [encoding.outputs[int(label)]]]
     # CMSGen does not sample the inputs no clause mentions: uniform bits drawn here keep the
     # sample uniform over all inputs
     read = encoding.read_inputs()
-    items, finished, seconds = run_streaming(_cmsgen, (clauses, [encoding.inputs[i] for i in read], int(n), int(seed)), time_s)
+    items, finished, seconds = run_streaming(_cmsgen, (clauses, [encoding.inputs[i] for i in read], int(n), int(seed)), time_s,
+                                             memory_gb=memory_gb, cpu_seconds=cpu_seconds)
     samples = [x for x in items if x is not None]
     arr = np.random.default_rng(seed).integers(0, 2, (len(samples), len(encoding.inputs)), dtype=np.int8)
     arr[:, read] = np.asarray(samples, dtype=np.int8).reshape(len(samples), len(read))

@@ -5,13 +5,25 @@ Glucose, MiniSat, Minicard and Gluecard stop within milliseconds of ``interrupt(
 calls: incremental solving with assumptions). PySAT's CaDiCaL ignores ``interrupt()`` and the model
 counters and CMSGen have no reliable limit (METHODS.md section 5), so those run in a forked child
 process that is killed when the budget runs out: a call never hangs.
+
+A child never outlives its parent and never runs without limits (:func:`run_streaming`): it leads
+its own process group, which the parent kills (SIGKILL) on every way out of the call, including
+``KeyboardInterrupt`` (the CLI turns SIGTERM into one); on Linux it also asks the kernel for SIGKILL
+when the parent dies (``PR_SET_PDEATHSIG``), which covers a SIGKILLed parent; and it carries its own
+CPU-time limit (``RLIMIT_CPU``: the wall-clock budget plus a margin) and address-space limit
+(``RLIMIT_AS``: what it inherits at fork plus ``memory_gb``, 8 GiB by default).
 """
 
 from __future__ import annotations
 
+import ctypes
 import enum
 import math
 import multiprocessing as mp
+import os
+import resource
+import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -25,7 +37,7 @@ from .._registry import Registry
 from ._encode import Encoding
 
 __all__ = ["SatResult", "SolverSpec", "SOLVERS", "list_solvers", "default_solver", "resolve_solver", "SolveOutcome",
-           "BudgetedSolver", "run_streaming"]
+           "BudgetedSolver", "ChildLimits", "child_limits", "run_streaming", "DEFAULT_MEMORY_GB"]
 
 
 class SatResult(enum.Enum):
@@ -92,8 +104,87 @@ def _fork_context() -> Any:
     return mp.get_context("fork")
 
 
-def _stream_child(conn: Any, fn: Callable[..., Iterator[Any]], args: tuple) -> None:
+#: Address space a solver or counter child may add to what it inherits at fork (RLIMIT_AS), in GiB.
+DEFAULT_MEMORY_GB = 8.0
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+@dataclass(frozen=True)
+class ChildLimits:
+    """Limits a solver or counter child sets on itself: ``cpu_seconds`` (``RLIMIT_CPU``) and
+    ``memory_gb`` (``RLIMIT_AS`` above the address space inherited at fork); ``None``: unlimited."""
+
+    cpu_seconds: int | None
+    memory_gb: float | None
+
+
+def child_limits(time_s: float | None, *, cpu_seconds: float | None = None,
+                 memory_gb: float | None = DEFAULT_MEMORY_GB) -> ChildLimits:
+    """The limits of a child given its wall-clock budget ``time_s`` (``None``: unlimited).
+
+    ``cpu_seconds=None`` derives the CPU-time limit from the budget: ``time_s + max(10, time_s / 10)``
+    seconds, rounded up (unlimited with an unlimited budget); the solvers are single-threaded, so it
+    only fires when the wall-clock kill did not happen. ``memory_gb=None`` is the default
+    (:data:`DEFAULT_MEMORY_GB`). ``math.inf`` lifts either limit.
+    """
+    if cpu_seconds is not None and not cpu_seconds > 0:
+        raise ValueError(f"The 'cpu_seconds' parameter must be None or a float in (0, inf]. Got {cpu_seconds!r} instead.")
+    if memory_gb is not None and not memory_gb > 0:
+        raise ValueError(f"The 'memory_gb' parameter must be None or a float in (0, inf]. Got {memory_gb!r} instead.")
+    if cpu_seconds is None:
+        cpu = None if time_s is None or math.isinf(time_s) else math.ceil(time_s + max(10.0, time_s / 10))
+    else:
+        cpu = None if math.isinf(cpu_seconds) else math.ceil(cpu_seconds)
+    mem = DEFAULT_MEMORY_GB if memory_gb is None else memory_gb
+    return ChildLimits(cpu, None if math.isinf(mem) else float(mem))
+
+
+def _vm_size() -> int:
+    """This process's address space in bytes (0 where /proc is missing)."""
     try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except FileNotFoundError:
+        pass
+    return 0
+
+
+def _lower(which: int, value: int) -> None:
+    """Set a resource limit to ``value`` (soft and hard), never above the inherited hard limit."""
+    _, hard = resource.getrlimit(which)
+    value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+    resource.setrlimit(which, (value, value))
+
+
+def _enter_child(parent_pid: int, limits: ChildLimits) -> None:
+    """First thing a solver child does: own group, die with the parent, default signals, limits."""
+    os.setpgid(0, 0)  # its own group: the parent's killpg reaches anything the solver starts
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+    # the CLI's SIGTERM handler (inherited by fork) only sets a flag native code never reads
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGXCPU):
+        signal.signal(sig, signal.SIG_DFL)
+    _lower(resource.RLIMIT_CORE, 0)  # a limit's signal must not leave a core file in the working folder
+    if limits.cpu_seconds is not None:
+        # SIGXCPU at the limit (its default action kills); SIGKILL a second later as a backstop
+        soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
+        want = limits.cpu_seconds
+        cap = hard if hard != resource.RLIM_INFINITY else want + 1
+        resource.setrlimit(resource.RLIMIT_CPU, (min(want, cap), min(want + 1, cap)))
+    if limits.memory_gb is not None:
+        _lower(resource.RLIMIT_AS, _vm_size() + int(limits.memory_gb * 2**30))
+
+
+def _stream_child(conn: Any, fn: Callable[..., Iterator[Any]], args: tuple, parent_pid: int, limits: ChildLimits) -> None:
+    try:
+        _enter_child(parent_pid, limits)
         for item in fn(*args):
             conn.send(("item", item))
         conn.send(("done", None))
@@ -103,22 +194,66 @@ def _stream_child(conn: Any, fn: Callable[..., Iterator[Any]], args: tuple) -> N
         conn.close()
 
 
-def run_streaming(fn: Callable[..., Iterator[Any]], args: tuple, time_s: float | None) -> tuple[list[Any], bool, float]:
+def _death(exitcode: int | None, limits: ChildLimits) -> str:
+    """Why a child ended without an answer, and which limit to raise."""
+    if exitcode is not None and exitcode < 0:
+        how = f"killed by {signal.Signals(-exitcode).name}"
+    else:
+        how = f"exit code {exitcode}"
+    if exitcode == -signal.SIGXCPU:
+        return f"The solver subprocess hit its CPU-time limit of {limits.cpu_seconds} s ({how}); raise cpu_seconds."
+    mem = "no memory limit" if limits.memory_gb is None else f"a memory limit of {limits.memory_gb:g} GiB (memory_gb)"
+    return (f"The solver subprocess died without an answer ({how}); it ran with {mem} and may have run out "
+            f"of memory.")
+
+
+def _kill_group(proc: Any) -> None:
+    """SIGKILL the child's process group (the child leads it), then reap the child."""
+    if proc.pid is None:  # never started
+        return
+    if proc.exitcode is None:  # not reaped yet, so its pid (the group's id) is not reused
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:  # no such group: setpgid failed, the child is still in ours
+            proc.kill()
+    proc.join()
+
+
+def run_streaming(fn: Callable[..., Iterator[Any]], args: tuple, time_s: float | None, *,
+                  cpu_seconds: float | None = None,
+                  memory_gb: float | None = DEFAULT_MEMORY_GB) -> tuple[list[Any], bool, float]:
     """Run generator ``fn(*args)`` in a forked child; collect its items until done or ``time_s``.
 
     Returns ``(items, finished, seconds)``. The child is killed when the budget runs out, so
     uninterruptible native code (CaDiCaL, Ganak, ApproxMC, CMSGen) cannot hang the caller.
+
+    The child leads its own process group, which is SIGKILLed on every way out of this call
+    (an answer, the budget, an error, ``KeyboardInterrupt``); on Linux the kernel also SIGKILLs it
+    when the calling thread's process dies (``PR_SET_PDEATHSIG``, which covers SIGKILL of the
+    parent). It runs under ``RLIMIT_CPU`` and ``RLIMIT_AS`` from :func:`child_limits`
+    (``cpu_seconds``: default the budget plus a margin; ``memory_gb``: address space beyond what
+    it inherits at fork, default :data:`DEFAULT_MEMORY_GB`; ``math.inf`` lifts either).
+
+    Raises
+    ------
+    RuntimeError
+        The child failed or died (a limit, the OOM killer) without an answer.
     """
+    limits = child_limits(time_s, cpu_seconds=cpu_seconds, memory_gb=memory_gb)
     ctx = _fork_context()
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_stream_child, args=(child, fn, args), daemon=True)
+    proc = ctx.Process(target=_stream_child, args=(child, fn, args, os.getpid(), limits), daemon=True)
     t0 = time.perf_counter()
-    proc.start()
-    child.close()
     items: list[Any] = []
     finished = False
     deadline = None if time_s is None else t0 + time_s
     try:
+        proc.start()
+        child.close()
+        try:
+            os.setpgid(proc.pid, proc.pid)  # also here, so no kill can come before the child's own call
+        except (PermissionError, ProcessLookupError):  # the child got there first, or already ended
+            pass
         while True:
             left = None if deadline is None else deadline - time.perf_counter()
             if left is not None and left <= 0:
@@ -128,7 +263,8 @@ def run_streaming(fn: Callable[..., Iterator[Any]], args: tuple, time_s: float |
             try:
                 kind, item = parent.recv()
             except EOFError:
-                raise RuntimeError("The solver subprocess died without an answer (out of memory?).") from None
+                proc.join(1.0)
+                raise RuntimeError(_death(proc.exitcode, limits)) from None
             if kind == "item":
                 items.append(item)
             elif kind == "done":
@@ -137,9 +273,7 @@ def run_streaming(fn: Callable[..., Iterator[Any]], args: tuple, time_s: float |
             else:
                 raise RuntimeError(f"The solver subprocess failed: {item}")
     finally:
-        if proc.is_alive():
-            proc.kill()
-        proc.join()
+        _kill_group(proc)
         parent.close()
     return items, finished, time.perf_counter() - t0
 

@@ -62,6 +62,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         a.add_argument("--search-s", type=float, default=1.0,
                        help="seconds of local search for a phase hint per preimage query (0: plain SAT)")
         a.add_argument("--data-root", default=None)
+        a.add_argument("--memory-gb", type=float, default=None,
+                       help="address space a solver/counter/sampler subprocess may add (default: 8 GiB; inf: no limit)")
+        a.add_argument("--cpu-seconds", type=float, default=None,
+                       help="CPU-time limit of a solver/counter/sampler subprocess (default: budget + max(10, budget/10))")
         add_out(a, required=False, what="run folder to write (card.json and the query's files)")
         add_common(a, device=False)
         a.set_defaults(func=cmd_query, query=name)
@@ -128,14 +132,14 @@ def cmd_query(args: argparse.Namespace) -> int:
                          if args.run is not None else "Name the BNN run to read: --classifier RUN.")
     params: dict[str, Any] = {"encoding": args.encoding, "solver": args.solver, "seconds": args.seconds,
                               "search_seconds": args.search_s, "data_root": args.data_root, "seed": args.seed,
-                              "threads": args.threads}
+                              "threads": args.threads, "memory_gb": args.memory_gb, "cpu_seconds": args.cpu_seconds}
     for key in ("label", "n", "near_index", "max_flips", "hint", "method", "max_states", "epsilon", "delta",
                 "index", "max_k", "enumerate_up_to"):
         if hasattr(args, key):
             params[key] = getattr(args, key)
     if hasattr(args, "fixed"):
-        params["fixed"] = {int(k): v for k, v in _pairs(args.fixed).items()}
-        params["hidden_values"] = {tuple(int(x) for x in k.split(":")): v for k, v in _pairs(args.hidden_values).items()}
+        params["fixed"] = _pairs(args.fixed, "--fixed", _index)
+        params["hidden_values"] = _pairs(args.hidden_values, "--hidden-values", _layer_neuron)
     if hasattr(args, "no_progress"):
         params["progress"] = not args.no_progress
     emit_json(run_bnn_query(args.query, args.classifier or args.run, params, args.out, force=args.force))
@@ -149,11 +153,26 @@ def _widths(text: str) -> tuple[int, ...]:
         raise ValueError(f"--hidden must be comma-separated ints, e.g. '32' or '100,100'. Got {text!r} instead.") from None
 
 
-def _pairs(text: str) -> dict[str, int]:
-    out = {}
+def _index(key: str) -> int | None:
+    return int(key) if key.strip().isdigit() else None
+
+
+def _layer_neuron(key: str) -> tuple[int, int] | None:
+    parts = key.split(":")
+    return (int(parts[0]), int(parts[1])) if len(parts) == 2 and all(x.strip().isdigit() for x in parts) else None
+
+
+def _pairs(text: str, flag: str, parse_key: Any) -> dict[Any, int]:
+    """``'KEY=BIT,...'`` as a dict; a malformed item or a repeated key is refused (no silent last-wins)."""
+    spell = "index=bit" if parse_key is _index else "layer:neuron=bit"
+    out: dict[Any, int] = {}
     for item in filter(None, (s.strip() for s in text.split(","))):
         key, sep, val = item.partition("=")
-        if not sep or val not in ("0", "1"):
-            raise ValueError(f"Expected 'index=0' or 'index=1' items separated by commas. Got {item!r} instead.")
-        out[key] = int(val)
+        k = parse_key(key)
+        if not sep or val.strip() not in ("0", "1") or k is None:
+            raise ValueError(f"The {flag} option must be '{spell}' items (bit 0 or 1, non-negative ints) separated "
+                             f"by commas. Got {item!r} instead.")
+        if k in out:
+            raise ValueError(f"The {flag} option names {key.strip()!r} twice; give each once. Got {text!r} instead.")
+        out[k] = int(val)
     return out
