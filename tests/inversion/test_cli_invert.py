@@ -134,7 +134,7 @@ def test_prior_then_invert_through_it(digits_cnn_run, tmp_path, capsys) -> None:
                  "--verifiers", str(tmp_path / "verifiers"), *TINY]) == 0
     capsys.readouterr()
     card = read_card(out)
-    assert card["generator"] == "prior" and card["image_prior"] == str(prior_dir)
+    assert card["generator"] == "prior" and card["image_prior_path"] == str(prior_dir)
     assert card["generator_params"]["prior_params"]["code_dim"] == 8
     rc = main(["invert", "--classifier", str(digits_cnn_run), "--out", str(tmp_path / "x"), "--preset", "fashion-prior",
                "--steps", "1", "--no-progress", "--device", "cpu"])

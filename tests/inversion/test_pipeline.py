@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -48,7 +49,7 @@ def test_run_inversion_writes_one_whole_run_and_returns_its_metrics(inversion, d
     assert not list(out.parent.glob(".inv*"))  # no staging folder or lock left behind
     card, metrics = read_card(out), json.loads((out / "metrics.json").read_text())
     assert card["metrics"] == {k: metrics[k] for k in HEADLINE} == {k: inversion.to_dict()[k] for k in HEADLINE}
-    assert card["classifier_run"] == str(digits_cnn_run)
+    assert card["classifier_run"] == os.path.relpath(digits_cnn_run, out) and card["classifier_path"] == str(digits_cnn_run)
     assert card["classifier_sha256"] == file_sha256(digits_cnn_run / "weights.safetensors")
     assert card["weights_sha256"] == file_sha256(out / "weights.safetensors")
     assert card["threads"] == 1 and card["device"] == "cpu" and card["seed"] == 0

@@ -51,8 +51,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     budget.add_argument("--steps", type=int, default=None, help="training budget in steps (default 1000; reproducible)")
     p.add_argument("-n", type=int, default=100, help="samples per class scored for metrics.json (default 100)")
     add_alias(p, "--n-per-class", dest="n", type=int)
-    p.add_argument("--dataset", default=None, help="the classifier's dataset, if its card does not name it")
+    p.add_argument("--dataset", default=None,
+                   help="the classifier's dataset, if its card does not name it; a model file (TorchScript, state dict) "
+                        "without a card takes its input shape and class count from it")
     p.add_argument("--data-root", default=None)
+    p.add_argument("--input-shape", type=_shape, default=None, metavar="C,H,W",
+                   help="input shape of a model file that carries none, when --dataset does not give it")
+    p.add_argument("--n-classes", type=int, default=None, metavar="N",
+                   help="class count of a model file that carries none, when --dataset does not give it")
     p.add_argument("--verifiers", type=Path, default=None,
                    help="folder caching the plain and robust verifiers (default OUT/verifiers); trained when missing")
     p.add_argument("--verifier-epochs", type=int, default=None, help="override the verifiers' epochs (quick checks only)")
@@ -68,6 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--code-dim", type=int, default=32)
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_resume(p, unit="batches")
     add_common(p)
     p.set_defaults(func=cmd_prior)
 
@@ -77,24 +84,40 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-n", type=int, default=16, help="number of samples")
     add_alias(p, "--n", "--samples", dest="n", type=int)
     add_out(p, what="folder to write (the PNGs, samples.npz and card.json)")
-    p.add_argument("--classifier", type=Path, default=None, help="override the classifier recorded in the run's card")
+    p.add_argument("--classifier", type=Path, default=None,
+                   help="use this classifier instead of the one the run's card records (found relative to the run folder); "
+                        "its weights must be those the run inverted, unless --allow-other-classifier")
+    p.add_argument("--allow-other-classifier", action="store_true",
+                   help="sample against a classifier whose weights differ from those the run inverted (a warning says so)")
     add_common(p)
     p.set_defaults(func=cmd_sample)
 
 
-def add_resume(p: argparse.ArgumentParser) -> None:
-    """``--resume`` and how often a checkpoint is written."""
+def _shape(text: str) -> tuple[int, ...]:
+    """``C,H,W`` as a tuple of three positive ints."""
+    try:
+        shape = tuple(int(part) for part in text.replace("x", ",").split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or any(s < 1 for s in shape):
+        raise argparse.ArgumentTypeError(f"must be C,H,W (three positive ints, e.g. 1,28,28). Got {text!r} instead.")
+    return shape
+
+
+def add_resume(p: argparse.ArgumentParser, unit: str = "steps") -> None:
+    """``--resume`` and how often a checkpoint is written (every K ``unit``: steps, or batches for the prior)."""
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run of the same options into the same --out from its checkpoint (kept in the "
                         "hidden folder .OUT.partial after Ctrl-C or SIGTERM); without a checkpoint, start afresh")
     p.add_argument("--checkpoint-seconds", type=float, default=60.0, metavar="S",
                    help="seconds between checkpoints (default 60); one is also written when training ends or is interrupted")
-    p.add_argument("--checkpoint-steps", type=int, default=None, metavar="K", help="also write a checkpoint every K steps")
+    p.add_argument("--checkpoint-steps", type=int, default=None, metavar="K", help=f"also write a checkpoint every K {unit}")
 
 
 def cmd_invert(args: argparse.Namespace) -> int:
     config = InversionRunConfig(
-        classifier=args.classifier, dataset=args.dataset, data_root=args.data_root, preset=args.preset,
+        classifier=args.classifier, dataset=args.dataset, data_root=args.data_root, input_shape=args.input_shape,
+        n_classes=args.n_classes, preset=args.preset,
         conditioning=args.conditioning, temperature=args.temperature, generator=args.generator, image_prior=args.image_prior,
         losses=None if args.loss is None else tuple(args.loss), dropout=args.dropout, latent_dim=args.latent_dim,
         width=args.width, lr=args.lr, batch_size=args.batch_size, lr_schedule=args.lr_schedule, augment=args.augment,
@@ -108,11 +131,13 @@ def cmd_invert(args: argparse.Namespace) -> int:
 def cmd_prior(args: argparse.Namespace) -> int:
     config = PriorRunConfig(dataset=args.dataset, data_root=args.data_root, code_dim=args.code_dim, epochs=args.epochs,
                             seed=args.seed, device=args.device, threads=args.threads)
-    emit_json(run_image_prior(config, args.out, force=args.force, progress=not args.no_progress))
+    emit_json(run_image_prior(config, args.out, force=args.force, resume=args.resume, progress=not args.no_progress,
+                              checkpoint_steps=args.checkpoint_steps, checkpoint_seconds=args.checkpoint_seconds))
     return 0
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
     emit_json(run_sampling(args.run, args.label, args.n, args.out, seed=args.seed, classifier=args.classifier,
-                           device=args.device, threads=args.threads, force=args.force))
+                           allow_other_classifier=args.allow_other_classifier, device=args.device, threads=args.threads,
+                           force=args.force))
     return 0

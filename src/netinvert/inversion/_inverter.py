@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import operator
+import re
 import time
 import warnings
 from collections.abc import Mapping
@@ -26,8 +27,8 @@ from torch import nn
 from .._progress import progress_bar
 
 from .._device import resolve_device
-from ..exceptions import NotFittedError, RunFormatError, TrainingDivergedError
-from ..runs import WEIGHTS_NAME, file_sha256, jsonable, load_weights, read_card, read_json, save_weights, write_card, write_json
+from ..exceptions import NotFittedError, RunFormatError, TrainingDivergedError, UnsafeCheckpointError
+from ..runs import WEIGHTS_NAME, file_sha256, jsonable, read_card, read_json, save_weights, write_card, write_json
 from .._checkpoint import (
     flatten_optimizer,
     prefixed,
@@ -40,8 +41,8 @@ from .._checkpoint import (
     write_checkpoint,
 )
 from ._augment import Augmentation, make_augmentation
-from ._conditioning import Conditioning, make_conditioning
-from ._generators import Generator, auto_generator_name, make_generator
+from ._conditioning import Conditioning, list_conditionings, make_conditioning
+from ._generators import Generator, auto_generator_name, list_generators, make_generator
 from ._losses import LossContext, Objective, bn_layers, capture_bn_stats, make_objective
 from ._presets import LR_SCHEDULES, list_lr_schedules
 from ._prior import ImagePrior, PriorGenerator, load_image_prior
@@ -691,40 +692,103 @@ class Inverter:
     def load(cls, run_dir: str | Path, classifier: nn.Module, device: str | torch.device | None = None) -> Inverter:
         """Rebuild a fitted inverter from a run folder written by :meth:`save`.
 
+        Everything the card says is checked before it is used: the keys and their JSON types, that the
+        generator, conditioning, augmentation and loss names are registered here, that
+        ``weights.safetensors`` is the file the card's ``weights_sha256`` names and fits the generator the
+        card describes, and that its weights are finite. Nothing is written.
+
+        ``classifier`` is the classifier the run inverted; load it with
+        ``netinvert.models.load_classifier(..., expected_sha256=card["classifier_sha256"])`` from the path
+        ``netinvert.models.resolve_recorded_path(run_dir, card["classifier_run"])`` (what
+        :func:`netinvert.inversion.run_sampling` does), so that a replaced classifier is refused.
+
         Raises
         ------
         FileNotFoundError
             If the folder, its card or its weights are missing.
         RunFormatError
-            If the card is not an inverter's, or ``classifier`` has another input shape or
-            number of classes than the inverted one.
+            If the card is not an inverter's, is malformed (a missing key, a value of the wrong type, an unknown
+            generator, conditioning, augmentation or loss name, parameters the generator does not take), or
+            ``classifier`` has another input shape or number of classes than the inverted one.
+        UnsafeCheckpointError
+            If ``weights.safetensors`` is unreadable, is not the file the card records (another run's weights),
+            does not fit the generator the card describes, or holds NaN or infinite values.
         """
+        from ..models._checkpoint import check_finite, read_weights
+
         run_dir = Path(run_dir)
+        card_path = run_dir / "card.json"
         card = read_card(run_dir, required=("kind", "generator", "generator_params", "conditioning", "params", "classifier"))
         if card["kind"] != "inverter":
-            raise RunFormatError(f"{run_dir}/card.json describes a {card['kind']!r} run, not an inverter; pass an 'netinvert invert' run folder.")
-        want = card["classifier"]
-        if list(classifier.input_shape) != list(want["input_shape"]) or int(classifier.n_classes) != int(want["n_classes"]):
-            raise RunFormatError(f"{run_dir} inverted a classifier of input shape {tuple(want['input_shape'])} with {want['n_classes']} classes; "
+            raise RunFormatError(f"{card_path} describes a {card['kind']!r} run, not an inverter; pass an 'netinvert invert' run folder.")
+        fix = "Re-run 'netinvert invert' to rewrite the run, or restore the card it wrote."
+        want = _card_entry(card, "classifier", dict, card_path, fix)
+        shape, n_classes = want.get("input_shape"), want.get("n_classes")
+        if (not isinstance(shape, list) or len(shape) != 3 or not all(_is_int(s) and s > 0 for s in shape)
+                or not _is_int(n_classes) or n_classes < 1):
+            raise RunFormatError(f"{card_path}: 'classifier' must hold 'input_shape' (three positive ints) and 'n_classes' "
+                                 f"(a positive int). Got {want!r} instead. {fix}")
+        gen_name = _card_entry(card, "generator", str, card_path, fix)
+        gen_params = _card_entry(card, "generator_params", dict, card_path, fix)
+        cond_name = _card_entry(card, "conditioning", str, card_path, fix)
+        cond_params = _card_entry(card, "conditioning_params", dict, card_path, fix, default={})
+        params = _card_entry(card, "params", dict, card_path, fix)
+        losses = _card_entry(card, "losses", list, card_path, fix, default=[])
+        aug_card = _card_entry(card, "augment", dict, card_path, fix, default={"name": "none", "params": {}})
+        recorded_sha = card.get("weights_sha256")
+        if recorded_sha is not None and (not isinstance(recorded_sha, str) or not re.fullmatch(r"[0-9a-f]{64}", recorded_sha)):
+            raise RunFormatError(f"{card_path}: 'weights_sha256' must be 64 hex digits. Got {recorded_sha!r} instead. {fix}")
+        for what, name, valid in (("generator", gen_name, list_generators()), ("conditioning", cond_name, list_conditionings())):
+            if name not in valid:
+                raise RunFormatError(f"{card_path} names the {what} {name!r}, which is not registered here. Valid names: "
+                                     f"{', '.join(valid)}. Was it written by a newer netinvert or by a plugin not imported, or edited?")
+        if not all(isinstance(s, dict) and isinstance(s.get("name"), str) for s in losses):
+            raise RunFormatError(f"{card_path}: 'losses' must be a list of objects with a 'name'. Got {losses!r} instead. {fix}")
+        if not isinstance(aug_card.get("name"), str) or not isinstance(aug_card.get("params", {}), dict):
+            raise RunFormatError(f"{card_path}: 'augment' must be an object with a 'name' and 'params'. Got {aug_card!r} instead. {fix}")
+        unknown = sorted(set(params) - _LOADABLE_PARAMS)
+        if unknown:
+            raise RunFormatError(f"{card_path}: 'params' holds {', '.join(map(repr, unknown))}, which Inverter does not take. {fix}")
+        if list(classifier.input_shape) != list(shape) or int(classifier.n_classes) != int(n_classes):
+            raise RunFormatError(f"{run_dir} inverted a classifier of input shape {tuple(shape)} with {n_classes} classes; "
                                  f"the given one has {tuple(classifier.input_shape)} and {classifier.n_classes}.")
         if classifier_fingerprint(classifier) != want.get("fingerprint"):
             warnings.warn(f"{run_dir} was fitted against a classifier with other weights; samples may not be valid for this one.", stacklevel=2)
-        n_classes = int(want["n_classes"])
-        cond = make_conditioning(card["conditioning"], n_classes, **card.get("conditioning_params", {}))
-        registered = [s for s in card.get("losses", []) if s.get("registered", True)]
-        if len(registered) < len(card.get("losses", [])):
+        registered = [s for s in losses if s.get("registered", True)]
+        if len(registered) < len(losses):
             warnings.warn(f"{run_dir} used user-defined loss terms that cannot be rebuilt; they are left out of 'losses'.", stacklevel=2)
-        aug_card = card.get("augment") or {"name": "none", "params": {}}
-        augmentation = make_augmentation(aug_card["name"], **aug_card.get("params", {}))
-        inv = cls(classifier, conditioning=cond, generator=card["generator"], losses=registered or None, augment=augmentation,
-                  device=device, **card["params"])
-        G = make_generator(card["generator"], **card["generator_params"])
-        G.load_state_dict(load_weights(run_dir / WEIGHTS_NAME))
+        try:
+            cond = make_conditioning(cond_name, int(n_classes), **cond_params)
+            augmentation = make_augmentation(aug_card["name"], **aug_card.get("params", {}))
+            objective = make_objective(registered) if registered else None
+            inv = cls(classifier, conditioning=cond, generator=gen_name, losses=registered or None, augment=augmentation,
+                      device=device, **params)
+            inv._validate()
+            G = make_generator(gen_name, **gen_params)
+        except (TypeError, ValueError, KeyError) as exc:  # UnknownNameError is a KeyError
+            raise RunFormatError(f"{card_path} does not describe a generator this netinvert can rebuild "
+                                 f"({type(exc).__name__}: {exc}). {fix}") from None
+        weights_path = run_dir / WEIGHTS_NAME
+        state, sha = read_weights(weights_path)
+        if recorded_sha is not None and sha != recorded_sha:
+            raise UnsafeCheckpointError(
+                f"{weights_path} is not the file {card_path.name} describes: its sha256 is {sha}, the card records {recorded_sha}. "
+                "It was replaced (another run's weights?), edited or damaged; restore the run's own weights.safetensors "
+                "or re-run 'netinvert invert'.")
+        try:
+            G.load_state_dict(state)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()
+            raise UnsafeCheckpointError(
+                f"{weights_path} does not fit the {gen_name!r} generator {card_path.name} describes "
+                f"({first[1].strip() if len(first) > 1 else first[0]} ...): it holds another generator's weights. Restore the "
+                "run's own weights.safetensors or re-run 'netinvert invert'.") from None
+        check_finite(state, weights_path)
         G.to(inv._resolve_device())
         if isinstance(G, PriorGenerator):  # so that a loaded run can be fitted again or cloned
             inv.image_prior = G.prior
         inv.conditioning_, inv.generator_, inv.fingerprint_, inv.augmentation_ = cond, G, want.get("fingerprint"), augmentation
-        inv.objective_ = make_objective(registered) if registered else inv._build_objective()
+        inv.objective_ = objective if objective is not None else inv._build_objective()
         history_path = run_dir / HISTORY_NAME
         inv.history_ = read_json(history_path) if history_path.is_file() else {}
         return inv
@@ -732,6 +796,29 @@ class Inverter:
     def __repr__(self) -> str:
         cond = self.conditioning if isinstance(self.conditioning, str) else repr(self.conditioning)
         return f"{type(self).__name__}({type(self.classifier).__name__}, conditioning={cond!r}, generator={self.generator!r})"
+
+
+
+#: The ``params`` of a card that :meth:`Inverter.load` passes back to the constructor.
+_LOADABLE_PARAMS = frozenset({"dropout", "latent_dim", "width", "lr", "batch_size", "lr_schedule", "ema", "checkpoint_every", "seed"})
+
+_JSON_TYPE = {dict: "a JSON object", list: "a JSON list", str: "a string"}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _card_entry(card: Mapping[str, Any], key: str, kind: type, card_path: Path, fix: str, default: Any = ...) -> Any:
+    """``card[key]``, checked to be of JSON type ``kind`` (a missing key is an error unless ``default`` is given)."""
+    if key not in card:
+        if default is ...:
+            raise RunFormatError(f"{card_path} lacks {key!r}. {fix}")
+        return default
+    value = card[key]
+    if not isinstance(value, kind):
+        raise RunFormatError(f"{card_path}: {key!r} must be {_JSON_TYPE[kind]}. Got {type(value).__name__} {value!r} instead. {fix}")
+    return value
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import logging
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,8 @@ import torch
 
 from .._device import resolve_device
 from .._threads import set_threads
-from ..exceptions import RunExistsError, RunFormatError, TrainingDivergedError
+from ..exceptions import RunExistsError, RunFormatError, TrainingDivergedError, UnsafeCheckpointError
+from ..models import path_for_card, resolve_recorded_path
 from ..runs import WEIGHTS_NAME, check_out, file_sha256, jsonable, partial_dir, read_card, staged_run, write_card, write_json
 from .._checkpoint import CHECKPOINT_NAME, read_checkpoint_state
 from ._augment import Augmentation, list_augmentations
@@ -29,7 +31,7 @@ from ._inverter import Inverter, _check_int, _check_positive
 from ._presets import list_lr_schedules, list_presets, preset
 
 __all__ = ["InversionRunConfig", "InversionResult", "run_inversion", "PriorRunConfig", "PriorResult", "run_image_prior",
-           "SamplingResult", "run_sampling", "HEADLINE_METRICS"]
+           "SamplingResult", "run_sampling", "load_inversion_classifier", "HEADLINE_METRICS"]
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +95,13 @@ class InversionRunConfig:
         A classifier run folder (``netinvert train``) or a model file :func:`netinvert.models.load_classifier` reads.
     dataset, data_root : str, optional
         The classifier's data set, when its card does not name it; without one, ``metrics.json`` holds validity
-        and confidence only.
+        and confidence only. For a model file (TorchScript, state dict) that does not carry its input shape and
+        class count (no JSON card beside it), they are the data set's.
+    input_shape : (C, H, W), optional
+        The input shape of a model file that neither carries it nor has a ``dataset``; checked against a run
+        folder's.
+    n_classes : int, optional
+        Likewise, the number of classes.
     preset : str, default="default"
         See :func:`netinvert.inversion.list_presets`.
     conditioning : str, default="vector"
@@ -123,6 +131,8 @@ class InversionRunConfig:
     classifier: str | Path
     dataset: str | None = None
     data_root: str | None = None
+    input_shape: tuple[int, ...] | None = None
+    n_classes: int | None = None
     preset: str = "default"
     conditioning: str = "vector"
     temperature: float | None = None
@@ -149,6 +159,8 @@ class InversionRunConfig:
     def __post_init__(self) -> None:
         if isinstance(self.losses, (list, str)):  # a list is not hashable; a lone string is one term
             object.__setattr__(self, "losses", (self.losses,) if isinstance(self.losses, str) else tuple(self.losses))
+        if isinstance(self.input_shape, list):
+            object.__setattr__(self, "input_shape", tuple(self.input_shape))
 
     def to_dict(self) -> dict[str, Any]:
         """The config as the card records it (JSON values)."""
@@ -161,6 +173,11 @@ class InversionRunConfig:
             raise ValueError(f"The 'classifier' parameter of {owner} must be a classifier run folder or model file. Got "
                              f"{self.classifier!r} instead.")
         _check_int(owner, "n_per_class", self.n_per_class, 1)
+        _check_optional_int(owner, "n_classes", self.n_classes, 2)
+        if self.input_shape is not None and (not isinstance(self.input_shape, tuple) or len(self.input_shape) != 3 or not all(
+                isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in self.input_shape)):
+            raise ValueError(f"The 'input_shape' parameter of {owner} must be (C, H, W) of positive ints or None. "
+                             f"Got {self.input_shape!r} instead.")
         _check_optional_int(owner, "verifier_epochs", self.verifier_epochs, 1)
         _check_optional_int(owner, "steps", self.steps, 1)
         _check_optional_int(owner, "latent_dim", self.latent_dim, 1)
@@ -325,7 +342,6 @@ def run_inversion(config: InversionRunConfig, out: str | Path, *, force: bool = 
     0.97
     """
     from ..data import load_dataset
-    from ..models import load_classifier
     from ..report import save_class_grid, save_loss_curves
 
     config.validate()
@@ -334,18 +350,28 @@ def run_inversion(config: InversionRunConfig, out: str | Path, *, force: bool = 
     out = check_out(out, force=force, inputs=inputs)
     threads = set_threads(config.threads)
     device = resolve_device(config.device)
-    classifier, info = load_classifier(Path(config.classifier), device=device)
+    data = load_dataset(config.dataset, config.data_root) if config.dataset else None
+    classifier, info = _load_classifier_for(config, data, device)
     card_in = info.get("card") or {}
     dataset = config.dataset or info.get("dataset") or card_in.get("dataset")
     data_root = config.data_root or card_in.get("data_root")
+    if data is None and dataset:
+        data = load_dataset(dataset, data_root)
+    if data is not None and (tuple(data.input_shape) != tuple(classifier.input_shape) or data.n_classes != int(classifier.n_classes)):
+        raise ValueError(f"The classifier {config.classifier} takes inputs {tuple(classifier.input_shape)} with "
+                         f"{classifier.n_classes} classes, but the data set {data.name!r} has {tuple(data.input_shape)} with "
+                         f"{data.n_classes}; pass the classifier's own --dataset (or fix --input-shape/--n-classes).")
     conditioning: Any = config.conditioning
     if config.temperature is not None:
         conditioning = make_conditioning(config.conditioning, int(classifier.n_classes), temperature=config.temperature)
     inverter = Inverter(classifier, conditioning=conditioning, seed=config.seed, device=device, **config.inverter_settings())
-    data = load_dataset(dataset, data_root) if dataset else None
-    extra = {"config": config.to_dict(), "classifier_run": str(config.classifier), "classifier_sha256": _sha256_of(config.classifier),
-             "dataset": dataset, "data_root": data_root, "seed": config.seed, "preset": config.preset,
-             "image_prior": None if config.image_prior is None else str(config.image_prior),
+    # Paths in the card are relative to the run folder (resolve_recorded_path reads them back), so that the run means
+    # the same from any working directory; the absolute ones are for information, the sha256 say which files they were.
+    extra = {"config": config.to_dict(), "classifier_run": path_for_card(out, config.classifier),
+             "classifier_path": str(Path(config.classifier).absolute()), "classifier_sha256": info["weights_sha256"],
+             "classifier_format": info.get("format"), "dataset": dataset, "data_root": data_root, "seed": config.seed,
+             "preset": config.preset, "image_prior": None if config.image_prior is None else path_for_card(out, config.image_prior),
+             "image_prior_path": None if config.image_prior is None else str(Path(config.image_prior).absolute()),
              "image_prior_sha256": _sha256_of(config.image_prior), "device": str(device), "threads": threads}
 
     resume_info = {"config": config.to_dict(), "classifier_sha256": extra["classifier_sha256"],
@@ -383,6 +409,23 @@ def run_inversion(config: InversionRunConfig, out: str | Path, *, force: bool = 
     if diverged is not None:
         raise TrainingDivergedError(f"{diverged} The last good generator is saved in {out}.") from None
     return InversionResult(run_dir=out, steps=steps, fit_seconds=fit_seconds, **_headline(metrics))
+
+
+def _load_classifier_for(config: InversionRunConfig, data: Any, device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The classifier to invert; a model file that carries no input shape or class count takes the data set's."""
+    from ..models import load_classifier
+
+    source = Path(config.classifier)
+    shape, classes = config.input_shape, config.n_classes
+    try:
+        return load_classifier(source, input_shape=shape, n_classes=classes, device=device)
+    except ValueError as exc:
+        # Only a foreign model file lacking shape or class count is retried: with the data set's; otherwise the error stands.
+        if data is None or source.is_dir() or (shape is not None and classes is not None):
+            raise  # a retry with the data set's shape could not help
+    log.info("%s carries no input shape or class count: using those of the data set %r.", source, data.name)
+    return load_classifier(source, input_shape=shape or tuple(data.input_shape), n_classes=classes or int(data.n_classes),
+                           device=device)
 
 
 def _measure(config: InversionRunConfig, inverter: Inverter, classifier: torch.nn.Module, data: Any, tmp: Path, out: Path,
@@ -456,32 +499,71 @@ class PriorResult:
                 "seconds": round(self.seconds, 2), "test_mse": self.test_mse}
 
 
-def run_image_prior(config: PriorRunConfig, out: str | Path, *, force: bool = False, progress: bool = True) -> PriorResult:
+def run_image_prior(config: PriorRunConfig, out: str | Path, *, force: bool = False, resume: bool = False, progress: bool = True,
+                    checkpoint_steps: int | None = None, checkpoint_seconds: float | None = 60.0) -> PriorResult:
     """Train an image prior on the training images only (labels unused); write its decoder and a grid of its samples.
 
     ``out`` receives ``weights.safetensors`` (the decoder), ``card.json`` (``kind: image-prior``, the config,
     training figures, seed, device, threads, the weights' sha256) and ``samples.png`` (decoded ``N(0, I)`` codes).
     Pass ``out`` to :class:`InversionRunConfig` as ``image_prior``.
+
+    Parameters
+    ----------
+    config : PriorRunConfig
+    out : path
+    force : bool, default=False
+        Replace an ``out`` that holds files, once the new run is complete.
+    resume : bool, default=False
+        Continue an interrupted run of the same ``config`` into the same ``out``, as :func:`run_inversion` does:
+        training writes ``checkpoint.safetensors`` into the hidden sibling ``.OUT.partial`` every
+        ``checkpoint_steps`` batches and/or ``checkpoint_seconds`` seconds, when training ends and when interrupted
+        (Ctrl-C, or SIGTERM under the CLI); ``resume`` continues from it to the weights an uninterrupted run ends
+        with. Without a checkpoint it starts afresh; without ``resume`` a left-over one is discarded; a checkpoint
+        of another config is refused; an ``out`` that already holds a run is refused unless ``force``.
+    progress : bool, default=True
+    checkpoint_steps : int, optional
+        Batches between checkpoints (``None``: by time only).
+    checkpoint_seconds : float, optional, default=60
+        Seconds between checkpoints (``None``: by batches only).
+
+    Raises
+    ------
+    RunFormatError
+        With ``resume``, if the checkpoint was written for another config or other images.
     """
     from ..data import load_dataset
     from ..report import save_class_grid
     from ._prior import save_image_prior, train_image_prior
 
     config.validate()
+    if checkpoint_steps is not None:
+        _check_int("run_image_prior", "checkpoint_steps", checkpoint_steps, 1)
+    if checkpoint_seconds is not None:
+        _check_positive("run_image_prior", "checkpoint_seconds", checkpoint_seconds)
+    _check_resume(out, force=force, resume=resume)
     out = check_out(out, force=force, inputs=[config.data_root])
     threads = set_threads(config.threads)
     device = resolve_device(config.device)
     data = load_dataset(config.dataset, config.data_root)
-    with staged_run(out, force=force, inputs=[config.data_root]) as tmp:
+    resume_info = {"config": config.to_dict()}
+    resume_from = _resume_point(out, resume_info, resume=resume)
+    with staged_run(out, force=force, resume=resume, inputs=[config.data_root]) as tmp:
+        checkpoint = tmp / CHECKPOINT_NAME
         prior, info = train_image_prior(data.x_train, code_dim=config.code_dim, epochs=config.epochs, seed=config.seed,
-                                        progress=progress, test_images=data.x_test, device=device)
+                                        progress=progress, test_images=data.x_test, device=device, checkpoint=checkpoint,
+                                        checkpoint_steps=checkpoint_steps, checkpoint_seconds=checkpoint_seconds,
+                                        checkpoint_info=resume_info, resume_from=resume_from)
         save_image_prior(tmp, prior, {"dataset": data.name, "data_root": config.data_root, "seed": config.seed, "train": info,
-                                      "config": config.to_dict(), "device": str(device), "threads": threads})
+                                      "config": config.to_dict(), "device": str(device), "threads": threads,
+                                      "resumed": resume_from is not None})
         with torch.no_grad():
             codes = torch.randn(100, prior.code_dim, generator=torch.Generator().manual_seed(config.seed))
             x = prior(codes)
         save_class_grid(x, torch.arange(10).repeat_interleave(10), tmp / "samples.png", class_names=[""] * 10,
                         title=f"image prior ({data.name}, code {prior.code_dim}): decoded N(0, I) codes")
+        checkpoint.unlink(missing_ok=True)  # kept until here so that a resume after an interrupt skips finished training
+        for stray in tmp.glob(f".{CHECKPOINT_NAME}.*.tmp"):  # a write cut short by SIGKILL
+            stray.unlink(missing_ok=True)
     return PriorResult(run_dir=out, dataset=data.name, code_dim=prior.code_dim, epochs=int(info["epochs"]),
                        seconds=float(info["seconds"]), test_mse=info.get("test_mse"))
 
@@ -516,14 +598,19 @@ def _parse_label(label: int | str, card: dict[str, Any], n_classes: int) -> int:
 
 
 def run_sampling(run: str | Path, label: int | str, n: int, out: str | Path, *, seed: int = 0,
-                 classifier: str | Path | None = None, device: str = "auto", threads: int | None = None,
-                 force: bool = False) -> SamplingResult:
+                 classifier: str | Path | None = None, allow_other_classifier: bool = False, device: str = "auto",
+                 threads: int | None = None, force: bool = False) -> SamplingResult:
     """Draw ``n`` samples of ``label`` from an inversion run into a new folder ``out`` (never into the run).
 
     ``out`` receives one PNG per sample (``label{L}_{i:04d}.png``), ``samples.npz`` (``x`` ``(n, C, H, W)`` in
     [0, 1], ``labels``, the classifier's softmax ``probs``, ``seed``) and ``card.json`` (``kind: samples``, the
     run, the sha256 of its weights and of the classifier's, label, n, seed, validity, confidence). The same
     ``seed`` gives the same samples.
+
+    The classifier is the one the run's card records, found from any working directory (a relative path in the
+    card is relative to the run folder; if the run folder was moved, the absolute path the card also records is
+    tried), and it must be the very file the run inverted: its sha256 is checked against the card's
+    ``classifier_sha256``, so a classifier replaced or retrained at that path is refused.
 
     Parameters
     ----------
@@ -536,15 +623,28 @@ def run_sampling(run: str | Path, label: int | str, n: int, out: str | Path, *, 
     out : path
     seed : int, default=0
     classifier : path, optional
-        Overrides the classifier the run's card records.
+        Use this classifier instead of the one the card records (e.g. a copy elsewhere); it must have the same
+        sha256 unless ``allow_other_classifier``.
+    allow_other_classifier : bool, default=False
+        Sample against a classifier whose weights differ from those the run inverted (CLI:
+        ``--allow-other-classifier``); a warning says so, and the samples' validity is then that classifier's.
     device : str, default="auto"
     threads : int, optional
     force : bool, default=False
+
+    Raises
+    ------
+    FileNotFoundError
+        If the recorded classifier is found neither relative to the run folder nor at its absolute path.
+    UnsafeCheckpointError
+        If the classifier's weights are not those the run inverted (without ``allow_other_classifier``), or the
+        run's own weights are not those its card describes.
+    RunFormatError
+        If ``run`` is not an inversion run or its card is malformed.
     """
     from PIL import Image
 
     from ..metrics import validity_from_logits
-    from ..models import load_classifier
 
     _check_int("run_sampling", "n", n, 1)
     _check_int("run_sampling", "seed", seed, 0)
@@ -552,14 +652,12 @@ def run_sampling(run: str | Path, label: int | str, n: int, out: str | Path, *, 
     card = read_card(run, required=("kind",))
     if card["kind"] != "inverter":
         raise RunFormatError(f"{run}/card.json describes a {card['kind']!r} run; pass a folder written by 'netinvert invert'.")
-    source = classifier or card.get("classifier_run")
-    if not source:
-        raise RunFormatError(f"{run}/card.json does not record its classifier; pass --classifier.")
+    source = Path(classifier) if classifier is not None else _recorded_classifier(run, card)
     inputs = [run, source]
     out = check_out(out, force=force, inputs=inputs)
     used_threads = set_threads(threads)
     dev = resolve_device(device)
-    clf, info = load_classifier(Path(source), device=dev)
+    clf, info = load_inversion_classifier(run, card, source, device=dev, allow_other_classifier=allow_other_classifier)
     inverter = Inverter.load(run, clf, device=dev)
     index = _parse_label(label, info.get("card") or {}, int(clf.n_classes))
     x = inverter.sample(index, n, seed=seed)
@@ -574,8 +672,95 @@ def run_sampling(run: str | Path, label: int | str, n: int, out: str | Path, *, 
             picture = Image.fromarray(pixels[0]) if pixels.shape[0] == 1 else Image.fromarray(pixels.transpose(1, 2, 0))
             picture.save(tmp / f"label{index}_{i:04d}.png")
         np.savez_compressed(tmp / "samples.npz", x=arr, labels=labels.numpy(), probs=torch.softmax(logits, 1).numpy(), seed=seed)
-        write_card(tmp, {"kind": "samples", "run": str(run), "run_weights_sha256": _sha256_of(run), "classifier_run": str(source),
-                         "classifier_sha256": _sha256_of(source), "label": int(index), "n": len(arr), "seed": seed, "device": str(dev),
-                         "threads": used_threads, "metrics": {k: report[k] for k in ("validity", "confidence")}})
+        write_card(tmp, {"kind": "samples", "run": path_for_card(out, run), "run_path": str(run.absolute()),
+                         "run_weights_sha256": _sha256_of(run), "classifier_run": path_for_card(out, source),
+                         "classifier_path": str(source.absolute()), "classifier_sha256": info["weights_sha256"],
+                         "classifier_matches_run": info["weights_sha256"] == card.get("classifier_sha256"), "label": int(index),
+                         "n": len(arr), "seed": seed, "device": str(dev), "threads": used_threads,
+                         "metrics": {k: report[k] for k in ("validity", "confidence")}})
     return SamplingResult(run_dir=out, label=int(index), n=len(arr), seed=seed, validity=report["validity"],
                           confidence=report["confidence"])
+
+
+def _recorded_classifier(run: Path, card: dict[str, Any]) -> Path:
+    """The classifier an inversion run's card records: relative to the run folder, else at its recorded absolute path."""
+    recorded = card.get("classifier_run")
+    if not recorded:
+        raise RunFormatError(f"{run}/card.json does not record its classifier; pass --classifier (classifier=...).")
+    candidates = [resolve_recorded_path(run, recorded)]
+    absolute = card.get("classifier_path")
+    if isinstance(absolute, str) and absolute:
+        candidates.append(Path(absolute))
+    elif not Path(recorded).is_absolute():  # a card written before paths were relative to the run: the old meaning
+        candidates.append(Path(recorded).absolute())
+    for path in candidates:
+        if path.exists():
+            return path
+    raise FileNotFoundError(f"The classifier {run}/card.json records ({recorded!r}) is neither at "
+                            f"{' nor at '.join(str(c) for c in dict.fromkeys(candidates))}; pass its new place with --classifier "
+                            "(classifier=...).")
+
+
+def load_inversion_classifier(run: str | Path, card: dict[str, Any] | None = None, source: str | Path | None = None, *,
+                              device: str | torch.device = "cpu",
+                              allow_other_classifier: bool = False) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Load the classifier an inversion run inverted, refusing any other; pass it to :meth:`Inverter.load`.
+
+    Parameters
+    ----------
+    run : path
+        A folder written by :func:`run_inversion`.
+    card : dict, optional
+        Its card, if already read.
+    source : path, optional
+        Where the classifier is, if not where the card records it (relative to ``run``, else absolute).
+    device : str or torch.device
+    allow_other_classifier : bool, default=False
+        Accept a classifier whose weights' sha256 is not the one the card records (with a warning).
+
+    Returns
+    -------
+    classifier, info
+        As :func:`netinvert.models.load_classifier` returns them.
+
+    Raises
+    ------
+    UnsafeCheckpointError
+        If the classifier's weights are not those the run inverted and not ``allow_other_classifier``.
+
+    Examples
+    --------
+    >>> clf, _ = load_inversion_classifier("runs/inv")  # doctest: +SKIP
+    >>> inverter = Inverter.load("runs/inv", clf)  # doctest: +SKIP
+    """
+    from ..models import load_classifier
+    from ..models._checkpoint import check_sha256
+
+    run = Path(run)
+    card = read_card(run, required=("kind",)) if card is None else card
+    source = _recorded_classifier(run, card) if source is None else Path(source)
+    expected = card.get("classifier_sha256")
+    try:
+        expected = check_sha256(expected)
+    except ValueError:
+        raise RunFormatError(f"{run}/card.json: 'classifier_sha256' must be 64 hex digits. Got {expected!r} instead; re-run "
+                             "'netinvert invert', or pass allow_other_classifier=True (--allow-other-classifier).") from None
+    shape = ((card.get("classifier") or {}).get("input_shape")) if isinstance(card.get("classifier"), dict) else None
+    classes = ((card.get("classifier") or {}).get("n_classes")) if isinstance(card.get("classifier"), dict) else None
+    if expected is None:
+        warnings.warn(f"{run}/card.json records no classifier sha256 (written by an older netinvert): {source} is used "
+                      "unchecked.", stacklevel=2)
+    elif not allow_other_classifier:
+        actual = _sha256_of(source)
+        if actual is not None and actual != expected:
+            raise UnsafeCheckpointError(
+                f"{source} is not the classifier {run} inverted: its weights' sha256 is {actual}, the run recorded {expected}. "
+                "It was replaced or retrained since; pass the original with --classifier (classifier=...), or "
+                "--allow-other-classifier (allow_other_classifier=True) to sample against this one anyway.")
+    clf, info = load_classifier(source, input_shape=shape, n_classes=classes, device=device,
+                                expected_sha256=None if allow_other_classifier else expected)
+    if expected is not None and info["weights_sha256"] != expected:
+        warnings.warn(f"{source} is not the classifier {run} inverted (allow_other_classifier): its weights' sha256 is "
+                      f"{info['weights_sha256']}, the run recorded {expected}; the samples' validity is this classifier's.",
+                      stacklevel=2)
+    return clf, info

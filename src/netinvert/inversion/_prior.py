@@ -21,9 +21,12 @@ its training images?) use no prior, or one trained on disjoint data, or the prio
 from __future__ import annotations
 
 import copy
+import hashlib
+import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +37,23 @@ from .._progress import progress_bar
 
 from .._device import resolve_device
 from ..exceptions import RunFormatError
-from ..runs import WEIGHTS_NAME, file_sha256, load_weights, read_card, save_weights, write_card
+from .._checkpoint import (
+    flatten_optimizer,
+    prefixed,
+    read_checkpoint,
+    restore_rng,
+    rng_state,
+    rng_to_checkpoint,
+    strip_prefix,
+    unflatten_optimizer,
+    write_checkpoint,
+)
+from ..runs import WEIGHTS_NAME, file_sha256, jsonable, load_weights, read_card, save_weights, write_card
 from ._generators import Generator, mlp_body, register_generator
 
 __all__ = ["ImagePrior", "PriorGenerator", "train_image_prior", "save_image_prior", "load_image_prior"]
+
+log = logging.getLogger(__name__)
 
 
 class ImagePrior(nn.Module):
@@ -92,11 +108,31 @@ class _Encoder(nn.Module):
 
 def train_image_prior(images: torch.Tensor, *, code_dim: int = 32, hidden: Sequence[int] = (256, 512), epochs: int = 12,
                       batch_size: int = 128, lr: float = 2e-3, seed: int = 0, progress: bool = False,
-                      test_images: torch.Tensor | None = None,
-                      device: str | torch.device = "cpu") -> tuple[ImagePrior, dict[str, Any]]:
+                      test_images: torch.Tensor | None = None, device: str | torch.device = "cpu",
+                      checkpoint: str | Path | None = None, checkpoint_steps: int | None = None,
+                      checkpoint_seconds: float | None = 60.0, checkpoint_info: Mapping[str, Any] | None = None,
+                      resume_from: str | Path | None = None) -> tuple[ImagePrior, dict[str, Any]]:
     """Train a VAE (Bernoulli likelihood, beta = 1) on unlabelled ``images`` in [0, 1]; return its frozen decoder.
 
     ``device`` is where it trains (``cpu``, ``cuda`` or ``auto``); the decoder is returned on the CPU.
+
+    Parameters
+    ----------
+    checkpoint : path, optional
+        A file (conventionally :data:`~netinvert._checkpoint.CHECKPOINT_NAME`) that receives a checkpoint every
+        ``checkpoint_steps`` batches and/or ``checkpoint_seconds`` seconds, when training ends and when it is
+        interrupted (:class:`KeyboardInterrupt`). It holds the encoder and decoder, the optimiser, the epoch and
+        batch position with the epoch's shuffled order, and every random state (format in
+        :mod:`netinvert._checkpoint`); each write is atomic.
+    checkpoint_steps : int, optional
+        Batches between checkpoints (``None``: by time only).
+    checkpoint_seconds : float, optional, default=60
+        Seconds between checkpoints (``None``: by batches only).
+    checkpoint_info : mapping, optional
+        JSON values recorded in the checkpoint's ``info`` (a pipeline records its config there).
+    resume_from : path, optional
+        A checkpoint written by a training of the same settings and images: training continues from it and ends
+        with the weights an uninterrupted training ends with (on the same device and thread count).
 
     Returns
     -------
@@ -105,6 +141,11 @@ def train_image_prior(images: torch.Tensor, *, code_dim: int = 32, hidden: Seque
     info : dict
         ``epochs``, ``seconds``, the last batch's reconstruction and KL terms, and, with
         ``test_images``, ``test_mse`` of reconstructions from the mean code.
+
+    Raises
+    ------
+    RunFormatError
+        If ``resume_from`` was written by a training with other settings or images.
     """
     if images.ndim != 4 or len(images) < 2:
         raise ValueError(f"train_image_prior needs images of shape (N, C, H, W) with N >= 2. Got {tuple(images.shape)} instead.")
@@ -115,14 +156,45 @@ def train_image_prior(images: torch.Tensor, *, code_dim: int = 32, hidden: Seque
         raise ValueError("train_image_prior needs finite images in [0, 1] (its likelihood is Bernoulli per pixel).")
     if int(epochs) < 1:
         raise ValueError(f"The 'epochs' parameter of train_image_prior must be an int in [1, inf). Got {epochs} instead.")
+    if checkpoint_steps is not None and (isinstance(checkpoint_steps, bool) or not isinstance(checkpoint_steps, int) or checkpoint_steps < 1):
+        raise ValueError(f"The 'checkpoint_steps' parameter of train_image_prior must be an int in [1, inf) or None. "
+                         f"Got {checkpoint_steps!r} instead.")
+    if checkpoint_seconds is not None and (isinstance(checkpoint_seconds, bool) or not isinstance(checkpoint_seconds, (int, float))
+                                           or not checkpoint_seconds > 0):
+        raise ValueError(f"The 'checkpoint_seconds' parameter of train_image_prior must be a float in (0, inf) or None. "
+                         f"Got {checkpoint_seconds!r} instead.")
     dev = resolve_device(device)
+    plan = None if checkpoint is None else _PriorCheckpoint(Path(checkpoint), checkpoint_steps, checkpoint_seconds,
+                                                            jsonable(dict(checkpoint_info or {})))
+    resume = None if resume_from is None else (Path(resume_from), *read_checkpoint(resume_from))
     with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):  # the caller's random state is kept
         torch.manual_seed(seed)
-        return _train_vae(images, test_images, code_dim, hidden, int(epochs), batch_size, lr, seed, progress, dev)
+        return _train_vae(images, test_images, code_dim, hidden, int(epochs), batch_size, lr, seed, progress, dev, plan, resume)
+
+
+@dataclass(frozen=True)
+class _PriorCheckpoint:
+    """Where and how often the VAE training writes its checkpoint, and what it records there for the caller."""
+
+    path: Path
+    every_steps: int | None
+    every_seconds: float | None
+    info: Any
+
+    def due(self, batch: int, since_last: float) -> bool:
+        return ((self.every_steps is not None and batch % self.every_steps == 0)
+                or (self.every_seconds is not None and since_last >= self.every_seconds))
+
+
+def _images_digest(images: torch.Tensor) -> str:
+    """sha256 of the training images, so that a checkpoint is resumed on the images it was trained on only."""
+    return hashlib.sha256(images.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()
 
 
 def _train_vae(images: torch.Tensor, test_images: torch.Tensor | None, code_dim: int, hidden: Sequence[int], epochs: int,
-               batch_size: int, lr: float, seed: int, progress: bool, device: torch.device) -> tuple[ImagePrior, dict[str, Any]]:
+               batch_size: int, lr: float, seed: int, progress: bool, device: torch.device,
+               plan: _PriorCheckpoint | None = None,
+               resume: tuple[Path, dict[str, torch.Tensor], dict[str, Any]] | None = None) -> tuple[ImagePrior, dict[str, Any]]:
     g = torch.Generator().manual_seed(seed)
     shape = tuple(images.shape[1:])
     prior, enc = ImagePrior(shape, code_dim, hidden).to(device), _Encoder(shape, code_dim, hidden).to(device)
@@ -130,12 +202,45 @@ def _train_vae(images: torch.Tensor, test_images: torch.Tensor | None, code_dim:
     x_all = images.float().to(device)
     n = len(x_all)
     per_epoch = max(n // batch_size, 1)
+    identity = {"code_dim": int(code_dim), "hidden": [int(h) for h in hidden], "epochs": int(epochs), "batch_size": int(batch_size),
+                "lr": float(lr), "seed": int(seed), "n_images": n, "images_sha256": _images_digest(images) if plan or resume else None}
+    # position: ``batch`` batches done in all; ``order`` is the shuffled order of the current epoch (None at its start)
+    batch, elapsed, order = 0, 0.0, None
+    rec_value = kl_value = float("nan")
+    if resume is not None:
+        batch, elapsed, order, rec_value, kl_value = _restore_vae(resume, identity, enc, prior, opt, g, device)
     bar = progress_bar(total=epochs * per_epoch, desc="train image prior", enabled=progress)
-    t0 = time.perf_counter()
-    rec = kl = torch.zeros(())
-    for _ in range(epochs):
-        order = torch.randperm(n, generator=g)
-        for i in range(per_epoch):
+    bar.update(batch)
+    t0 = time.perf_counter() - elapsed
+    saved_batch, saved_at = batch, time.perf_counter()
+
+    def save(rng: dict[str, Any]) -> None:
+        nonlocal saved_batch, saved_at
+        if plan is None:
+            return
+        opt_tensors, opt_meta = flatten_optimizer(opt)
+        rng_tensors, rng_meta = rng_to_checkpoint(rng)
+        tensors = {**prefixed("decoder", prior.state_dict()), **prefixed("encoder", enc.state_dict()), **opt_tensors, **rng_tensors}
+        if order is not None:
+            tensors["order"] = order
+        state = {"batch": batch, "elapsed": time.perf_counter() - t0, "reconstruction": rec_value, "kl": kl_value,
+                 "optimizer": opt_meta, "rng": rng_meta, "identity": identity, "info": plan.info}
+        write_checkpoint(plan.path, tensors, state)
+        saved_batch, saved_at = batch, time.perf_counter()
+        log.debug("checkpoint of batch %d written to %s", batch, plan.path)
+
+    phase, snapshot = "boundary", None
+    try:
+        while batch < epochs * per_epoch:
+            # a batch boundary: everything a checkpoint holds is consistent here
+            if plan is not None and batch > saved_batch and plan.due(batch, time.perf_counter() - saved_at):
+                save(rng_state(g, device))
+            if plan is not None:  # what the batch changes before it commits: the random states (and a new epoch's order)
+                snapshot = (rng_state(g, device), order)
+            phase = "compute"
+            i = batch % per_epoch
+            if i == 0 or order is None:
+                order = torch.randperm(n, generator=g)
             x = x_all[order[i * batch_size:(i + 1) * batch_size]]
             mu, logvar = enc(x)
             code = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
@@ -146,12 +251,32 @@ def _train_vae(images: torch.Tensor, test_images: torch.Tensor | None, code_dim:
                 raise FloatingPointError("The image prior's VAE loss is not finite; lower 'lr'.")
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            phase = "commit"
             opt.step()
+            rec_value, kl_value = rec.item(), kl.item()
+            batch += 1
+            if batch % per_epoch == 0:
+                order = None  # the next epoch draws its own
+            phase = "boundary"
             bar.update(1)
-            bar.set_postfix(rec=f"{rec.item():.1f}", kl=f"{kl.item():.1f}")
-    bar.close()
-    info: dict[str, Any] = {"epochs": epochs, "seconds": time.perf_counter() - t0, "reconstruction": rec.item(),
-                            "kl": kl.item(), "n_images": n}
+            bar.set_postfix(rec=f"{rec_value:.1f}", kl=f"{kl_value:.1f}")
+        if plan is not None and batch > saved_batch:  # the end of training: a resume goes straight to what follows
+            save(rng_state(g, device))
+    except KeyboardInterrupt:
+        if plan is not None:
+            if phase == "commit":  # the weights may be half updated: the checkpoint on disk is the last consistent state
+                log.warning("Interrupted while updating the weights of batch %d; %s keeps batch %d.", batch, plan.path, saved_batch)
+            else:
+                rng = rng_state(g, device)
+                if phase == "compute":  # rewind what the unfinished batch drew; it is redone on resume
+                    rng, order = snapshot
+                save(rng)
+                log.warning("Interrupted at batch %d; the checkpoint %s resumes from there.", batch, plan.path)
+        raise
+    finally:
+        bar.close()
+    info: dict[str, Any] = {"epochs": epochs, "seconds": time.perf_counter() - t0, "reconstruction": rec_value,
+                            "kl": kl_value, "n_images": n}
     prior.requires_grad_(False).eval()
     if test_images is not None:
         with torch.no_grad():
@@ -159,6 +284,29 @@ def _train_vae(images: torch.Tensor, test_images: torch.Tensor | None, code_dim:
             mu, _ = enc(test)
             info["test_mse"] = float(F.mse_loss(prior(mu), test))
     return prior.cpu(), info
+
+
+def _restore_vae(resume: tuple[Path, dict[str, torch.Tensor], dict[str, Any]], identity: dict[str, Any], enc: nn.Module,
+                 prior: ImagePrior, opt: torch.optim.Optimizer, g: torch.Generator,
+                 device: torch.device) -> tuple[int, float, torch.Tensor | None, float, float]:
+    """Load a checkpoint into the training's objects; returns batches done, elapsed seconds, the epoch's order, rec and KL."""
+    path, tensors, state = resume
+    theirs = state.get("identity") or {}
+    if theirs != identity:
+        diff = sorted(k for k in set(identity) | set(theirs) if identity.get(k) != theirs.get(k))
+        raise RunFormatError(f"The checkpoint {path} was written by an image-prior training with another {', '.join(diff)}; resume "
+                             "it with the same settings and images, or start afresh without it.")
+    try:
+        prior.load_state_dict(strip_prefix("decoder", tensors))
+        enc.load_state_dict(strip_prefix("encoder", tensors))
+        opt.load_state_dict(unflatten_optimizer(tensors, state["optimizer"]))
+        restore_rng(tensors, state["rng"], g, device)
+        batch, elapsed = int(state["batch"]), float(state["elapsed"])
+        rec, kl = state.get("reconstruction"), state.get("kl")
+    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+        raise RunFormatError(f"The checkpoint {path} does not fit this image-prior training ({exc}); start afresh without it.") from None
+    log.info("resuming the image prior from batch %d of %s", batch, path)
+    return batch, elapsed, tensors.get("order"), float("nan") if rec is None else rec, float("nan") if kl is None else kl
 
 
 def save_image_prior(run_dir: str | Path, prior: ImagePrior, card: dict[str, Any] | None = None) -> Path:
