@@ -101,7 +101,7 @@ def test_force_replaces_only_after_completion(tmp_path, monkeypatch):
         assert (out / "keep.txt").is_file()  # still there while training runs
         raise RuntimeError("interrupted")
 
-    monkeypatch.setattr(pipeline, "train_classifier", boom)
+    monkeypatch.setattr(pipeline, "_fit", boom)
     with pytest.raises(RuntimeError, match="interrupted"):
         run_training(CONFIG, out, force=True, progress=False)
     assert _listing(out) == [("keep.txt", b"keep")]

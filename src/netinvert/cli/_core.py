@@ -30,6 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--subset", type=int, default=None, metavar="N",
                    help="train on a random N training images (seeded by --seed); the test split stays whole")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run of the same options into the same --out from its checkpoint (kept in the "
+                        "hidden folder .OUT.partial after Ctrl-C or SIGTERM); without a checkpoint, start afresh")
+    p.add_argument("--checkpoint-seconds", type=float, default=60.0, metavar="S",
+                   help="seconds between checkpoints (default 60); one is also written when training ends or is interrupted")
+    p.add_argument("--checkpoint-steps", type=int, default=None, metavar="K", help="also write a checkpoint every K batches")
     add_out(p)
     add_common(p)
     p.set_defaults(func=cmd_train)
@@ -81,7 +87,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                           adv_steps=args.adv_steps),
         subset=args.subset, seed=args.seed, device=args.device, threads=args.threads,
     )
-    emit_json(run_training(config, args.out, force=args.force, progress=not args.no_progress))
+    emit_json(run_training(config, args.out, force=args.force, resume=args.resume, progress=not args.no_progress,
+                           checkpoint_seconds=args.checkpoint_seconds, checkpoint_steps=args.checkpoint_steps))
     return 0
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import json
 import logging
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -20,15 +20,16 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._checkpoint import CHECKPOINT_NAME, read_checkpoint_state
 from .._device import resolve_device, seed_everything
 from .._threads import set_threads
 from ..data import dataset_status, load_dataset
-from ..exceptions import RunFormatError
-from ..runs import WEIGHTS_NAME, check_out, file_sha256, staged_run, write_card, write_json
+from ..exceptions import RunExistsError, RunFormatError
+from ..runs import WEIGHTS_NAME, check_out, file_sha256, jsonable, partial_dir, staged_run, write_card, write_json
 from ._base import MODELS, Classifier, build_model
 from ._checkpoint import save_classifier
 from ._foreign import load_classifier
-from ._train import TrainConfig, evaluate_classifier, train_classifier
+from ._train import TrainConfig, _check_every, _fit, evaluate_classifier
 
 __all__ = ["ClassifierRunConfig", "TrainingResult", "EvaluationResult", "run_training", "run_evaluation"]
 
@@ -238,7 +239,48 @@ def _probe_model(config: ClassifierRunConfig) -> None:
         raise ValueError(f"Bad model_params (--model-param) for model {config.model!r}: {exc}") from None
 
 
-def run_training(config: ClassifierRunConfig, out: str | Path, *, force: bool = False, progress: bool = True) -> TrainingResult:
+def _check_resume(out: str | Path, *, force: bool, resume: bool) -> None:
+    """With ``resume``, refuse an ``out`` that already holds a run (unless ``force``): there is nothing to continue."""
+    out = Path(out).absolute()
+    if resume and not force and out.is_dir() and any(out.iterdir()):
+        raise RunExistsError(f"{out} is already complete; use --force to redo it (force=True), or choose another --out.")
+
+
+def _resume_point(out: Path, info: dict[str, Any], *, resume: bool) -> Path | None:
+    """The checkpoint in ``out``'s staging folder that ``resume`` continues from, after checking it is this run's.
+
+    Checked before the staging folder is entered, so a refusal leaves it (and its checkpoint) untouched.
+    """
+    path = partial_dir(out) / CHECKPOINT_NAME
+    if not resume:
+        if path.is_file():
+            log.warning("Discarding the unfinished run in %s; pass --resume (resume=True) to continue such a run.", path.parent)
+        return None
+    if not path.is_file():
+        log.warning("No checkpoint in %s: --resume starts afresh.", path.parent)
+        return None
+    recorded = read_checkpoint_state(path).get("info") or {}
+    want = json.loads(json.dumps(jsonable(info)))
+    theirs, mine = recorded.get("config"), want.get("config")
+    theirs, mine = theirs if isinstance(theirs, dict) else {}, mine if isinstance(mine, dict) else {}
+    diff = []
+    for key in sorted(set(mine) | set(theirs)):
+        a, b = mine.get(key), theirs.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):  # name the changed schedule entry, not just "train"
+            diff += [f"{key}.{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        elif a != b:
+            diff.append(key)
+    diff += [k for k in sorted(set(want) | set(recorded)) if k != "config" and want.get(k) != recorded.get(k)]
+    if diff:
+        raise RunFormatError(f"The checkpoint {path} belongs to a run with another {', '.join(diff)}; rerun with the options of "
+                             f"that run to resume it, or without --resume to start afresh (which discards it).")
+    log.info("Resuming the unfinished run in %s.", path.parent)
+    return path
+
+
+def run_training(config: ClassifierRunConfig, out: str | Path, *, force: bool = False, resume: bool = False,
+                 progress: bool = True, checkpoint_seconds: float | None = 60.0,
+                 checkpoint_steps: int | None = None) -> TrainingResult:
     """Train a classifier, evaluate it on the test split and write the run folder ``out``.
 
     Parameters
@@ -250,8 +292,22 @@ def run_training(config: ClassifierRunConfig, out: str | Path, *, force: bool = 
         ``metrics.json``. A folder that holds files is refused unless ``force``.
     force : bool
         Replace an ``out`` that holds files, once the new run is complete (not before).
+    resume : bool, default=False
+        Continue an interrupted run of the same ``config`` into the same ``out``. The run is written in the
+        hidden sibling ``.OUT.partial`` (:func:`netinvert.runs.partial_dir`); training writes its checkpoint
+        ``checkpoint.safetensors`` there every ``checkpoint_steps`` batches and/or ``checkpoint_seconds``
+        seconds, when training ends and when interrupted (Ctrl-C, or SIGTERM under the CLI: exit code 130).
+        An interrupt keeps that folder; an error removes it. With ``resume`` training continues from its
+        checkpoint (ending, on the CPU, with the weights an uninterrupted run ends with); without a checkpoint
+        it starts afresh (a log line says so); without ``resume`` a left-over one is discarded. A checkpoint of
+        another config is refused and kept. An ``out`` that already holds a run is refused unless ``force``.
+        The checkpoint is not part of the finished run folder.
     progress : bool
         Show a progress bar (on a terminal; log lines elsewhere).
+    checkpoint_seconds : float, optional, default=60
+        Seconds between checkpoints (``None``: by batches only).
+    checkpoint_steps : int, optional
+        Batches between checkpoints (``None``: by time only).
 
     Returns
     -------
@@ -264,7 +320,9 @@ def run_training(config: ClassifierRunConfig, out: str | Path, *, force: bool = 
     ValueError
         If ``model_params`` do not fit the model, or ``out`` cannot be written (before training).
     RunExistsError
-        If ``out`` holds files and ``force`` is false.
+        If ``out`` holds files and ``force`` is false (with ``resume``: "already complete").
+    RunFormatError
+        With ``resume``, if the checkpoint was written for another config (it is kept).
 
     Examples
     --------
@@ -279,20 +337,26 @@ def run_training(config: ClassifierRunConfig, out: str | Path, *, force: bool = 
     _check_model_params(config.model, params)  # a typo costs nothing
     _probe_model(config)  # nor does a zero width
     device = resolve_device(config.device)
+    _check_every("checkpoint_steps", checkpoint_steps, int, "run_training")
+    _check_every("checkpoint_seconds", checkpoint_seconds, float, "run_training")
+    _check_resume(out, force=force, resume=resume)
     out = check_out(out, force=force)  # a bad --out costs nothing either
     threads = set_threads(config.threads)
     data = load_dataset(config.dataset, config.data_root)
     train_data = data.subset(n_train=config.subset, seed=config.seed) if config.subset is not None else data
-    with staged_run(out, force=force) as tmp:
+    resume_info = {"config": config.to_dict()}
+    resume_from = _resume_point(out, resume_info, resume=resume)
+    with staged_run(out, force=force, resume=resume) as tmp:
+        checkpoint = tmp / CHECKPOINT_NAME
         seed_everything(config.seed)  # the initial weights depend on the seed too
         try:
             model = build_model(config.model, input_shape=data.input_shape, n_classes=data.n_classes,
                                 mean=data.mean, std=data.std, **params)
         except TypeError as exc:
             raise ValueError(f"Bad model_params (--model-param) for model {config.model!r}: {exc}") from None
-        t0 = time.perf_counter()
-        history = train_classifier(model, train_data, config.train, progress=progress)
-        seconds = time.perf_counter() - t0
+        history, seconds = _fit(model, train_data, config.train, progress=progress, checkpoint=checkpoint,
+                                checkpoint_steps=checkpoint_steps, checkpoint_seconds=checkpoint_seconds,
+                                checkpoint_info=resume_info, resume_from=resume_from)
         acc = evaluate_classifier(model, data.x_test, data.y_test)
         metrics = {"test_accuracy": acc, "n_test": len(data.x_test), "n_train": len(train_data.x_train),
                    "train_seconds": seconds, "history": history}
@@ -310,6 +374,9 @@ def run_training(config: ClassifierRunConfig, out: str | Path, *, force: bool = 
         save_classifier(model.cpu(), tmp, card)
         write_json(tmp / "metrics.json", metrics)
         sha = file_sha256(tmp / WEIGHTS_NAME)
+        checkpoint.unlink(missing_ok=True)  # kept until here so that a resume after an interrupt skips finished training
+        for stray in tmp.glob(f".{CHECKPOINT_NAME}.*.tmp"):  # a write cut short by SIGKILL (atomic_write_bytes' temp file)
+            stray.unlink(missing_ok=True)
     log.info("wrote %s (test accuracy %.4f)", out, acc)
     return TrainingResult(run_dir=out, dataset=data.name, model=config.model, test_accuracy=acc,
                           n_test=len(data.x_test), train_seconds=seconds, weights_sha256=sha)
