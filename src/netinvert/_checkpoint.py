@@ -25,6 +25,7 @@ what the checkpoint was made by (``identity``) and what the caller recorded (``i
 from __future__ import annotations
 
 import json
+import logging
 import random
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,10 +34,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from .exceptions import RunFormatError, UnsafeCheckpointError
-from .runs import save_weights
+from .exceptions import RunExistsError, RunFormatError, UnsafeCheckpointError
+from .runs import jsonable, partial_dir, save_weights
 
-__all__ = ["CHECKPOINT_NAME", "CHECKPOINT_FORMAT", "write_checkpoint", "read_checkpoint", "read_checkpoint_state",
+log = logging.getLogger(__name__)
+
+__all__ = ["check_resume", "resume_point", "discard_checkpoint", "CHECKPOINT_NAME", "CHECKPOINT_FORMAT", "write_checkpoint", "read_checkpoint", "read_checkpoint_state",
            "rng_state", "rng_to_checkpoint", "restore_rng", "flatten_optimizer", "unflatten_optimizer", "prefixed", "strip_prefix"]
 
 #: File name of a fit's checkpoint inside a run's staging folder.
@@ -169,3 +172,61 @@ def unflatten_optimizer(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, 
         state.setdefault(int(index), {}).update(entry)
     groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in meta["param_groups"]]
     return {"state": state, "param_groups": groups}
+
+
+def check_resume(out: str | Path, *, force: bool, resume: bool) -> None:
+    """With ``resume``, refuse an ``out`` that already holds a run (unless ``force``): there is nothing to continue."""
+    out = Path(out).absolute()
+    if resume and not force and out.is_dir() and any(out.iterdir()):
+        raise RunExistsError(f"{out} is already complete; use --force to redo it (force=True), or choose another --out.")
+
+
+def resume_point(out: str | Path, info: Mapping[str, Any], *, resume: bool) -> Path | None:
+    """The checkpoint in ``out``'s staging folder that ``resume`` continues from, after checking it is this run's.
+
+    ``info`` is what the workflow records in its checkpoints (its config and the fingerprints of its inputs);
+    a checkpoint that recorded anything else is refused, naming the fields that differ (a nested config
+    entry by its dotted name). Checked before the staging folder is entered, so a refusal leaves it (and its
+    checkpoint) untouched. Without ``resume`` a left-over checkpoint is reported and will be discarded.
+    """
+    path = partial_dir(out) / CHECKPOINT_NAME
+    if not resume:
+        if path.is_file():
+            log.warning("Discarding the unfinished run in %s; pass --resume (resume=True) to continue such a run.", path.parent)
+        return None
+    if not path.is_file():
+        log.warning("No checkpoint in %s: --resume starts afresh.", path.parent)
+        return None
+    recorded = read_checkpoint_state(path).get("info") or {}
+    want = json.loads(json.dumps(jsonable(info)))
+    diff = _diff(want, recorded)
+    if diff:
+        raise RunFormatError(f"The checkpoint {path} belongs to a run with another {', '.join(diff)}; rerun with the options of "
+                             f"that run to resume it, or without --resume to start afresh (which discards it).")
+    log.info("Resuming the unfinished run in %s.", path.parent)
+    return path
+
+
+def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted names of the entries that differ between two JSON objects (nested objects named entry by entry)."""
+    a, b = a if isinstance(a, dict) else {}, b if isinstance(b, dict) else {}
+    out = []
+    for key in sorted(set(a) | set(b)):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out += _diff(x, y, f"{prefix}{key}.")
+        elif x != y:
+            out.append(f"{prefix}{key}")
+    return out
+
+
+def discard_checkpoint(folder: str | Path) -> None:
+    """Remove a finished run's checkpoint and any temp file of a checkpoint write cut short by SIGKILL.
+
+    A workflow keeps its checkpoint until its run folder is complete, so a resume after an interrupt
+    during the measuring skips the finished training; the final run folder holds no checkpoint.
+    """
+    folder = Path(folder)
+    (folder / CHECKPOINT_NAME).unlink(missing_ok=True)
+    for stray in folder.glob(f".{CHECKPOINT_NAME}.*.tmp"):  # atomic_write_bytes' temp file
+        stray.unlink(missing_ok=True)

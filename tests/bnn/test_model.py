@@ -156,6 +156,7 @@ def test_fan_in_training_prunes_each_neuron_and_survives_a_run_folder(tmp_path, 
     model2, net2, card = r.model, r.net, r.card
     assert card["model_params"]["fan_in"] == 6
     np.testing.assert_array_equal(model2.predict(xt).numpy(), pred)
+    np.testing.assert_array_equal(net2.predict(xt.numpy()), pred)
 
 
 def test_fan_in_and_prune_at_are_validated(caplog):

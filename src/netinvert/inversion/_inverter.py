@@ -714,7 +714,7 @@ class Inverter:
             If ``weights.safetensors`` is unreadable, is not the file the card records (another run's weights),
             does not fit the generator the card describes, or holds NaN or infinite values.
         """
-        from ..models._checkpoint import check_finite, read_weights
+        from ..models import check_finite, read_weights
 
         run_dir = Path(run_dir)
         card_path = run_dir / "card.json"

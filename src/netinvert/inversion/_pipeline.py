@@ -7,7 +7,6 @@ whole or not at all (:func:`netinvert.runs.staged_run`) and returns a frozen res
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 import warnings
@@ -20,10 +19,10 @@ import torch
 
 from .._device import resolve_device
 from .._threads import set_threads
-from ..exceptions import RunExistsError, RunFormatError, TrainingDivergedError, UnsafeCheckpointError
+from ..exceptions import RunFormatError, TrainingDivergedError, UnsafeCheckpointError
 from ..models import path_for_card, resolve_recorded_path
-from ..runs import WEIGHTS_NAME, check_out, file_sha256, jsonable, partial_dir, read_card, staged_run, write_card, write_json
-from .._checkpoint import CHECKPOINT_NAME, read_checkpoint_state
+from ..runs import WEIGHTS_NAME, check_out, file_sha256, read_card, staged_run, write_card, write_json
+from .._checkpoint import CHECKPOINT_NAME, check_resume, discard_checkpoint, resume_point
 from ._augment import Augmentation, list_augmentations
 from ._conditioning import list_conditionings, make_conditioning
 from ._generators import list_generators
@@ -251,42 +250,6 @@ def _verifier_hashes(folder: Path, root: Path | None = None) -> dict[str, str]:
     return out
 
 
-def _check_resume(out: str | Path, *, force: bool, resume: bool) -> None:
-    """With ``resume``, refuse an ``out`` that already holds a run (unless ``force``): there is nothing to continue."""
-    out = Path(out).absolute()
-    if resume and not force and out.is_dir() and any(out.iterdir()):
-        raise RunExistsError(f"{out} is already complete; use --force to redo it (force=True), or choose another --out.")
-
-
-def _resume_point(out: Path, info: dict[str, Any], *, resume: bool) -> Path | None:
-    """The checkpoint in ``out``'s staging folder that ``resume`` continues from, after checking it is this run's.
-
-    Checked before the staging folder is entered, so a refusal leaves it (and its checkpoint) untouched.
-    """
-    path = partial_dir(out) / CHECKPOINT_NAME
-    if not resume:
-        if path.is_file():
-            log.warning("Discarding the unfinished run in %s; pass --resume (resume=True) to continue such a run.", path.parent)
-        return None
-    if not path.is_file():
-        log.warning("No checkpoint in %s: --resume starts afresh.", path.parent)
-        return None
-    recorded = read_checkpoint_state(path).get("info") or {}
-    want = json.loads(json.dumps(jsonable(info)))
-    diff = [f"config.{k}" for k in _dict_diff(want.get("config"), recorded.get("config"))]
-    diff += [k for k in _dict_diff(want, recorded) if k != "config"]
-    if diff:
-        raise RunFormatError(f"The checkpoint {path} belongs to a run with another {', '.join(diff)}; rerun with the options of "
-                             f"that run to resume it, or without --resume to start afresh (which discards it).")
-    log.info("Resuming the unfinished run in %s.", path.parent)
-    return path
-
-
-def _dict_diff(a: Any, b: Any) -> list[str]:
-    a, b = a if isinstance(a, dict) else {}, b if isinstance(b, dict) else {}
-    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-
-
 def run_inversion(config: InversionRunConfig, out: str | Path, *, force: bool = False, resume: bool = False, progress: bool = True,
                   checkpoint_steps: int | None = None, checkpoint_seconds: float | None = 60.0) -> InversionResult:
     """Train a generator against ``config.classifier``, then write the run folder ``out`` and measure it.
@@ -346,7 +309,7 @@ def run_inversion(config: InversionRunConfig, out: str | Path, *, force: bool = 
 
     config.validate()
     inputs = [config.classifier, config.image_prior]
-    _check_resume(out, force=force, resume=resume)
+    check_resume(out, force=force, resume=resume)
     out = check_out(out, force=force, inputs=inputs)
     threads = set_threads(config.threads)
     device = resolve_device(config.device)
@@ -376,7 +339,7 @@ def run_inversion(config: InversionRunConfig, out: str | Path, *, force: bool = 
 
     resume_info = {"config": config.to_dict(), "classifier_sha256": extra["classifier_sha256"],
                    "image_prior_sha256": extra["image_prior_sha256"]}
-    resume_from = _resume_point(out, resume_info, resume=resume)
+    resume_from = resume_point(out, resume_info, resume=resume)
 
     diverged: TrainingDivergedError | None = None
     with staged_run(out, force=force, resume=resume, inputs=inputs) as tmp:
@@ -403,9 +366,7 @@ def run_inversion(config: InversionRunConfig, out: str | Path, *, force: bool = 
                             row_notes=notes, title=f"{config.conditioning} conditioning, {steps} steps")
             save_loss_curves(inverter.history_, tmp / "losses.png")
             inverter.save(tmp, {**extra, "fit_seconds": fit_seconds, "verifiers": verifier_hashes, "metrics": _headline(metrics)})
-        checkpoint.unlink(missing_ok=True)  # kept until here so that a resume after an interrupt skips finished training
-        for stray in tmp.glob(f".{CHECKPOINT_NAME}.*.tmp"):  # a write cut short by SIGKILL (atomic_write_bytes' temp file)
-            stray.unlink(missing_ok=True)
+        discard_checkpoint(tmp)
     if diverged is not None:
         raise TrainingDivergedError(f"{diverged} The last good generator is saved in {out}.") from None
     return InversionResult(run_dir=out, steps=steps, fit_seconds=fit_seconds, **_headline(metrics))
@@ -419,7 +380,7 @@ def _load_classifier_for(config: InversionRunConfig, data: Any, device: torch.de
     shape, classes = config.input_shape, config.n_classes
     try:
         return load_classifier(source, input_shape=shape, n_classes=classes, device=device)
-    except ValueError as exc:
+    except ValueError:
         # Only a foreign model file lacking shape or class count is retried: with the data set's; otherwise the error stands.
         if data is None or source.is_dir() or (shape is not None and classes is not None):
             raise  # a retry with the data set's shape could not help
@@ -540,13 +501,13 @@ def run_image_prior(config: PriorRunConfig, out: str | Path, *, force: bool = Fa
         _check_int("run_image_prior", "checkpoint_steps", checkpoint_steps, 1)
     if checkpoint_seconds is not None:
         _check_positive("run_image_prior", "checkpoint_seconds", checkpoint_seconds)
-    _check_resume(out, force=force, resume=resume)
+    check_resume(out, force=force, resume=resume)
     out = check_out(out, force=force, inputs=[config.data_root])
     threads = set_threads(config.threads)
     device = resolve_device(config.device)
     data = load_dataset(config.dataset, config.data_root)
     resume_info = {"config": config.to_dict()}
-    resume_from = _resume_point(out, resume_info, resume=resume)
+    resume_from = resume_point(out, resume_info, resume=resume)
     with staged_run(out, force=force, resume=resume, inputs=[config.data_root]) as tmp:
         checkpoint = tmp / CHECKPOINT_NAME
         prior, info = train_image_prior(data.x_train, code_dim=config.code_dim, epochs=config.epochs, seed=config.seed,
@@ -561,9 +522,7 @@ def run_image_prior(config: PriorRunConfig, out: str | Path, *, force: bool = Fa
             x = prior(codes)
         save_class_grid(x, torch.arange(10).repeat_interleave(10), tmp / "samples.png", class_names=[""] * 10,
                         title=f"image prior ({data.name}, code {prior.code_dim}): decoded N(0, I) codes")
-        checkpoint.unlink(missing_ok=True)  # kept until here so that a resume after an interrupt skips finished training
-        for stray in tmp.glob(f".{CHECKPOINT_NAME}.*.tmp"):  # a write cut short by SIGKILL
-            stray.unlink(missing_ok=True)
+        discard_checkpoint(tmp)
     return PriorResult(run_dir=out, dataset=data.name, code_dim=prior.code_dim, epochs=int(info["epochs"]),
                        seconds=float(info["seconds"]), test_mse=info.get("test_mse"))
 
@@ -734,7 +693,7 @@ def load_inversion_classifier(run: str | Path, card: dict[str, Any] | None = Non
     >>> inverter = Inverter.load("runs/inv", clf)  # doctest: +SKIP
     """
     from ..models import load_classifier
-    from ..models._checkpoint import check_sha256
+    from ..models import check_sha256
 
     run = Path(run)
     card = read_card(run, required=("kind",)) if card is None else card

@@ -2,7 +2,7 @@
 
 from . import _zoo  # noqa: F401  (registers mlp, cnn, resnet)
 from ._base import MODELS, Classifier, build_model, list_models, register_model
-from ._checkpoint import load_classifier_run, path_for_card, resolve_recorded_path, save_classifier
+from ._checkpoint import check_finite, check_sha256, load_classifier_run, path_for_card, read_weights, resolve_recorded_path, save_classifier
 from ._foreign import HookedClassifier, load_classifier
 from ._pipeline import ClassifierRunConfig, EvaluationResult, TrainingResult, run_evaluation, run_training
 from ._train import TrainConfig, evaluate_classifier, pgd_attack, predict, train_classifier
@@ -20,6 +20,9 @@ __all__ = [
     "TrainConfig",
     "TrainingResult",
     "build_model",
+    "check_finite",
+    "check_sha256",
+    "read_weights",
     "evaluate_classifier",
     "list_models",
     "load_classifier",

@@ -21,7 +21,8 @@ from ..exceptions import RunFormatError, UnsafeCheckpointError
 from ..runs import CARD_NAME, WEIGHTS_NAME, file_sha256, read_card, save_weights, write_card
 from ._base import MODELS, Classifier, build_model
 
-__all__ = ["save_classifier", "load_classifier_run", "resolve_recorded_path", "path_for_card"]
+__all__ = ["save_classifier", "load_classifier_run", "resolve_recorded_path", "path_for_card", "check_sha256", "read_weights",
+           "check_finite"]
 
 
 def save_classifier(model: Classifier, run_dir: str | Path, card: Mapping[str, Any] | None = None) -> Path:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -20,12 +19,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._checkpoint import CHECKPOINT_NAME, read_checkpoint_state
+from .._checkpoint import CHECKPOINT_NAME, check_resume, discard_checkpoint, resume_point
 from .._device import resolve_device, seed_everything
 from .._threads import set_threads
 from ..data import dataset_status, load_dataset
-from ..exceptions import RunExistsError, RunFormatError
-from ..runs import WEIGHTS_NAME, check_out, file_sha256, jsonable, partial_dir, staged_run, write_card, write_json
+from ..exceptions import RunFormatError
+from ..runs import WEIGHTS_NAME, check_out, file_sha256, staged_run, write_card, write_json
 from ._base import MODELS, Classifier, build_model
 from ._checkpoint import save_classifier
 from ._foreign import load_classifier
@@ -239,45 +238,6 @@ def _probe_model(config: ClassifierRunConfig) -> None:
         raise ValueError(f"Bad model_params (--model-param) for model {config.model!r}: {exc}") from None
 
 
-def _check_resume(out: str | Path, *, force: bool, resume: bool) -> None:
-    """With ``resume``, refuse an ``out`` that already holds a run (unless ``force``): there is nothing to continue."""
-    out = Path(out).absolute()
-    if resume and not force and out.is_dir() and any(out.iterdir()):
-        raise RunExistsError(f"{out} is already complete; use --force to redo it (force=True), or choose another --out.")
-
-
-def _resume_point(out: Path, info: dict[str, Any], *, resume: bool) -> Path | None:
-    """The checkpoint in ``out``'s staging folder that ``resume`` continues from, after checking it is this run's.
-
-    Checked before the staging folder is entered, so a refusal leaves it (and its checkpoint) untouched.
-    """
-    path = partial_dir(out) / CHECKPOINT_NAME
-    if not resume:
-        if path.is_file():
-            log.warning("Discarding the unfinished run in %s; pass --resume (resume=True) to continue such a run.", path.parent)
-        return None
-    if not path.is_file():
-        log.warning("No checkpoint in %s: --resume starts afresh.", path.parent)
-        return None
-    recorded = read_checkpoint_state(path).get("info") or {}
-    want = json.loads(json.dumps(jsonable(info)))
-    theirs, mine = recorded.get("config"), want.get("config")
-    theirs, mine = theirs if isinstance(theirs, dict) else {}, mine if isinstance(mine, dict) else {}
-    diff = []
-    for key in sorted(set(mine) | set(theirs)):
-        a, b = mine.get(key), theirs.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):  # name the changed schedule entry, not just "train"
-            diff += [f"{key}.{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-        elif a != b:
-            diff.append(key)
-    diff += [k for k in sorted(set(want) | set(recorded)) if k != "config" and want.get(k) != recorded.get(k)]
-    if diff:
-        raise RunFormatError(f"The checkpoint {path} belongs to a run with another {', '.join(diff)}; rerun with the options of "
-                             f"that run to resume it, or without --resume to start afresh (which discards it).")
-    log.info("Resuming the unfinished run in %s.", path.parent)
-    return path
-
-
 def run_training(config: ClassifierRunConfig, out: str | Path, *, force: bool = False, resume: bool = False,
                  progress: bool = True, checkpoint_seconds: float | None = 60.0,
                  checkpoint_steps: int | None = None) -> TrainingResult:
@@ -339,13 +299,13 @@ def run_training(config: ClassifierRunConfig, out: str | Path, *, force: bool = 
     device = resolve_device(config.device)
     _check_every("checkpoint_steps", checkpoint_steps, int, "run_training")
     _check_every("checkpoint_seconds", checkpoint_seconds, float, "run_training")
-    _check_resume(out, force=force, resume=resume)
+    check_resume(out, force=force, resume=resume)
     out = check_out(out, force=force)  # a bad --out costs nothing either
     threads = set_threads(config.threads)
     data = load_dataset(config.dataset, config.data_root)
     train_data = data.subset(n_train=config.subset, seed=config.seed) if config.subset is not None else data
     resume_info = {"config": config.to_dict()}
-    resume_from = _resume_point(out, resume_info, resume=resume)
+    resume_from = resume_point(out, resume_info, resume=resume)
     with staged_run(out, force=force, resume=resume) as tmp:
         checkpoint = tmp / CHECKPOINT_NAME
         seed_everything(config.seed)  # the initial weights depend on the seed too
@@ -374,9 +334,7 @@ def run_training(config: ClassifierRunConfig, out: str | Path, *, force: bool = 
         save_classifier(model.cpu(), tmp, card)
         write_json(tmp / "metrics.json", metrics)
         sha = file_sha256(tmp / WEIGHTS_NAME)
-        checkpoint.unlink(missing_ok=True)  # kept until here so that a resume after an interrupt skips finished training
-        for stray in tmp.glob(f".{CHECKPOINT_NAME}.*.tmp"):  # a write cut short by SIGKILL (atomic_write_bytes' temp file)
-            stray.unlink(missing_ok=True)
+        discard_checkpoint(tmp)
     log.info("wrote %s (test accuracy %.4f)", out, acc)
     return TrainingResult(run_dir=out, dataset=data.name, model=config.model, test_accuracy=acc,
                           n_test=len(data.x_test), train_seconds=seconds, weights_sha256=sha)
