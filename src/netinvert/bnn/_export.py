@@ -185,9 +185,10 @@ def load_bnn_run(run_dir: str | Path) -> BNNRun:
     RunFormatError
         The card is not a BNN run's, or its integer net does not match the weights.
     """
-    card = read_card(run_dir, required=("kind", "model_params", "binarizer", "integer_net"))
-    if card["kind"] != "bnn":
+    card = read_card(run_dir, required=("kind",))
+    if card["kind"] != "bnn":  # before the missing keys, which would only say that less precisely
         raise RunFormatError(f"{run_dir} holds a {card['kind']!r} run; pass a folder written by 'netinvert bnn train'.")
+    card = read_card(run_dir, required=("kind", "model_params", "binarizer", "integer_net"))
     p, b = card["model_params"], card["binarizer"]
     try:
         model = BNN(p["n_inputs"], tuple(p["hidden"]), p["n_classes"], ternary_delta=p.get("ternary_delta"),
