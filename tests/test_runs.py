@@ -109,10 +109,18 @@ def test_staged_run_failure_leaves_nothing(tmp_path: Path) -> None:
     assert _siblings(out) == []
 
 
+def test_interrupt_removes_the_partial_run_of_work_that_cannot_resume(tmp_path: Path) -> None:
+    with pytest.raises(KeyboardInterrupt):
+        with staged_run(tmp_path / "run") as tmp:
+            (tmp / "a").write_text("1")
+            raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_interrupt_keeps_the_partial_run_for_resume(tmp_path: Path) -> None:
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        with staged_run(out) as tmp:
+        with staged_run(out, keep_on_interrupt=True) as tmp:
             (tmp / "checkpoint.pt").write_bytes(b"step 5")
             raise KeyboardInterrupt
     assert not out.exists() and partial_dir(out).is_dir()  # out is not a half run; the checkpoint waits
@@ -121,7 +129,7 @@ def test_interrupt_keeps_the_partial_run_for_resume(tmp_path: Path) -> None:
         (tmp / "card.json").write_text("{}")
     assert sorted(p.name for p in out.iterdir()) == ["card.json", "checkpoint.pt"]
     with pytest.raises(KeyboardInterrupt):
-        with staged_run(tmp_path / "b") as tmp:
+        with staged_run(tmp_path / "b", keep_on_interrupt=True) as tmp:
             (tmp / "checkpoint.pt").write_bytes(b"x")
             raise KeyboardInterrupt
     with staged_run(tmp_path / "b") as tmp:  # without resume a left-over partial run is cleared
@@ -133,6 +141,7 @@ def test_existing_run_refused_unless_force_and_kept_on_failure(tmp_path: Path) -
     out = tmp_path / "run"
     out.mkdir()
     (out / "old.txt").write_text("old")
+    (out / "card.json").write_text("{}")
     with pytest.raises(RunExistsError, match="--force"):
         with staged_run(out):
             pytest.fail("the body must not run")
@@ -140,7 +149,7 @@ def test_existing_run_refused_unless_force_and_kept_on_failure(tmp_path: Path) -
         with staged_run(out, force=True) as tmp:
             (tmp / "new.txt").write_text("new")
             raise RuntimeError("interrupted")
-    assert sorted(p.name for p in out.iterdir()) == ["old.txt"]  # the old run survives a failed replacement
+    assert sorted(p.name for p in out.iterdir()) == ["card.json", "old.txt"]  # the old run survives a failed replacement
     with staged_run(out, force=True) as tmp:
         (tmp / "new.txt").write_text("new")
     assert sorted(p.name for p in out.iterdir()) == ["new.txt"]
@@ -189,23 +198,32 @@ def test_unwritable_parent_is_refused(tmp_path: Path) -> None:
         ro.chmod(0o700)
 
 
-def test_second_writer_is_refused_and_stale_lock_taken_over(tmp_path: Path) -> None:
+_HOLDER = """
+import sys, time
+from netinvert.runs import staged_run
+with staged_run(sys.argv[1]) as tmp:
+    (tmp / "card.json").write_text("{}")
+    print("holding", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_second_process_is_refused_and_a_dead_writers_lock_taken_over(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    lock = tmp_path / ".run.lock"
-    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(out)], stdout=subprocess.PIPE, text=True)
     try:
-        lock.write_text(str(live.pid))
-        with pytest.raises(RunLockedError, match=f"pid {live.pid}"):
+        assert holder.stdout.readline().strip() == "holding"
+        with pytest.raises(RunLockedError, match=f"pid {holder.pid}"):
             with staged_run(out):
                 pytest.fail("the body must not run")
+        assert partial_dir(out).is_dir()  # the refused writer left the holder's work alone
     finally:
-        live.kill()
-        live.wait()
-    # the writer is dead now: its lock is stale and is taken over
-    with staged_run(out) as tmp:
-        assert lock.read_text() == str(os.getpid())
-        (tmp / "a").write_text("1")
-    assert not lock.exists() and (out / "a").is_file()
+        holder.kill()  # SIGKILL: no clean-up runs, the lock file stays behind
+        holder.wait()
+    assert (tmp_path / ".run.lock").exists() and not out.exists()
+    with staged_run(out) as tmp:  # the kernel released the dead writer's lock: it is taken over
+        (tmp / "card.json").write_text("{}")
+    assert (out / "card.json").is_file() and _siblings(out) == ["run"]
 
 
 def test_staged_run_nested_outputs_are_refused_while_writing(tmp_path: Path) -> None:
@@ -216,3 +234,37 @@ def test_staged_run_nested_outputs_are_refused_while_writing(tmp_path: Path) -> 
             with staged_run(out):
                 pass
     assert json.loads(json.dumps(sorted(p.name for p in out.iterdir()))) == ["a"]
+
+
+def test_force_never_replaces_the_working_directory_or_above(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "thesis.tex").write_text("years of work")
+    monkeypatch.chdir(notes)
+    for where in (notes, tmp_path, Path(".")):  # the working directory, one above it
+        with pytest.raises(RunExistsError, match="working directory"):
+            check_out(where, force=True)
+    assert (notes / "thesis.tex").read_text() == "years of work"
+
+
+def test_signals_wait_for_the_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import signal
+
+    out = tmp_path / "run"
+    seen = []
+    previous = signal.signal(signal.SIGTERM, lambda *a: seen.append(out.is_dir()))
+    real_replace = os.replace
+
+    def replace_then_signal(a, b):  # SIGTERM arrives between the renames of the commit
+        real_replace(a, b)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    try:
+        with staged_run(out) as tmp:
+            (tmp / "card.json").write_text("{}")
+            monkeypatch.setattr(os, "replace", replace_then_signal)
+    finally:
+        monkeypatch.undo()
+        signal.signal(signal.SIGTERM, previous)
+    assert seen == [True]  # delivered only once the run was in place
+    assert (out / "card.json").is_file()

@@ -181,18 +181,22 @@ def check_resume(out: str | Path, *, force: bool, resume: bool) -> None:
         raise RunExistsError(f"{out} is already complete; use --force to redo it (force=True), or choose another --out.")
 
 
-def resume_point(out: str | Path, info: Mapping[str, Any], *, resume: bool) -> Path | None:
+def resume_point(out: str | Path, info: Mapping[str, Any], *, resume: bool, force: bool = False) -> Path | None:
     """The checkpoint in ``out``'s staging folder that ``resume`` continues from, after checking it is this run's.
 
     ``info`` is what the workflow records in its checkpoints (its config and the fingerprints of its inputs);
     a checkpoint that recorded anything else is refused, naming the fields that differ (a nested config
     entry by its dotted name). Checked before the staging folder is entered, so a refusal leaves it (and its
-    checkpoint) untouched. Without ``resume`` a left-over checkpoint is reported and will be discarded.
+    checkpoint) untouched. Without ``resume`` a left-over checkpoint (hours of work, perhaps) is refused
+    unless ``force``, which discards it.
     """
     path = partial_dir(out) / CHECKPOINT_NAME
     if not resume:
         if path.is_file():
-            log.warning("Discarding the unfinished run in %s; pass --resume (resume=True) to continue such a run.", path.parent)
+            if not force:
+                raise RunExistsError(f"An interrupted run of {Path(out)} left a checkpoint in {path.parent}; pass --resume "
+                                     f"(resume=True) to continue it, or --force (force=True) to discard it and start afresh.")
+            log.warning("Discarding the unfinished run in %s (--force).", path.parent)
         return None
     if not path.is_file():
         log.warning("No checkpoint in %s: --resume starts afresh.", path.parent)

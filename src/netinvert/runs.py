@@ -8,13 +8,16 @@ interrupted run never leaves a half-written card or checkpoint behind.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import math
 import os
 import platform
 import shutil
+import signal
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -196,47 +199,82 @@ def check_out(out: str | Path, *, force: bool = False, inputs: Iterable[str | Pa
         raise NotADirectoryError(f"Cannot create {out}: {parent} is a file, not a folder.")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise PermissionError(f"Cannot create {out}: no permission to write in {parent}.")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise RunExistsError(f"{out} already holds files; pass --force (force=True) to replace it once the new "
-                             f"run is complete, or choose another --out.")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise RunExistsError(f"{out} already holds files; pass --force (force=True) to replace it once the new "
+                                 f"run is complete, or choose another --out.")
+        resolved, cwd = out.resolve(), Path.cwd().resolve()
+        if resolved == cwd or resolved in cwd.parents or resolved == Path.home().resolve():
+            raise RunExistsError(f"--force will not replace {out}: it is the working directory, one above it, or the home "
+                                 f"folder. Pass a run folder as --out.")
     return out
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, owned by someone else
-        return True
-    return True
 
 
 @contextlib.contextmanager
 def _lock(out: Path) -> Iterator[None]:
-    """A lock file beside ``out`` that refuses a second writer; a dead writer's lock is taken over."""
+    """Hold ``.NAME.lock`` beside ``out`` with ``flock``: a second writer is refused at once.
+
+    The kernel releases the lock when its holder dies (even by SIGKILL), so a stale lock file is simply
+    taken over; the holder's pid in the file only serves the message. The file is removed while still
+    held, and a process that locked a file just removed that way tries again on the new one.
+    """
     lock = out.parent / f".{out.name}.lock"
-    for _ in range(2):
+    while True:
+        fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                pid = int(lock.read_text().strip() or 0)
-            except (OSError, ValueError):
-                pid = 0
-            if pid and _pid_alive(pid):
-                raise RunLockedError(f"Another process (pid {pid}) is writing {out}; wait for it or choose another --out.") from None
-            lock.unlink(missing_ok=True)  # its writer died: the lock is stale
-            continue
-        with os.fdopen(fd, "w") as fh:
-            fh.write(str(os.getpid()))
-        break
-    else:  # pragma: no cover - two processes raced for a stale lock
-        raise RunLockedError(f"Could not take the lock {lock}; another process is writing {out}.")
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise RunLockedError(f"Another process (pid {holder}) is writing {out}; wait for it or choose another --out.") from None
+        try:
+            current = os.stat(lock).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        os.close(fd)  # its holder removed that file as we locked it: lock the new one
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
     try:
         yield
     finally:
         lock.unlink(missing_ok=True)
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM back for the few renames that put a finished run in place."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _commit(staging: Path, out: Path) -> None:
+    """Rename the finished ``staging`` folder to ``out``; an old ``out`` is put back if that fails."""
+    with _signals_deferred():
+        old = None
+        if out.is_dir():
+            if any(out.iterdir()):
+                old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
+                os.replace(out, old / "run")
+            else:
+                out.rmdir()
+        try:
+            os.replace(staging, out)
+        except BaseException:
+            if old is not None:
+                os.replace(old / "run", out)
+                old.rmdir()
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def partial_dir(out: str | Path) -> Path:
@@ -246,16 +284,17 @@ def partial_dir(out: str | Path) -> Path:
 
 
 @contextlib.contextmanager
-def staged_run(out: str | Path, *, force: bool = False, resume: bool = False,
+def staged_run(out: str | Path, *, force: bool = False, resume: bool = False, keep_on_interrupt: bool = False,
                inputs: Iterable[str | Path | None] = ()) -> Iterator[Path]:
     """Write a run into a hidden sibling of ``out`` and rename it into place when complete.
 
     Yields the staging folder (:func:`partial_dir`). On a normal exit it becomes ``out`` (an old
-    ``out`` is replaced only with ``force``, and only then). On an error it is removed, so ``out``
-    holds either one whole run or what it held before. On an interrupt (Ctrl-C, or SIGTERM turned
-    into :class:`KeyboardInterrupt` by the CLI) it is kept, with whatever checkpoint the work wrote
-    into it, for ``resume=True``, which continues in it; without ``resume`` a left-over staging
-    folder is cleared first. A lock refuses a second writer of the same ``out``.
+    ``out`` is replaced only with ``force``, and only then; Ctrl-C and SIGTERM wait for those renames).
+    On an error it is removed, so ``out`` holds either one whole run or what it held before. With
+    ``keep_on_interrupt`` (workflows that checkpoint) an interrupt (Ctrl-C, or SIGTERM turned into
+    :class:`KeyboardInterrupt` by the CLI) keeps it, with the checkpoint the work wrote into it, for
+    ``resume=True``, which continues in it; without ``resume`` a left-over staging folder is cleared
+    first. A lock refuses a second writer of the same ``out``.
 
     Examples
     --------
@@ -279,19 +318,10 @@ def staged_run(out: str | Path, *, force: bool = False, resume: bool = False,
         try:
             yield staging
         except KeyboardInterrupt:
-            keep = True
+            keep = keep_on_interrupt
             raise
         else:
-            old = None
-            if out.is_dir():
-                if any(out.iterdir()):
-                    old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
-                    os.replace(out, old / "run")
-                else:
-                    out.rmdir()
-            os.replace(staging, out)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
+            _commit(staging, out)
         finally:
             if not keep and staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)

@@ -94,7 +94,7 @@ def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_run(reference, 
     assert history["loss"] == json.loads((ref / "history.json").read_text())["loss"]
 
 
-def test_sigterm_keeps_the_partial_run_and_a_plain_rerun_starts_afresh(reference, digits_cnn_run, tmp_path, caplog) -> None:
+def test_sigterm_keeps_the_partial_run_and_only_force_starts_afresh(reference, digits_cnn_run, tmp_path, caplog) -> None:
     _, verifiers = reference
     out = tmp_path / "run"
     proc = _start(_args(digits_cnn_run, out, verifiers))
@@ -109,9 +109,13 @@ def test_sigterm_keeps_the_partial_run_and_a_plain_rerun_starts_afresh(reference
     code, _ = _run([*_args(digits_cnn_run, out, verifiers, steps=7), "--resume"])
     assert code == 2 and checkpoint.is_file() and not out.exists()
 
-    # a plain rerun discards it and starts afresh (the other budget shows that it did not continue)
+    # a plain rerun is refused: forgetting --resume must not throw the checkpoint away
+    code, _ = _run(_args(digits_cnn_run, out, verifiers, steps=7))
+    assert code == 2 and checkpoint.is_file() and not out.exists()
+
+    # with --force it discards it and starts afresh (the other budget shows that it did not continue)
     with caplog.at_level("WARNING", logger="netinvert"):
-        code, printed = _run(_args(digits_cnn_run, out, verifiers, steps=7))
+        code, printed = _run([*_args(digits_cnn_run, out, verifiers, steps=7), "--force"])
     assert code == 0 and json.loads(printed)["steps"] == 7
     assert "Discarding the unfinished run" in caplog.text
     assert json.loads((out / "history.json").read_text())["step"] == list(range(7))

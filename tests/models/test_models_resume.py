@@ -204,13 +204,16 @@ def test_run_training_resume_edges(tmp_path, caplog) -> None:
     with pytest.raises(RunExistsError, match="already complete"):
         run_training(config, out, resume=True, progress=False)
 
-    # a left-over unfinished run is discarded, with a warning, by a run without resume
+    # a left-over unfinished run is refused without resume, and discarded, with a warning, with force
     other = tmp_path / "other"
     partial_dir(other).mkdir()
     (partial_dir(other) / CHECKPOINT_NAME).write_bytes(b"junk")
+    with pytest.raises(RunExistsError, match="left a checkpoint .* pass --resume"):
+        run_training(config, other, progress=False)
+    assert (partial_dir(other) / CHECKPOINT_NAME).read_bytes() == b"junk"
     caplog.clear()
     with caplog.at_level("WARNING", logger="netinvert"):
-        run_training(config, other, progress=False)
+        run_training(config, other, force=True, progress=False)
     assert "Discarding the unfinished run" in caplog.text and not partial_dir(other).exists()
     assert (other / "weights.safetensors").read_bytes() == (out / "weights.safetensors").read_bytes()
 

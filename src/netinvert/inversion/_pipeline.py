@@ -339,10 +339,10 @@ def run_inversion(config: InversionRunConfig, out: str | Path, *, force: bool = 
 
     resume_info = {"config": config.to_dict(), "classifier_sha256": extra["classifier_sha256"],
                    "image_prior_sha256": extra["image_prior_sha256"]}
-    resume_from = resume_point(out, resume_info, resume=resume)
+    resume_from = resume_point(out, resume_info, resume=resume, force=force)
 
     diverged: TrainingDivergedError | None = None
-    with staged_run(out, force=force, resume=resume, inputs=inputs) as tmp:
+    with staged_run(out, force=force, resume=resume, keep_on_interrupt=True, inputs=inputs) as tmp:
         checkpoint = tmp / CHECKPOINT_NAME
         t0 = time.perf_counter()
         try:
@@ -507,8 +507,8 @@ def run_image_prior(config: PriorRunConfig, out: str | Path, *, force: bool = Fa
     device = resolve_device(config.device)
     data = load_dataset(config.dataset, config.data_root)
     resume_info = {"config": config.to_dict()}
-    resume_from = resume_point(out, resume_info, resume=resume)
-    with staged_run(out, force=force, resume=resume, inputs=[config.data_root]) as tmp:
+    resume_from = resume_point(out, resume_info, resume=resume, force=force)
+    with staged_run(out, force=force, resume=resume, keep_on_interrupt=True, inputs=[config.data_root]) as tmp:
         checkpoint = tmp / CHECKPOINT_NAME
         prior, info = train_image_prior(data.x_train, code_dim=config.code_dim, epochs=config.epochs, seed=config.seed,
                                         progress=progress, test_images=data.x_test, device=device, checkpoint=checkpoint,

@@ -305,8 +305,8 @@ def run_training(config: ClassifierRunConfig, out: str | Path, *, force: bool = 
     data = load_dataset(config.dataset, config.data_root)
     train_data = data.subset(n_train=config.subset, seed=config.seed) if config.subset is not None else data
     resume_info = {"config": config.to_dict()}
-    resume_from = resume_point(out, resume_info, resume=resume)
-    with staged_run(out, force=force, resume=resume) as tmp:
+    resume_from = resume_point(out, resume_info, resume=resume, force=force)
+    with staged_run(out, force=force, resume=resume, keep_on_interrupt=True) as tmp:
         checkpoint = tmp / CHECKPOINT_NAME
         seed_everything(config.seed)  # the initial weights depend on the seed too
         try:
