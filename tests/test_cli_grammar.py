@@ -72,7 +72,7 @@ def test_every_command_takes_the_shared_options(name: str) -> None:
     assert not flags & OLD_SPELLINGS, f"{name} still shows {flags & OLD_SPELLINGS}"
 
 
-def test_every_writing_command_refuses_to_overwrite_without_force() -> None:
+def test_the_writing_commands_take_out_and_force() -> None:  # each refusal is tested with its command
     writers = sorted(n for n, p in LEAVES.items() if "--out" in _visible_flags(p))
     assert {"train", "invert", "prior", "sample", "demo", "bnn train", "bnn count"} <= set(writers)
 

@@ -55,6 +55,7 @@ from .exceptions import (  # noqa: E402
     UnsupportedLayerError,
     RunExistsError,
     RunLockedError,
+    SolverLimitError,
 )
 
 __all__ = [
@@ -93,4 +94,5 @@ __all__ = [
     "UnsupportedLayerError",
     "RunExistsError",
     "RunLockedError",
+    "SolverLimitError",
 ]

@@ -17,6 +17,7 @@ __all__ = [
     "TrainingDivergedError",
     "RunExistsError",
     "RunLockedError",
+    "SolverLimitError",
 ]
 
 
@@ -61,3 +62,7 @@ class RunExistsError(NetinvertError, FileExistsError):
 
 class RunLockedError(NetinvertError, RuntimeError):
     """Another process is writing the same output folder."""
+
+
+class SolverLimitError(NetinvertError, RuntimeError):
+    """A solver or counter subprocess was stopped by its CPU-time or memory limit (or died); raise the limit."""

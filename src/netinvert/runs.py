@@ -43,6 +43,7 @@ __all__ = [
     "check_out",
     "staged_run",
     "partial_dir",
+    "paths_overlap",
 ]
 
 CARD_NAME = "card.json"
@@ -173,7 +174,9 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _same_or_nested(a: Path, b: Path) -> bool:
+def paths_overlap(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths are the same folder or one lies inside the other (links resolved)."""
+    a, b = Path(a).absolute().resolve(), Path(b).absolute().resolve()
     return a == b or a in b.parents or b in a.parents
 
 
@@ -187,7 +190,7 @@ def check_out(out: str | Path, *, force: bool = False, inputs: Iterable[str | Pa
     """
     out = Path(out).absolute()
     for inp in inputs:
-        if inp is not None and _same_or_nested(out.resolve(), Path(inp).absolute().resolve()):
+        if inp is not None and paths_overlap(out, inp):
             raise ValueError(f"The output folder {out} is or overlaps the input {inp}; a run never writes into "
                              f"the run it reads. Pass another --out.")
     if out.exists() and not out.is_dir():

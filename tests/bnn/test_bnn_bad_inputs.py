@@ -111,3 +111,38 @@ def test_library_refuses_the_same_before_work(digits_bnn_run):
             count_preimages(enc, 1, method="approx", **kwargs)
     with pytest.raises(ValueError, match=r"The 'label' parameter of sample_preimages must be an int in \[0, 9\]"):
         sample_preimages(enc, 99, 5)
+
+
+@pytest.mark.parametrize("damage", ["flip", "nan"])
+def test_a_damaged_bnn_run_is_refused_at_load(digits_bnn_run, tmp_path, damage):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from netinvert.bnn import load_bnn_run
+    from netinvert.exceptions import UnsafeCheckpointError
+
+    run = tmp_path / "run"
+    shutil.copytree(digits_bnn_run, run)
+    weights = run / "weights.safetensors"
+    if damage == "flip":  # bytes changed in place: the card's sha256 no longer matches
+        data = bytearray(weights.read_bytes())
+        data[-8:] = b"\xff" * 8
+        weights.write_bytes(bytes(data))
+        match = "changed since card.json was written"
+    else:  # a NaN written by a tool that also fixed the card's sha256
+        import json
+
+        from netinvert.runs import file_sha256
+
+        state = load_file(str(weights))
+        key = next(k for k, v in state.items() if v.is_floating_point())
+        state[key] = torch.full_like(state[key], float("nan"))
+        save_file(state, str(weights))
+        card = json.loads((run / "card.json").read_text())
+        card["weights_sha256"] = file_sha256(weights)
+        (run / "card.json").write_text(json.dumps(card))
+        match = "NaN or infinite"
+    with pytest.raises(UnsafeCheckpointError, match=match):
+        load_bnn_run(run)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from netinvert.bnn import child_limits, run_streaming
+from netinvert.exceptions import SolverLimitError
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
@@ -124,7 +125,7 @@ def _allocate(gib: float):
 
 
 def test_cpu_limit_stops_a_child_and_names_the_limit():
-    with pytest.raises(RuntimeError, match=r"CPU-time limit of 1 s .*SIGXCPU.*raise cpu_seconds"):
+    with pytest.raises(SolverLimitError, match=r"CPU-time limit of 1 s .*SIGXCPU.*raise cpu_seconds"):
         run_streaming(_spin, (30.0,), 20.0, cpu_seconds=1)
 
 

@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+from pathlib import Path
 import torch
 
 from netinvert.exceptions import RunExistsError, RunFormatError
@@ -153,6 +154,18 @@ def test_a_diverged_run_keeps_the_last_good_generator_and_names_its_folder(digit
     assert not (out / "checkpoint.safetensors").exists()  # the checkpoint never stays in a finished run
     assert "became non-finite" in card["diverged"] and card["weights_sha256"] == file_sha256(out / "weights.safetensors")
     assert not (out / "metrics.json").exists()
+    # a run that diverges never replaces the complete run --force was to replace
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    with pytest.raises(TrainingDivergedError, match="is kept; nothing was written"):
+        run_inversion(_config(digits_cnn_run, verifier_dir), out, force=True, progress=False)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
     monkeypatch.setattr(Inverter, "fit", fit)
     loaded = run_sampling(out, 3, 2, tmp_path / "s", device="cpu")  # the saved generator is usable
     assert loaded.n == 2
+
+
+def test_a_verifier_cache_inside_an_input_is_refused(digits_cnn_run, tmp_path) -> None:
+    before = sorted(p.name for p in Path(digits_cnn_run).iterdir())
+    with pytest.raises(ValueError, match="verifier cache .* overlaps the input"):
+        run_inversion(_config(digits_cnn_run, Path(digits_cnn_run) / "verifiers"), tmp_path / "inv", progress=False)
+    assert sorted(p.name for p in Path(digits_cnn_run).iterdir()) == before and not (tmp_path / "inv").exists()

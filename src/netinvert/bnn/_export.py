@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..exceptions import RunFormatError
-from ..runs import WEIGHTS_NAME, file_sha256, load_weights, read_card, save_weights, write_card
+from ..exceptions import RunFormatError, UnsafeCheckpointError
+from ..runs import WEIGHTS_NAME, file_sha256, read_card, save_weights, write_card
 from ._model import BNN, InputBinarizer
 
 __all__ = ["IntegerBNN", "BNNRun", "export_bnn", "save_bnn_run", "load_bnn_run"]
@@ -151,8 +151,9 @@ class BNNRun:
 
     @property
     def weights_sha256(self) -> str:
-        """sha256 of the run's ``weights.safetensors`` (what a query's card records)."""
-        return file_sha256(self.run_dir / WEIGHTS_NAME)
+        """sha256 of the run's ``weights.safetensors`` (what a query's card records; checked at load)."""
+        recorded = self.card.get("weights_sha256")
+        return recorded if isinstance(recorded, str) else file_sha256(self.run_dir / WEIGHTS_NAME)
 
     @property
     def image_shape(self) -> tuple[int, int]:
@@ -175,6 +176,20 @@ def save_bnn_run(run_dir: str | Path, model: BNN, binarizer: InputBinarizer, net
     return run_dir
 
 
+def _checked_weights(run_dir: Path, card: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The run's weights, refused when they are not the bytes the card recorded or hold NaN/inf."""
+    from ..models import check_finite, read_weights
+
+    path = run_dir / WEIGHTS_NAME
+    state, sha = read_weights(path)
+    recorded = card.get("weights_sha256")
+    if recorded is not None and sha != recorded:
+        raise UnsafeCheckpointError(f"{path} changed since card.json was written: its sha256 is {sha}, the card records "
+                                    f"{recorded}. The file was replaced, edited or damaged; restore it or re-run 'netinvert bnn train'.")
+    check_finite(state, path)
+    return state
+
+
 def load_bnn_run(run_dir: str | Path) -> BNNRun:
     """Load a folder written by :func:`save_bnn_run` (``netinvert bnn train``) as a :class:`BNNRun`.
 
@@ -184,6 +199,8 @@ def load_bnn_run(run_dir: str | Path) -> BNNRun:
         ``run_dir`` or its card is missing.
     RunFormatError
         The card is not a BNN run's, or its integer net does not match the weights.
+    UnsafeCheckpointError
+        The weights are not the file the card recorded (sha256), or hold NaN or infinite values.
     """
     card = read_card(run_dir, required=("kind",))
     if card["kind"] != "bnn":  # before the missing keys, which would only say that less precisely
@@ -193,7 +210,7 @@ def load_bnn_run(run_dir: str | Path) -> BNNRun:
     try:
         model = BNN(p["n_inputs"], tuple(p["hidden"]), p["n_classes"], ternary_delta=p.get("ternary_delta"),
                     fan_in=p.get("fan_in"))
-        model.load_state_dict(load_weights(Path(run_dir) / WEIGHTS_NAME))
+        model.load_state_dict(_checked_weights(Path(run_dir), card))
         binarizer = InputBinarizer(pool=int(b["pool"]), threshold=float(b["threshold"]))
     except (KeyError, TypeError, RuntimeError) as exc:
         raise RunFormatError(f"{run_dir} does not hold a consistent BNN run ({exc}); re-run 'netinvert bnn train'.") from None

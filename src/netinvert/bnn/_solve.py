@@ -34,6 +34,7 @@ from pysat.formula import IDPool
 from pysat.solvers import Solver
 
 from .._registry import Registry
+from ..exceptions import SolverLimitError
 from ._encode import Encoding
 
 __all__ = ["SatResult", "SolverSpec", "SOLVERS", "list_solvers", "default_solver", "resolve_solver", "SolveOutcome",
@@ -236,8 +237,10 @@ def run_streaming(fn: Callable[..., Iterator[Any]], args: tuple, time_s: float |
 
     Raises
     ------
+    SolverLimitError
+        The child died (a limit, the OOM killer) without an answer; the message names the limit.
     RuntimeError
-        The child failed or died (a limit, the OOM killer) without an answer.
+        The child reported an error.
     """
     limits = child_limits(time_s, cpu_seconds=cpu_seconds, memory_gb=memory_gb)
     ctx = _fork_context()
@@ -264,7 +267,7 @@ def run_streaming(fn: Callable[..., Iterator[Any]], args: tuple, time_s: float |
                 kind, item = parent.recv()
             except EOFError:
                 proc.join(1.0)
-                raise RuntimeError(_death(proc.exitcode, limits)) from None
+                raise SolverLimitError(_death(proc.exitcode, limits)) from None
             if kind == "item":
                 items.append(item)
             elif kind == "done":

@@ -15,6 +15,10 @@ from typing import Any
 
 from ._common import add_alias, add_common, add_out, emit_json
 
+#: The counting methods of bnn.count_preimages, named here so that --help need not import the SAT side
+#: (tests/bnn/test_bnn_cli.py checks they are the registry's).
+COUNT_METHODS = ("approx", "dp", "exact", "sampled")
+
 #: query -> one-line help (the queries themselves live in netinvert.bnn.QUERIES)
 _QUERIES = {
     "encode": "write the CNF (DIMACS, 'c ind' line) and its variable map into --out",
@@ -89,7 +93,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     a = q["count"]
     a.add_argument("--label", type=int, required=True)
     g = a.add_mutually_exclusive_group()
-    g.add_argument("--method", dest="method", default="exact", help="exact (Ganak, default), approx, dp or sampled")
+    g.add_argument("--method", dest="method", default="exact", choices=COUNT_METHODS,
+                   help="exact (Ganak, default), approx, dp or sampled")
     g.add_argument("--exact", dest="method", action="store_const", const="exact", help="Ganak (default)")
     g.add_argument("--approx", dest="method", action="store_const", const="approx", help="ApproxMC")
     g.add_argument("--sampled", dest="method", action="store_const", const="sampled",

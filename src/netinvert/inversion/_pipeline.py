@@ -21,7 +21,7 @@ from .._device import resolve_device
 from .._threads import set_threads
 from ..exceptions import RunFormatError, TrainingDivergedError, UnsafeCheckpointError
 from ..models import path_for_card, resolve_recorded_path
-from ..runs import WEIGHTS_NAME, check_out, file_sha256, read_card, staged_run, write_card, write_json
+from ..runs import WEIGHTS_NAME, check_out, paths_overlap, file_sha256, read_card, staged_run, write_card, write_json
 from .._checkpoint import CHECKPOINT_NAME, check_resume, discard_checkpoint, resume_point
 from ._augment import Augmentation, list_augmentations
 from ._conditioning import list_conditionings, make_conditioning
@@ -311,6 +311,11 @@ def run_inversion(config: InversionRunConfig, out: str | Path, *, force: bool = 
     inputs = [config.classifier, config.image_prior]
     check_resume(out, force=force, resume=resume)
     out = check_out(out, force=force, inputs=inputs)
+    for inp in inputs if config.verifiers is not None else ():  # a cache the run writes into: never what it reads
+        if inp is not None and paths_overlap(config.verifiers, inp):
+            raise ValueError(f"The verifier cache {config.verifiers} is or overlaps the input {inp}; a run never writes "
+                             f"into what it reads. Pass another --verifiers.")
+    had_run = out.is_dir() and any(out.iterdir())
     threads = set_threads(config.threads)
     device = resolve_device(config.device)
     data = load_dataset(config.dataset, config.data_root) if config.dataset else None
@@ -350,6 +355,8 @@ def run_inversion(config: InversionRunConfig, out: str | Path, *, force: bool = 
                          checkpoint_steps=checkpoint_steps, checkpoint_seconds=checkpoint_seconds, checkpoint_info=resume_info,
                          resume_from=resume_from)
         except TrainingDivergedError as exc:  # keep the last good generator: the folder shows what went wrong
+            if had_run:  # ... but never in place of a complete run that --force was to replace
+                raise TrainingDivergedError(f"{exc} The run already in {out} is kept; nothing was written.") from None
             diverged = exc
             inverter.save(tmp, {**extra, "fit_seconds": time.perf_counter() - t0, "diverged": str(exc)})
         if diverged is None:
