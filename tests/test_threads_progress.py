@@ -88,3 +88,16 @@ def test_progress_on_a_terminal_is_a_bar(monkeypatch: pytest.MonkeyPatch) -> Non
     bar.close()
     silent = progress_bar(total=3, enabled=False)
     assert silent.disable
+
+
+def test_a_workflow_gives_torch_its_thread_count_back(tmp_path) -> None:
+    from netinvert.models import ClassifierRunConfig, TrainConfig, run_training
+
+    torch.set_num_threads(2)
+    result = run_training(ClassifierRunConfig(dataset="digits", model="mlp", model_params={"hidden": [8]},
+                                              train=TrainConfig(epochs=1), subset=100, device="cpu", threads=1),
+                          tmp_path / "run", progress=False)
+    assert torch.get_num_threads() == 2  # restored
+    import json
+
+    assert json.loads((result.run_dir / "card.json").read_text())["threads"] == 1  # what the run used

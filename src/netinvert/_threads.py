@@ -8,11 +8,16 @@ default takes every core. Without an explicit choice netinvert takes half the co
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 
-__all__ = ["ENV_THREADS", "default_threads", "resolve_threads", "set_threads"]
+F = TypeVar("F", bound=Callable[..., Any])
+
+__all__ = ["ENV_THREADS", "default_threads", "resolve_threads", "set_threads", "restores_threads"]
 
 #: Environment variable that sets the thread count when no ``--threads``/``threads=`` is given.
 ENV_THREADS = "NETINVERT_THREADS"
@@ -53,3 +58,19 @@ def set_threads(threads: int | None = None) -> int:
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n
+
+
+def restores_threads(func: F) -> F:
+    """Give torch its thread count back when ``func`` returns: a workflow sets its own (and records it) without
+    leaving a notebook user's torch changed for good."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        before = torch.get_num_threads()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            if torch.get_num_threads() != before:
+                torch.set_num_threads(before)
+
+    return wrapper  # type: ignore[return-value]

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from .._registry import Registry
-from .._threads import set_threads
+from .._threads import set_threads, restores_threads
 from ..runs import check_out, staged_run, versions, write_card, write_json
 from ._count import COUNTERS, count_preimages
 from ._encode import Encoding, encode
@@ -145,6 +145,7 @@ class BNNTrainingResult:
         return d
 
 
+@restores_threads
 def run_bnn_training(config: BNNRunConfig, out: str | Path, *, force: bool = False,
                      progress: bool = True) -> BNNTrainingResult:
     """Train a BNN, export it, verify the export on every test input, and write the run folder ``out``.
@@ -568,6 +569,7 @@ class BNNQueryResult:
                 "result": self.result}
 
 
+@restores_threads
 def run_bnn_query(query: str, bnn_run: str | Path | BNNRun, params: Mapping[str, Any] | BNNQueryParams | None = None,
                   out: str | Path | None = None, *, force: bool = False) -> BNNQueryResult:
     """Run the query named ``query`` on a BNN run and, with ``out``, write its run folder.

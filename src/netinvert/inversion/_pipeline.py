@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .._device import resolve_device
-from .._threads import set_threads
+from .._threads import set_threads, restores_threads
 from ..exceptions import RunFormatError, TrainingDivergedError, UnsafeCheckpointError
 from ..models import path_for_card, resolve_recorded_path
 from ..runs import WEIGHTS_NAME, check_out, paths_overlap, file_sha256, read_card, staged_run, write_card, write_json
@@ -250,6 +250,7 @@ def _verifier_hashes(folder: Path, root: Path | None = None) -> dict[str, str]:
     return out
 
 
+@restores_threads
 def run_inversion(config: InversionRunConfig, out: str | Path, *, force: bool = False, resume: bool = False, progress: bool = True,
                   checkpoint_steps: int | None = None, checkpoint_seconds: float | None = 60.0) -> InversionResult:
     """Train a generator against ``config.classifier``, then write the run folder ``out`` and measure it.
@@ -467,6 +468,7 @@ class PriorResult:
                 "seconds": round(self.seconds, 2), "test_mse": self.test_mse}
 
 
+@restores_threads
 def run_image_prior(config: PriorRunConfig, out: str | Path, *, force: bool = False, resume: bool = False, progress: bool = True,
                     checkpoint_steps: int | None = None, checkpoint_seconds: float | None = 60.0) -> PriorResult:
     """Train an image prior on the training images only (labels unused); write its decoder and a grid of its samples.
@@ -563,6 +565,7 @@ def _parse_label(label: int | str, card: dict[str, Any], n_classes: int) -> int:
     return label
 
 
+@restores_threads
 def run_sampling(run: str | Path, label: int | str, n: int, out: str | Path, *, seed: int = 0,
                  classifier: str | Path | None = None, allow_other_classifier: bool = False, device: str = "auto",
                  threads: int | None = None, force: bool = False) -> SamplingResult:

@@ -21,7 +21,7 @@ from torch import nn
 
 from .._checkpoint import CHECKPOINT_NAME, check_resume, discard_checkpoint, resume_point
 from .._device import resolve_device, seed_everything
-from .._threads import set_threads
+from .._threads import set_threads, restores_threads
 from ..data import dataset_status, load_dataset
 from ..exceptions import RunFormatError
 from ..runs import WEIGHTS_NAME, check_out, file_sha256, staged_run, write_card, write_json
@@ -238,6 +238,7 @@ def _probe_model(config: ClassifierRunConfig) -> None:
         raise ValueError(f"Bad model_params (--model-param) for model {config.model!r}: {exc}") from None
 
 
+@restores_threads
 def run_training(config: ClassifierRunConfig, out: str | Path, *, force: bool = False, resume: bool = False,
                  progress: bool = True, checkpoint_seconds: float | None = 60.0,
                  checkpoint_steps: int | None = None) -> TrainingResult:
@@ -340,6 +341,7 @@ def run_training(config: ClassifierRunConfig, out: str | Path, *, force: bool = 
                           n_test=len(data.x_test), train_seconds=seconds, weights_sha256=sha)
 
 
+@restores_threads
 def run_evaluation(
     source: str | Path,
     *,
