@@ -1,7 +1,7 @@
 """Named :class:`Inverter` settings per kind of data, and the learning-rate schedules of a fit.
 
 A preset is the recipe one benchmark chose; the figures behind each are in ``bench/results/inversion.md``
-(``bench/inversion.py``) and ``bench/results/inversion_sweep.md`` (``bench/inversion_sweep.py``), not here.
+(``bench/inversion.py``) and ``docs/history/inversion_sweep.md`` (``bench/inversion_sweep.py``), not here.
 """
 
 from __future__ import annotations
