@@ -2,7 +2,7 @@
 
 from . import _zoo  # noqa: F401  (registers mlp, cnn, resnet)
 from ._base import MODELS, Classifier, build_model, list_models, register_model
-from ._checkpoint import check_finite, check_sha256, load_classifier_run, path_for_card, read_weights, resolve_recorded_path, save_classifier
+from ._checkpoint import check_finite, check_sha256, load_classifier_run, path_for_card, read_weights, registry_name, resolve_recorded_path, save_classifier
 from ._foreign import HookedClassifier, load_classifier
 from ._pipeline import ClassifierRunConfig, EvaluationResult, TrainingResult, run_evaluation, run_training
 from ._train import TrainConfig, evaluate_classifier, pgd_attack, predict, train_classifier
@@ -31,6 +31,7 @@ __all__ = [
     "pgd_attack",
     "predict",
     "register_model",
+    "registry_name",
     "resolve_recorded_path",
     "run_evaluation",
     "run_training",

@@ -22,7 +22,7 @@ from ..runs import CARD_NAME, WEIGHTS_NAME, file_sha256, read_card, save_weights
 from ._base import MODELS, Classifier, build_model
 
 __all__ = ["save_classifier", "load_classifier_run", "resolve_recorded_path", "path_for_card", "check_sha256", "read_weights",
-           "check_finite"]
+           "check_finite", "registry_name"]
 
 
 def save_classifier(model: Classifier, run_dir: str | Path, card: Mapping[str, Any] | None = None) -> Path:
@@ -44,7 +44,7 @@ def save_classifier(model: Classifier, run_dir: str | Path, card: Mapping[str, A
         ``run_dir``.
     """
     run_dir = Path(run_dir)
-    name = _registry_name(model)
+    name = registry_name(model)
     weights = save_weights(run_dir / WEIGHTS_NAME, model.state_dict(), metadata={"model": name})
     # The card names the exact weights it describes, so a swapped or changed file is noticed.
     full = {"kind": "classifier", "model": name, "model_params": model.get_params(), **(card or {}),
@@ -53,7 +53,7 @@ def save_classifier(model: Classifier, run_dir: str | Path, card: Mapping[str, A
     return run_dir
 
 
-def _registry_name(model: Classifier) -> str:
+def registry_name(model: Classifier) -> str:
     """The registry key whose factory is ``type(model)``."""
     for name in MODELS.names():
         if MODELS.get(name) is type(model):

@@ -21,6 +21,11 @@ Detectors (:func:`make_detector`, :func:`list_detectors`), each with ``fit(data)
 where ``f`` are the logits, ``p = softmax(f)`` and ``K`` the number of classes (``n + 1`` for a
 garbage-class model).
 
+The garbage-class loop (arXiv 2505.23448): :func:`run_ood` (config :class:`OODRunConfig`) widens a
+classifier by a garbage class (:func:`widen_head`), seeds it with noise, and each round inverts the
+model and adds the inverted samples a selection rule picks (:func:`list_selections`) before retraining
+with class-weighted cross-entropy; :func:`run_ood_evaluation` scores it and the baselines on OOD sets.
+
 Metrics: :class:`OODMetrics`, an accumulator (``update(scores, is_ood) -> self``, ``compute()``,
 ``reset()``) giving ``AUROC``, ``AUPR-IN``, ``AUPR-OUT`` and ``FPR95TPR`` via scikit-learn.
 
@@ -53,7 +58,11 @@ from ._detectors import (
     make_detector,
     register_detector,
 )
+from ._garbage import (SELECTIONS, Selection, balanced_class_weights, list_selections, make_selection,
+                       register_selection, widen_head)
 from ._metrics import METRIC_KEYS, OODMetrics
+from ._pipeline import (BASELINE_DETECTORS, GARBAGE_DETECTORS, OODEvaluationResult, OODResult, OODRunConfig, run_ood,
+                        run_ood_evaluation)
 from ._sets import (
     LUMA_WEIGHTS,
     OOD_SETS,
@@ -66,6 +75,20 @@ from ._sets import (
 )
 
 __all__ = [
+    "BASELINE_DETECTORS",
+    "GARBAGE_DETECTORS",
+    "OODEvaluationResult",
+    "OODResult",
+    "OODRunConfig",
+    "SELECTIONS",
+    "Selection",
+    "balanced_class_weights",
+    "list_selections",
+    "make_selection",
+    "register_selection",
+    "run_ood",
+    "run_ood_evaluation",
+    "widen_head",
     "DETECTORS",
     "Detector",
     "Energy",

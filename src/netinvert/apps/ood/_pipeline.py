@@ -1,0 +1,567 @@
+"""The OOD workflows: train a garbage-class model (:func:`run_ood`) and evaluate it (:func:`run_ood_evaluation`).
+
+Both keep the pipeline contract of ``docs/architecture.md``: a frozen config (or explicit keyword
+arguments), ``out`` checked before any work, a run folder that appears whole or not at all, a frozen
+result. ``netinvert ood train`` / ``netinvert ood evaluate`` call them.
+
+Nothing here is tuned on OOD test sets: the selection rule, the class weights and the number of
+rounds are to be chosen on the validation split carved from the training split (recorded per round
+in ``history.json``) and on noise only; the OOD sets are for :func:`run_ood_evaluation` alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..._device import resolve_device, seed_everything
+from ..._progress import PROGRESS_LOGGER
+from ..._threads import restores_threads, set_threads
+from ...data import DATASETS, Dataset, load_dataset
+from ...exceptions import RunFormatError, UnknownNameError
+from ...models import build_model
+from ...models import load_classifier_run, path_for_card, resolve_recorded_path, save_classifier
+from ...models import TrainConfig, train_classifier
+from ...runs import WEIGHTS_NAME, check_out, file_sha256, read_card, save_weights, staged_run, write_card, write_json
+from ._detectors import make_detector
+from ._garbage import (balanced_class_weights, list_selections, make_selection, predict_labels, split_validation,
+                       train_weighted, widen_head)
+from ._metrics import OODMetrics
+from ._sets import OOD_SETS, list_ood_sets, load_ood_set
+
+__all__ = ["OODRunConfig", "OODResult", "OODEvaluationResult", "run_ood", "run_ood_evaluation",
+           "GARBAGE_DETECTORS", "BASELINE_DETECTORS"]
+
+log = logging.getLogger(__name__)
+progress_log = logging.getLogger(PROGRESS_LOGGER)
+
+#: Detectors scored on the final ``(n+1)``-class model.
+GARBAGE_DETECTORS = ("garbage", "ue")
+#: Post-hoc baselines scored on the original ``n``-class model.
+BASELINE_DETECTORS = ("msp", "max-logit", "energy", "mahalanobis")
+#: Inversion steps per round when neither ``steps`` nor ``seconds`` is given.
+DEFAULT_STEPS = 300
+_CLASS_WEIGHTS = ("balanced", "uniform")
+#: OOD sets without a natural size (drawn ``n`` at a time).
+_GENERATED = ("uniform", "gaussian")
+
+
+def _bad(owner: str, name: str, wanted: str, value: Any) -> ValueError:
+    return ValueError(f"The '{name}' parameter of {owner} must be {wanted}. Got {value!r} instead.")
+
+
+def _int(owner: str, name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise _bad(owner, name, f"an int in [{low}, inf)", value)
+
+
+@dataclass(frozen=True)
+class OODRunConfig:
+    """What :func:`run_ood` runs: the garbage-class loop of arXiv 2505.23448.
+
+    Parameters
+    ----------
+    classifier : path, optional
+        A classifier run folder (``netinvert train``) to start from. Exactly one of ``classifier``
+        and ``dataset`` + ``model``.
+    dataset, model : str, optional
+        Train the ``n``-class starting model here (``base_epochs`` epochs, on the training split
+        without the validation part); it is saved in the run as ``base/``.
+    data_root : str, optional
+    model_params : mapping
+        Architecture arguments for ``model`` (as :class:`~netinvert.models.ClassifierRunConfig`).
+    base_epochs : int, default=10
+    rounds : int, default=3
+        Inversion rounds after the noise-only warm-up round 0.
+    steps, seconds : optional
+        Inversion budget per round (whichever ends first); neither: 300 steps. ``steps`` is reproducible.
+    samples_per_round : int, default=200
+        At most this many inverted samples join the garbage class per round. ``ceil(samples_per_round /
+        n)`` samples are drawn for each of the ``n + 1`` labels; the candidates are those of the ``n``
+        real labels (the garbage label's inversions already go to the garbage class and are only shown
+        in the round's grid).
+    selection : str, default="robust-disagree"
+        Which candidates join (:func:`list_selections`): ``robust-disagree`` keeps those the
+        independent robust verifier (:func:`netinvert.metrics.train_verifiers`, trained on the
+        training split) does not label as their target, i.e. samples the model accepts but that do
+        not look like the class (the paper's "incoherent" samples; samples that do look like data are
+        kept out of the garbage class, protecting in-distribution accuracy). ``all`` keeps every
+        candidate; ``none`` keeps none (the noise-only ablation, same rounds and retraining).
+    noise_uniform, noise_gaussian : int, default=200
+        Size of the uniform and Gaussian noise seed of the garbage class (:func:`load_ood_set`).
+    class_weights : "balanced", "uniform" or sequence of n+1 floats
+        Weights of the cross-entropy. ``balanced`` (scikit-learn's ``N / (K n_c)``, recomputed each
+        round) makes the growing garbage class weigh as much as an average real class whatever its size.
+    epochs_per_round : int, default=2
+        Retraining epochs over training split + garbage set per round (and in round 0).
+    batch_size, lr, weight_decay
+        Retraining minibatch size and AdamW settings (constant learning rate).
+    val_fraction : float, default=0.1
+        Share of the training split held out as the validation split (never the test split).
+    inverter_batch_size : int, optional
+        The :class:`~netinvert.inversion.Inverter`'s batch size (default its own).
+    verifier_epochs : int, optional
+        Override the verifiers' epochs (quick checks only).
+    seed : int, default=0
+    device : {"cpu", "cuda", "auto"}
+    threads : int, optional
+    """
+
+    classifier: str | Path | None = None
+    dataset: str | None = None
+    model: str | None = None
+    data_root: str | None = None
+    model_params: Any = ()
+    base_epochs: int = 10
+    rounds: int = 3
+    steps: int | None = None
+    seconds: float | None = None
+    samples_per_round: int = 200
+    selection: str = "robust-disagree"
+    noise_uniform: int = 200
+    noise_gaussian: int = 200
+    class_weights: Any = "balanced"
+    epochs_per_round: int = 2
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    val_fraction: float = 0.1
+    inverter_batch_size: int | None = None
+    verifier_epochs: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model_params, Mapping):
+            object.__setattr__(self, "model_params", tuple(sorted(self.model_params.items())))
+        if isinstance(self.class_weights, list):
+            object.__setattr__(self, "class_weights", tuple(self.class_weights))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values: what the card records as ``config``."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["classifier"] = None if self.classifier is None else str(self.classifier)
+        out["model_params"] = dict(self.model_params)
+        if isinstance(self.class_weights, tuple):
+            out["class_weights"] = list(self.class_weights)
+        return out
+
+    def validate(self) -> OODRunConfig:
+        """Raise ``ValueError`` on the first invalid field (sklearn's message shape); returns ``self``."""
+        owner = type(self).__name__
+        if (self.classifier is None) == (self.dataset is None):
+            raise ValueError(f"{owner} needs exactly one starting point: classifier (--classifier RUN) or dataset and model "
+                             f"(--dataset D --model M). Got classifier={self.classifier!r}, dataset={self.dataset!r}.")
+        if self.dataset is not None:
+            if self.model is None:
+                raise ValueError(f"{owner}: dataset={self.dataset!r} needs a model (--model) to train.")
+            DATASETS.get(self.dataset)
+            from ...models import MODELS
+            MODELS.get(self.model)
+        elif self.model is not None:
+            raise ValueError(f"{owner}: model={self.model!r} is only used with dataset; a classifier run brings its own.")
+        for name, low in (("rounds", 1), ("samples_per_round", 1), ("noise_uniform", 0), ("noise_gaussian", 0),
+                          ("epochs_per_round", 1), ("batch_size", 2), ("base_epochs", 1), ("seed", 0)):
+            _int(owner, name, getattr(self, name), low)
+        if self.noise_uniform + self.noise_gaussian < 1:
+            raise ValueError(f"{owner}: the garbage class needs a noise seed; noise_uniform + noise_gaussian must be >= 1.")
+        for name in ("steps", "inverter_batch_size", "verifier_epochs", "threads"):
+            if getattr(self, name) is not None:
+                _int(owner, name, getattr(self, name), 2 if name == "inverter_batch_size" else 1)
+        if self.seconds is not None and (isinstance(self.seconds, bool) or not isinstance(self.seconds, (int, float))
+                                         or not self.seconds > 0 or not math.isfinite(self.seconds)):
+            raise _bad(owner, "seconds", "a finite float > 0 or None", self.seconds)
+        for name in ("lr",):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                raise _bad(owner, name, "a float > 0", v)
+        if isinstance(self.weight_decay, bool) or not isinstance(self.weight_decay, (int, float)) or self.weight_decay < 0:
+            raise _bad(owner, "weight_decay", "a float >= 0", self.weight_decay)
+        if isinstance(self.val_fraction, bool) or not isinstance(self.val_fraction, (int, float)) or not 0 < self.val_fraction < 1:
+            raise _bad(owner, "val_fraction", "a float in (0, 1)", self.val_fraction)
+        if self.selection not in list_selections():
+            raise _bad(owner, "selection", f"one of {list_selections()}", self.selection)
+        if self.device not in ("cpu", "cuda", "auto"):
+            raise _bad(owner, "device", "one of ['cpu', 'cuda', 'auto']", self.device)
+        cw = self.class_weights
+        if isinstance(cw, str):
+            if cw not in _CLASS_WEIGHTS:
+                raise _bad(owner, "class_weights", f"one of {list(_CLASS_WEIGHTS)} or a sequence of n+1 floats > 0", cw)
+        elif not isinstance(cw, tuple) or not cw or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in cw):
+            raise _bad(owner, "class_weights", f"one of {list(_CLASS_WEIGHTS)} or a sequence of n+1 floats > 0", cw)
+        return self
+
+
+@dataclass(frozen=True)
+class OODResult:
+    """What :func:`run_ood` wrote: the run folder and its headline numbers."""
+
+    run_dir: Path
+    classifier_dir: Path
+    n_classes: int
+    rounds: int
+    garbage_size: int
+    val_accuracy: float
+    base_val_accuracy: float
+    seconds: float
+    weights_sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["run_dir"], d["classifier_dir"] = str(self.run_dir), str(self.classifier_dir)
+        return d
+
+
+@torch.no_grad()
+def _accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    return float((predict_labels(model, x) == y).float().mean())
+
+
+def _class_weights(config: OODRunConfig, y: torch.Tensor, k: int) -> torch.Tensor:
+    if config.class_weights == "balanced":
+        return balanced_class_weights(y, k)
+    if config.class_weights == "uniform":
+        return torch.ones(k)
+    if len(config.class_weights) != k:
+        raise ValueError(f"The 'class_weights' parameter of OODRunConfig must hold n+1 = {k} weights. "
+                         f"Got {len(config.class_weights)} instead.")
+    return torch.tensor(config.class_weights, dtype=torch.float32)
+
+
+def _grid(images: torch.Tensor, labels: torch.Tensor, path: Path, names: Sequence[str], title: str, per: int = 8) -> None:
+    from ...report import save_class_grid
+
+    keep = torch.cat([torch.nonzero(labels == c).flatten()[:per] for c in labels.unique()])
+    save_class_grid(images[keep], labels[keep], path, class_names=list(names), title=title)
+
+
+@restores_threads
+def run_ood(config: OODRunConfig, out: str | Path, *, force: bool = False, progress: bool = True) -> OODResult:
+    """Train an ``(n+1)``-class garbage-class model and write the run folder ``out``.
+
+    The loop: widen the ``n``-class model to ``n + 1`` outputs (:func:`widen_head`; the garbage class
+    is the last index); seed the garbage class with uniform and Gaussian noise; round 0 retrains on
+    training split + noise; each round ``r = 1..rounds`` inverts the current model with the
+    project's :class:`~netinvert.inversion.Inverter` for all ``n + 1`` labels, adds the samples of
+    the real labels chosen by ``config.selection`` to the garbage set, and retrains with
+    class-weighted cross-entropy on training split + garbage set. Retraining continues from the
+    current weights (fine-tuning), so the real classes are not relearnt from scratch each round.
+
+    ``out`` receives ``card.json`` (kind ``ood``, config, seed, device, threads, versions, the
+    sha256 of every weights file read or written), ``config.json``, ``history.json`` (per round:
+    validation accuracy over all ``n + 1`` outputs, the validation share sent to garbage, the
+    garbage-set size, inverted candidates, selected, their validity under the model and agreement
+    with the robust verifier), ``metrics.json``, ``classifier/`` (the final model as a classifier
+    run that :func:`netinvert.models.load_classifier` reads), ``base/`` (the starting model, when
+    trained here), ``garbage.safetensors`` (the garbage set and each image's source),
+    ``garbage.png`` and ``rounds/round_RR.png`` (each round's inverted samples, 8 per label).
+    There is no resume yet: an interrupted run starts again.
+
+    Raises
+    ------
+    ValueError, UnknownNameError
+        On an invalid config or ``out`` (before any work).
+    UnsupportedLayerError
+        If the starting model's head cannot be widened (before any training).
+    """
+    from ...inversion import Inverter
+    from ...metrics import train_verifiers
+
+    if not isinstance(config, OODRunConfig):
+        raise ValueError(f"run_ood takes an OODRunConfig. Got {type(config).__name__} instead.")
+    config.validate()
+    inputs = [config.classifier]
+    out = check_out(out, force=force, inputs=inputs)
+    device = resolve_device(config.device)
+    base_model, base_card = None, {}
+    if config.classifier is not None:
+        base_model, base_card = load_classifier_run(config.classifier, device)
+        widen_head(base_model)  # an unwidenable model is refused before any work
+    threads = set_threads(config.threads)
+    t0 = time.perf_counter()
+    dataset = config.dataset or base_card.get("dataset")
+    data_root = config.data_root or base_card.get("data_root")
+    if not isinstance(dataset, str):
+        raise RunFormatError(f"{config.classifier} names no dataset in its card; it cannot start an OOD run.")
+    data = load_dataset(dataset, data_root)
+    n = data.n_classes
+    tr, va = split_validation(len(data.x_train), config.val_fraction, config.seed)
+    x_tr, y_tr, x_va, y_va = data.x_train[tr], data.y_train[tr], data.x_train[va], data.y_train[va]
+    train_part = Dataset(data.name, x_tr, y_tr, data.x_test, data.y_test, data.class_names, data.source, data.mean, data.std)
+    names = [*data.class_names, "garbage"]
+    history: list[dict[str, Any]] = []
+    with staged_run(out, force=force, inputs=inputs) as tmp:
+        seed_everything(config.seed)
+        card_extra: dict[str, Any] = {}
+        if base_model is None:
+            base_model = build_model(config.model, input_shape=data.input_shape, n_classes=n, mean=data.mean, std=data.std,
+                                     **{k: v for k, v in config.model_params})
+            train_classifier(base_model, train_part, TrainConfig(epochs=config.base_epochs, batch_size=config.batch_size,
+                                                                 seed=config.seed, device=str(device)), progress=progress)
+            base_model.eval()
+            base_acc_test = _accuracy(base_model, data.x_test, data.y_test)
+            save_classifier(base_model.cpu(), tmp / "base", {"dataset": data.name, "data_root": data_root, "seed": config.seed,
+                                                             "test_accuracy": base_acc_test, "trained_by": "run_ood"})
+            base_model.to(device)
+            base_path, base_sha = "base", file_sha256(tmp / "base" / WEIGHTS_NAME)
+        else:
+            base_path = path_for_card(out, config.classifier)
+            base_sha = file_sha256(Path(config.classifier) / WEIGHTS_NAME)
+            card_extra["base_classifier_path"] = str(Path(config.classifier).absolute())
+        base_val = _accuracy(base_model, x_va, y_va)
+        model = widen_head(base_model).to(device)
+        k = n + 1
+        shape = data.input_shape
+        noise = [load_ood_set("uniform", shape, config.noise_uniform, seed=config.seed)] if config.noise_uniform else []
+        if config.noise_gaussian:
+            noise.append(load_ood_set("gaussian", shape, config.noise_gaussian, seed=config.seed + 1))
+        garbage = torch.cat(noise)
+        source = torch.cat([torch.full((config.noise_uniform,), 0), torch.full((config.noise_gaussian,), 1)]).long()
+        selection = make_selection(config.selection)
+        verifiers = None
+        if selection.needs_verifiers:
+            verifiers = train_verifiers(train_part, seed=config.seed + 1, device=device, progress=False,
+                                        epochs=config.verifier_epochs)
+            card_extra["verifiers"] = verifiers.info
+        (tmp / "rounds").mkdir()
+
+        def retrain(r: int) -> dict[str, Any]:
+            x = torch.cat([x_tr, garbage])
+            y = torch.cat([y_tr, torch.full((len(garbage),), n, dtype=torch.long)])
+            weights = _class_weights(config, y, k)
+            losses = train_weighted(model, x, y, weights, epochs=config.epochs_per_round, batch_size=config.batch_size,
+                                    lr=config.lr, weight_decay=config.weight_decay, seed=config.seed * 1000 + r,
+                                    device=device, progress=progress, desc=f"ood round {r}")
+            pred = predict_labels(model, x_va)
+            return {"round": r, "loss": losses, "class_weights": weights.tolist(),
+                    "val_accuracy": float((pred == y_va).float().mean()), "val_garbage_share": float((pred == n).float().mean()),
+                    "garbage_size": len(garbage)}
+
+        history.append({**retrain(0), "inverted": 0, "selected": 0})
+        if progress:
+            progress_log.info("ood round 0/%d (noise only): val accuracy %.4f, garbage %d",
+                              config.rounds, history[-1]["val_accuracy"], len(garbage))
+        per_label = math.ceil(config.samples_per_round / n)
+        steps = config.steps if config.steps is not None or config.seconds is not None else DEFAULT_STEPS
+        for r in range(1, config.rounds + 1):
+            settings = {} if config.inverter_batch_size is None else {"batch_size": config.inverter_batch_size}
+            inverter = Inverter(model, seed=config.seed * 1000 + r, device=device, **settings)
+            inverter.fit(steps=steps, seconds=config.seconds, progress=progress)
+            xs, ys = inverter.sample_classes(per_label, seed=config.seed * 1000 + r)
+            _grid(xs, ys, tmp / "rounds" / f"round_{r:02d}.png", names, f"round {r}: inverted samples per label")
+            real = ys < n
+            cand_x, cand_y = xs[real], ys[real]
+            valid = predict_labels(model, cand_x) == cand_y
+            mask = selection.select(cand_x, cand_y, {"verifiers": verifiers, "model": model})
+            chosen = torch.nonzero(mask).flatten()
+            gen = torch.Generator().manual_seed(config.seed * 1000 + r)
+            chosen = chosen[torch.randperm(len(chosen), generator=gen)[:config.samples_per_round]].sort().values
+            garbage = torch.cat([garbage, cand_x[chosen]])
+            source = torch.cat([source, torch.full((len(chosen),), 1 + r, dtype=torch.long)])
+            entry = {"inverted": len(cand_x), "selected": len(chosen), "validity": float(valid.float().mean()),
+                     "inversion_steps": len(inverter.history_.get("step", []))}
+            if verifiers is not None:
+                entry["robust_agreement"] = float((predict_labels(verifiers.robust, cand_x) == cand_y).float().mean())
+            history.append({**retrain(r), **entry})
+            if progress:
+                progress_log.info("ood round %d/%d: val accuracy %.4f, garbage %d (+%d of %d inverted)", r, config.rounds,
+                                  history[-1]["val_accuracy"], len(garbage), len(chosen), len(cand_x))
+        model.eval()
+        test_acc = _accuracy(model, data.x_test, data.y_test)
+        source_names = ["uniform", "gaussian", *[f"round {r}" for r in range(1, config.rounds + 1)]]
+        _grid(garbage, source, tmp / "garbage.png", source_names, "garbage class by source")
+        save_weights(tmp / "garbage.safetensors", {"x": garbage.contiguous(), "source": source.contiguous()})
+        save_classifier(model.cpu(), tmp / "classifier", {
+            "dataset": data.name, "data_root": data_root, "seed": config.seed, "garbage_index": n,
+            "class_names": names, "test_accuracy": test_acc, "trained_by": "run_ood"})
+        sha = file_sha256(tmp / "classifier" / WEIGHTS_NAME)
+        seconds = time.perf_counter() - t0
+        metrics = {"val_accuracy": history[-1]["val_accuracy"], "base_val_accuracy": base_val, "test_accuracy": test_acc,
+                   "garbage_size": len(garbage), "n_train": len(x_tr), "n_val": len(x_va), "seconds": seconds}
+        write_json(tmp / "history.json", history)
+        write_json(tmp / "metrics.json", metrics)
+        write_json(tmp / "config.json", config.to_dict())
+        write_card(tmp, {"kind": "ood", "config": config.to_dict(), "dataset": data.name, "data_root": data_root,
+                         "n_classes": n, "garbage_index": n, "seed": config.seed, "device": str(device), "threads": threads,
+                         "selection": {"name": selection.name, "description": selection.description},
+                         "base_classifier": base_path, "base_classifier_sha256": base_sha,
+                         "classifier": "classifier", "classifier_sha256": sha,
+                         "garbage_sha256": file_sha256(tmp / "garbage.safetensors"), **card_extra, **metrics})
+    log.info("wrote %s (val accuracy %.4f, garbage %d)", out, metrics["val_accuracy"], len(garbage))
+    return OODResult(run_dir=out, classifier_dir=out / "classifier", n_classes=k, rounds=config.rounds,
+                     garbage_size=len(garbage), val_accuracy=metrics["val_accuracy"], base_val_accuracy=base_val,
+                     seconds=seconds, weights_sha256=sha)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+@dataclass(frozen=True)
+class OODEvaluationResult:
+    """What :func:`run_ood_evaluation` measured; ``run_dir`` is None when nothing was written.
+
+    ``metrics[set][detector]`` holds :class:`OODMetrics`' keys; ``garbage_share[set]`` the share of
+    that set's images the final model assigns to the garbage class.
+    """
+
+    run_dir: Path | None
+    ood_run: str
+    in_accuracy: float
+    base_accuracy: float
+    in_garbage_share: float
+    metrics: dict[str, dict[str, dict[str, float]]]
+    garbage_share: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["run_dir"] = None if self.run_dir is None else str(self.run_dir)
+        return d
+
+
+def _check_set_names(names: Sequence[str]) -> list[str]:
+    if isinstance(names, str):
+        names = [names]
+    names = list(names)
+    if not names:
+        raise ValueError("run_ood_evaluation needs at least one OOD set (--ood NAME).")
+    valid = list_ood_sets()
+    for name in names:
+        if name not in OOD_SETS and name not in DATASETS:
+            raise UnknownNameError(f"Unknown OOD set {name!r}. Valid names: {', '.join(valid)}.")
+    if len(set(names)) != len(names):
+        raise ValueError(f"OOD set names repeat in {names}; name each once.")
+    return names
+
+
+def _histograms(path: Path, name: str, scores_in: Mapping[str, torch.Tensor], scores_out: Mapping[str, torch.Tensor]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dets = list(scores_in)
+    fig, axes = plt.subplots(1, len(dets), figsize=(3 * len(dets), 2.6), squeeze=False)
+    for ax, det in zip(axes[0], dets):
+        a, b = scores_in[det].numpy(), scores_out[det].numpy()
+        lo, hi = float(min(a.min(), b.min())), float(max(a.max(), b.max()))
+        bins = 30 if hi > lo else 1
+        ax.hist(a, bins=bins, range=(lo, hi if hi > lo else lo + 1), alpha=0.6, label="in", density=True)
+        ax.hist(b, bins=bins, range=(lo, hi if hi > lo else lo + 1), alpha=0.6, label=name, density=True)
+        ax.set_title(det, fontsize=8)
+        ax.tick_params(labelsize=6)
+    axes[0][0].legend(fontsize=6)
+    fig.suptitle(f"OOD scores (higher = more OOD): in-distribution test vs {name}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+@restores_threads
+def run_ood_evaluation(ood_run: str | Path, ood_sets: Sequence[str], out: str | Path | None = None, *, n: int | None = None,
+                       seed: int = 0, device: str = "auto", threads: int | None = None, force: bool = False,
+                       histograms: bool = True) -> OODEvaluationResult:
+    """Score in-distribution test images and each OOD set with every detector; compute :class:`OODMetrics`.
+
+    The final ``(n+1)``-class model of ``ood_run`` is scored with ``garbage`` and ``ue``
+    (:data:`GARBAGE_DETECTORS`); the original ``n``-class model it started from with ``msp``,
+    ``max-logit``, ``energy`` and ``mahalanobis`` (fitted on the training split; tied covariance)
+    (:data:`BASELINE_DETECTORS`). OOD sets come from :func:`load_ood_set` in the in-distribution shape
+    (grey-scale, resized with antialiasing: :func:`convert_images`).
+
+    Parameters
+    ----------
+    ood_run : path
+        A run folder written by :func:`run_ood`; only read.
+    ood_sets : sequence of str
+        Names from :func:`list_ood_sets` (checked before any work).
+    out : path, optional
+        A new folder for ``card.json``, ``metrics.json`` and ``hist_SET.png``; nothing is written without it.
+    n : int, optional
+        Images per OOD set (default: as many as the in-distribution test split for generated sets, the
+        whole test split for datasets).
+    seed : int, default=0
+        Seeds the noise sets and the choice of dataset images.
+    device, threads, force
+        As everywhere.
+    histograms : bool, default=True
+        Write one histogram PNG per set (with ``out``).
+
+    Raises
+    ------
+    UnknownNameError
+        If an OOD set is not registered (before any work).
+    ValueError
+        If a set is empty or cannot be converted to the in-distribution shape (naming it), or ``out``
+        overlaps ``ood_run``.
+    """
+    names = _check_set_names(ood_sets)
+    if n is not None:
+        _int("run_ood_evaluation", "n", n, 1)
+    run = Path(ood_run)
+    card = read_card(run, required=("classifier", "base_classifier", "dataset"))
+    if card.get("kind") != "ood":
+        raise RunFormatError(f"{run} holds a {card.get('kind')!r} run, not an OOD run written by 'netinvert ood train'.")
+    if out is not None:
+        out = check_out(out, force=force, inputs=[run])
+    dev = resolve_device(device)
+    n_threads = set_threads(threads)
+    seed_everything(seed)
+    final, _ = load_classifier_run(resolve_recorded_path(run, card["classifier"]), dev,
+                                   expected_sha256=card.get("classifier_sha256"))
+    base, _ = load_classifier_run(resolve_recorded_path(run, card["base_classifier"]), dev,
+                                  expected_sha256=card.get("base_classifier_sha256"))
+    data = load_dataset(card["dataset"], card.get("data_root"))
+    k = int(final.n_classes)
+    g = k - 1
+    detectors = {name: make_detector(name, final) for name in GARBAGE_DETECTORS}
+    detectors.update({name: make_detector(name, base) for name in BASELINE_DETECTORS})
+    detectors["mahalanobis"].fit((data.x_train, data.y_train))
+    x_in = data.x_test
+    scores_in = {name: det.predict(x_in) for name, det in detectors.items()}
+    pred_in = predict_labels(final, x_in)
+    in_acc = float((pred_in == data.y_test).float().mean())
+    base_acc = float((predict_labels(base, x_in) == data.y_test).float().mean())
+    metrics: dict[str, dict[str, dict[str, float]]] = {}
+    shares: dict[str, float] = {}
+    per_set_scores: dict[str, dict[str, torch.Tensor]] = {}
+    for i, name in enumerate(names):
+        count = n if n is not None else (len(x_in) if name in _GENERATED else None)
+        try:
+            x_out = load_ood_set(name, data.input_shape, count, seed=seed + i)
+        except (ValueError, RuntimeError) as exc:
+            msg = str(exc)
+            raise ValueError(msg if repr(name) in msg else f"OOD set {name!r}: {msg}") from None
+        if len(x_out) == 0:
+            raise ValueError(f"OOD set {name!r} is empty; it has no images to score.")
+        scores_out = {det_name: det.predict(x_out) for det_name, det in detectors.items()}
+        metrics[name] = {det_name: OODMetrics().update(scores_in[det_name], False).update(s, True).compute()
+                         for det_name, s in scores_out.items()}
+        shares[name] = float((predict_labels(final, x_out) == g).float().mean())
+        per_set_scores[name] = scores_out
+    result = OODEvaluationResult(run_dir=None if out is None else Path(out), ood_run=str(run), in_accuracy=in_acc,
+                                 base_accuracy=base_acc, in_garbage_share=float((pred_in == g).float().mean()),
+                                 metrics=metrics, garbage_share=shares)
+    if out is not None:
+        with staged_run(out, force=force, inputs=[run]) as tmp:
+            body = {k2: v for k2, v in result.to_dict().items() if k2 not in ("run_dir", "ood_run")}
+            write_json(tmp / "metrics.json", body)
+            if histograms:
+                for name in names:
+                    _histograms(tmp / f"hist_{name}.png", name, scores_in, per_set_scores[name])
+            write_card(tmp, {"kind": "ood-evaluation", "config": {"ood_run": str(run), "ood_sets": names, "n": n,
+                                                                  "seed": seed, "device": device, "threads": threads},
+                             "ood_run": path_for_card(out, run), "seed": seed, "device": str(dev), "threads": n_threads,
+                             "detectors": {d: det.get_params() for d, det in detectors.items()},
+                             "input_weights_sha256": {"classifier": card.get("classifier_sha256"),
+                                                      "base_classifier": card.get("base_classifier_sha256")},
+                             "in_accuracy": in_acc, "garbage_share": shares})
+    return result

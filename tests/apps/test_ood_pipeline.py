@@ -1,0 +1,122 @@
+"""The garbage-class loop: widening, run_ood end to end, run_ood_evaluation, the CLI, refusals before work."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from netinvert.apps.ood import OODRunConfig, list_selections, run_ood, run_ood_evaluation, widen_head
+from netinvert.cli import main
+from netinvert.data import dataset_status, load_dataset
+from netinvert.exceptions import RunExistsError, UnknownNameError, UnsupportedLayerError
+from netinvert.models import build_model, load_classifier
+
+TINY = dict(dataset="digits", model="mlp", model_params={"hidden": [16]}, base_epochs=2, rounds=2, steps=3,
+            samples_per_round=20, noise_uniform=16, noise_gaussian=16, epochs_per_round=1, inverter_batch_size=22,
+            verifier_epochs=1, device="cpu", threads=1)
+
+
+@pytest.mark.parametrize("name,params", [("mlp", {"hidden": [8]}), ("cnn", {"channels": [4], "hidden": 8})])
+def test_widen_head_keeps_predictions(name: str, params: dict) -> None:
+    data = load_dataset("digits")
+    torch.manual_seed(0)
+    clf = build_model(name, input_shape=data.input_shape, n_classes=data.n_classes, mean=data.mean, std=data.std, **params)
+    clf.eval()
+    wide = widen_head(clf)
+    with torch.no_grad():
+        before, after = clf(data.x_train), wide(data.x_train)
+    assert wide.n_classes == data.n_classes + 1 and after.shape == (len(data.x_train), data.n_classes + 1)
+    assert torch.equal(after[:, :-1], before)
+    assert torch.equal(after.argmax(1), before.argmax(1))
+
+
+def test_widen_head_refuses_foreign_models() -> None:
+    with pytest.raises(UnsupportedLayerError, match="Cannot add a garbage class"):
+        widen_head(torch.nn.Linear(4, 2))
+
+
+@pytest.fixture(scope="module")
+def ood_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("ood") / "run"
+    result = run_ood(OODRunConfig(**TINY), out, progress=False)
+    assert result.run_dir == out and result.n_classes == 11 and result.rounds == 2
+    return out
+
+
+def test_run_ood_writes_a_complete_run(ood_run: Path) -> None:
+    for name in ("card.json", "config.json", "history.json", "metrics.json", "garbage.png", "garbage.safetensors",
+                 "rounds/round_01.png", "rounds/round_02.png", "base/card.json", "classifier/weights.safetensors"):
+        assert (ood_run / name).is_file(), name
+    card = json.loads((ood_run / "card.json").read_text())
+    assert card["kind"] == "ood" and card["garbage_index"] == 10 and card["threads"] == 1
+    assert card["selection"]["name"] == "robust-disagree" and len(card["classifier_sha256"]) == 64
+    history = json.loads((ood_run / "history.json").read_text())
+    assert [h["round"] for h in history] == [0, 1, 2]
+    assert history[0]["garbage_size"] == 32
+    assert all(0 <= h["val_accuracy"] <= 1 for h in history)
+    assert all(history[i + 1]["garbage_size"] >= history[i]["garbage_size"] for i in range(2))
+    assert all(h["selected"] <= 20 for h in history)
+    model, info = load_classifier(ood_run / "classifier")
+    assert model.n_classes == 11 and info["card"]["garbage_index"] == 10
+
+
+def test_evaluation_on_noise(ood_run: Path, tmp_path: Path) -> None:
+    result = run_ood_evaluation(ood_run, ["uniform", "gaussian"], tmp_path / "eval", n=64, threads=1, device="cpu")
+    assert set(result.metrics) == {"uniform", "gaussian"}
+    for per_set in result.metrics.values():
+        assert set(per_set) == {"garbage", "ue", "msp", "max-logit", "energy", "mahalanobis"}
+        assert all(0.0 <= m["AUROC"] <= 1.0 for m in per_set.values())
+    assert all(0.0 <= s <= 1.0 for s in result.garbage_share.values()) and 0 <= result.in_accuracy <= 1
+    saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert saved["garbage_share"] == result.garbage_share
+    assert (tmp_path / "eval" / "hist_uniform.png").is_file() and (tmp_path / "eval" / "card.json").is_file()
+
+
+@pytest.mark.skipif(not dataset_status("fashion-mnist").available, reason="Fashion-MNIST files are not installed here")
+def test_evaluation_on_fashion_8x8(ood_run: Path) -> None:
+    result = run_ood_evaluation(ood_run, ["fashion-mnist"], n=200, threads=1, device="cpu")
+    assert all(0.0 <= m["AUROC"] <= 1.0 for m in result.metrics["fashion-mnist"].values())
+    assert 0.0 <= result.garbage_share["fashion-mnist"] <= 1.0
+
+
+def test_refusals_before_work(ood_run: Path, tmp_path: Path) -> None:
+    with pytest.raises(UnknownNameError, match="Unknown OOD set 'omniglot'"):
+        run_ood_evaluation(ood_run, ["uniform", "omniglot"], tmp_path / "e")
+    with pytest.raises(ValueError, match="'rounds' parameter of OODRunConfig"):
+        run_ood(OODRunConfig(**{**TINY, "rounds": 0}), tmp_path / "r")
+    with pytest.raises(ValueError, match="'selection' parameter"):
+        run_ood(OODRunConfig(**{**TINY, "selection": "best"}), tmp_path / "r")
+    with pytest.raises(ValueError, match="exactly one starting point"):
+        run_ood(OODRunConfig(classifier=ood_run / "base", dataset="digits", model="mlp"), tmp_path / "r")
+    with pytest.raises(ValueError, match="overlaps the input"):
+        run_ood(OODRunConfig(classifier=ood_run / "base", rounds=1, steps=2), ood_run / "base")
+    with pytest.raises(ValueError, match="overlaps the input"):
+        run_ood_evaluation(ood_run, ["uniform"], ood_run)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    with pytest.raises(RunExistsError):
+        run_ood(OODRunConfig(**TINY), tmp_path / "full")
+    assert not (tmp_path / "r").exists() and not (tmp_path / "e").exists()
+    assert "robust-disagree" in list_selections()
+
+
+def test_cli_evaluate_and_refusal(ood_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ood", "evaluate", "--classifier", str(ood_run), "--ood", "uniform", "-n", "32", "--threads", "1",
+                 "--device", "cpu"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert 0 <= printed["metrics"]["uniform"]["garbage"]["AUROC"] <= 1
+    assert main(["ood", "train", "--classifier", str(ood_run / "base"), "--rounds", "0", "--out", str(tmp_path / "o")]) == 2
+    assert "rounds" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_cli_train_from_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "cli"
+    assert main(["ood", "train", "--dataset", "digits", "--model", "mlp", "--base-epochs", "1", "--rounds", "1",
+                 "--steps", "2", "-n", "10", "--selection", "all", "--noise-uniform", "8", "--noise-gaussian", "8",
+                 "--epochs-per-round", "1", "--out", str(out), "--threads", "1", "--device", "cpu", "--no-progress"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["n_classes"] == 11 and printed["garbage_size"] == 26  # 16 noise + 10 inverted ("all")
+    assert (out / "rounds" / "round_01.png").is_file()
