@@ -268,3 +268,21 @@ def test_signals_wait_for_the_commit(tmp_path: Path, monkeypatch: pytest.MonkeyP
         signal.signal(signal.SIGTERM, previous)
     assert seen == [True]  # delivered only once the run was in place
     assert (out / "card.json").is_file()
+
+
+def test_resume_point_ignores_where_a_run_computes_but_not_what_it_is(tmp_path: Path) -> None:
+    import torch
+
+    from netinvert._checkpoint import CHECKPOINT_NAME, resume_point, write_checkpoint
+
+    out = tmp_path / "run"
+    partial_dir(out).mkdir()
+    info = {"config": {"device": "auto", "threads": 1, "lr": 0.1}, "classifier_sha256": "ab"}
+    write_checkpoint(partial_dir(out) / CHECKPOINT_NAME, {"w": torch.zeros(1)}, {"step": 3, "info": info})
+    moved = {"config": {"device": "cpu", "threads": 2, "lr": 0.1}, "classifier_sha256": "ab"}
+    assert resume_point(out, moved, resume=True) == partial_dir(out) / CHECKPOINT_NAME
+    with pytest.raises(RunFormatError, match="another config.lr, classifier_sha256"):
+        resume_point(out, {"config": {"device": "auto", "threads": 1, "lr": 0.2}, "classifier_sha256": "cd"}, resume=True)
+    with pytest.raises(RunExistsError, match="pass --resume"):
+        resume_point(out, info, resume=False)
+    assert resume_point(out, info, resume=False, force=True) is None

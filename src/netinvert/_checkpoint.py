@@ -203,12 +203,17 @@ def resume_point(out: str | Path, info: Mapping[str, Any], *, resume: bool, forc
         return None
     recorded = read_checkpoint_state(path).get("info") or {}
     want = json.loads(json.dumps(jsonable(info)))
-    diff = _diff(want, recorded)
+    # Where and with how many threads a run computes does not change what it is: a run interrupted on one
+    # machine may continue on another (bit-exact equality is promised for the same device and threads only).
+    diff = [k for k in _diff(want, recorded) if k not in _NOT_IDENTITY]
     if diff:
         raise RunFormatError(f"The checkpoint {path} belongs to a run with another {', '.join(diff)}; rerun with the options of "
                              f"that run to resume it, or without --resume to start afresh (which discards it).")
     log.info("Resuming the unfinished run in %s.", path.parent)
     return path
+
+
+_NOT_IDENTITY = ("config.device", "config.threads")
 
 
 def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
