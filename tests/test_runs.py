@@ -281,7 +281,7 @@ def test_resume_point_ignores_where_a_run_computes_but_not_what_it_is(tmp_path: 
     write_checkpoint(partial_dir(out) / CHECKPOINT_NAME, {"w": torch.zeros(1)}, {"step": 3, "info": info})
     moved = {"config": {"device": "cpu", "threads": 2, "lr": 0.1}, "classifier_sha256": "ab"}
     assert resume_point(out, moved, resume=True) == partial_dir(out) / CHECKPOINT_NAME
-    with pytest.raises(RunFormatError, match="another config.lr, classifier_sha256"):
+    with pytest.raises(RunFormatError, match="another classifier_sha256, config.lr; .* --force"):
         resume_point(out, {"config": {"device": "auto", "threads": 1, "lr": 0.2}, "classifier_sha256": "cd"}, resume=True)
     with pytest.raises(RunExistsError, match="pass --resume"):
         resume_point(out, info, resume=False)

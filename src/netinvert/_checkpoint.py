@@ -208,7 +208,7 @@ def resume_point(out: str | Path, info: Mapping[str, Any], *, resume: bool, forc
     diff = [k for k in _diff(want, recorded) if k not in _NOT_IDENTITY]
     if diff:
         raise RunFormatError(f"The checkpoint {path} belongs to a run with another {', '.join(diff)}; rerun with the options of "
-                             f"that run to resume it, or without --resume to start afresh (which discards it).")
+                             f"that run to resume it, or pass --force without --resume to discard it and start afresh.")
     log.info("Resuming the unfinished run in %s.", path.parent)
     return path
 
