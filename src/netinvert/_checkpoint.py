@@ -39,7 +39,8 @@ from .runs import jsonable, partial_dir, save_weights
 
 log = logging.getLogger(__name__)
 
-__all__ = ["check_resume", "resume_point", "discard_checkpoint", "CHECKPOINT_NAME", "CHECKPOINT_FORMAT", "write_checkpoint", "read_checkpoint", "read_checkpoint_state",
+__all__ = ["check_resume", "resume_point", "discard_checkpoint", "write_training_checkpoint", "restore_training_state",
+           "changed_fields", "CHECKPOINT_NAME", "CHECKPOINT_FORMAT", "write_checkpoint", "read_checkpoint", "read_checkpoint_state",
            "rng_state", "rng_to_checkpoint", "restore_rng", "flatten_optimizer", "unflatten_optimizer", "prefixed", "strip_prefix"]
 
 #: File name of a fit's checkpoint inside a run's staging folder.
@@ -205,7 +206,7 @@ def resume_point(out: str | Path, info: Mapping[str, Any], *, resume: bool, forc
     want = json.loads(json.dumps(jsonable(info)))
     # Where and with how many threads a run computes does not change what it is: a run interrupted on one
     # machine may continue on another (bit-exact equality is promised for the same device and threads only).
-    diff = [k for k in _diff(want, recorded) if k not in _NOT_IDENTITY]
+    diff = [k for k in changed_fields(want, recorded) if k not in _NOT_IDENTITY]
     if diff:
         raise RunFormatError(f"The checkpoint {path} belongs to a run with another {', '.join(diff)}; rerun with the options of "
                              f"that run to resume it, or pass --force without --resume to discard it and start afresh.")
@@ -216,14 +217,15 @@ def resume_point(out: str | Path, info: Mapping[str, Any], *, resume: bool, forc
 _NOT_IDENTITY = ("config.device", "config.threads")
 
 
-def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
-    """Dotted names of the entries that differ between two JSON objects (nested objects named entry by entry)."""
+def changed_fields(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted names of the entries that differ between two JSON objects (nested objects named entry by entry):
+    what a refused checkpoint's message names."""
     a, b = a if isinstance(a, dict) else {}, b if isinstance(b, dict) else {}
     out = []
     for key in sorted(set(a) | set(b)):
         x, y = a.get(key), b.get(key)
         if isinstance(x, dict) and isinstance(y, dict):
-            out += _diff(x, y, f"{prefix}{key}.")
+            out += changed_fields(x, y, f"{prefix}{key}.")
         elif x != y:
             out.append(f"{prefix}{key}")
     return out
@@ -239,3 +241,26 @@ def discard_checkpoint(folder: str | Path) -> None:
     (folder / CHECKPOINT_NAME).unlink(missing_ok=True)
     for stray in folder.glob(f".{CHECKPOINT_NAME}.*.tmp"):  # atomic_write_bytes' temp file
         stray.unlink(missing_ok=True)
+
+
+def write_training_checkpoint(path: str | Path, states: Mapping[str, Mapping[str, torch.Tensor]],
+                              optimizer: torch.optim.Optimizer, rng: Mapping[str, Any], state: Mapping[str, Any],
+                              extra: Mapping[str, torch.Tensor] | None = None) -> Path:
+    """One training loop's checkpoint: each state dict of ``states`` under its name, the optimiser, the random
+    states ``rng`` (:func:`rng_state`), ``extra`` tensors, and ``state`` (JSON) with the optimiser's and RNG's meta."""
+    opt_tensors, opt_meta = flatten_optimizer(optimizer)
+    rng_tensors, rng_meta = rng_to_checkpoint(rng)
+    tensors = {k: v for name, sd in states.items() for k, v in prefixed(name, sd).items()}
+    tensors.update({**(extra or {}), **opt_tensors, **rng_tensors})
+    return write_checkpoint(path, tensors, {**state, "optimizer": opt_meta, "rng": rng_meta})
+
+
+def restore_training_state(tensors: Mapping[str, torch.Tensor], state: Mapping[str, Any], modules: Mapping[str, torch.nn.Module],
+                           optimizer: torch.optim.Optimizer, generator: torch.Generator | None = None,
+                           device: torch.device | None = None) -> None:
+    """Load what :func:`write_training_checkpoint` wrote back into ``modules`` (by name), the optimiser and every
+    random state."""
+    for name, module in modules.items():
+        module.load_state_dict(strip_prefix(name, tensors))
+    optimizer.load_state_dict(unflatten_optimizer(tensors, state["optimizer"]))
+    restore_rng(tensors, state["rng"], generator, device)

@@ -30,15 +30,12 @@ from .._device import resolve_device
 from ..exceptions import NotFittedError, RunFormatError, TrainingDivergedError, UnsafeCheckpointError
 from ..runs import WEIGHTS_NAME, file_sha256, jsonable, read_card, read_json, save_weights, write_card, write_json
 from .._checkpoint import (
-    flatten_optimizer,
-    prefixed,
+    changed_fields,
     read_checkpoint,
-    restore_rng,
+    restore_training_state,
     rng_state,
-    rng_to_checkpoint,
     strip_prefix,
-    unflatten_optimizer,
-    write_checkpoint,
+    write_training_checkpoint,
 )
 from ._augment import Augmentation, make_augmentation
 from ._conditioning import Conditioning, list_conditionings, make_conditioning
@@ -446,15 +443,13 @@ class Inverter:
             nonlocal saved_step, saved_at
             if plan is None:
                 return
-            tensors = {**prefixed("generator", G.state_dict()), **prefixed("good", good_state)}
+            states = {"generator": G.state_dict(), "good": good_state}
             if G_ema is not None:
-                tensors.update(prefixed("ema", G_ema.state_dict()))
-            opt_tensors, opt_meta = flatten_optimizer(opt)
-            rng_tensors, rng_meta = rng_to_checkpoint(rng)
+                states["ema"] = G_ema.state_dict()
             state = {"step": step, "elapsed": time.perf_counter() - t0, "running_validity": running_validity,
-                     "good_step": good_step, "history": self.history_, "optimizer": opt_meta, "rng": rng_meta,
-                     "identity": identity, "info": plan.info, "has_ema": G_ema is not None}
-            write_checkpoint(plan.path, {**tensors, **opt_tensors, **rng_tensors}, state)
+                     "good_step": good_step, "history": self.history_, "identity": identity, "info": plan.info,
+                     "has_ema": G_ema is not None}
+            write_training_checkpoint(plan.path, states, opt, rng, state)
             saved_step, saved_at = step, time.perf_counter()
             log.debug("checkpoint of step %d written to %s", step, plan.path)
 
@@ -558,18 +553,15 @@ class Inverter:
         tensors, state = resume
         if state.get("identity") != identity:
             theirs = state.get("identity") or {}
-            diff = sorted(k for k in set(identity) | set(theirs) if identity.get(k) != theirs.get(k))
+            diff = changed_fields(identity, theirs)
             raise RunFormatError(f"The checkpoint {path} was written by an inverter with another {', '.join(diff)}; resume it with "
                                  "the same settings and classifier, or start afresh without it.")
         if bool(state.get("has_ema")) != (G_ema is not None):
             raise RunFormatError(f"The checkpoint {path} was written with ema={'on' if state.get('has_ema') else 'off'}; "
                                  "resume it with the same setting.")
         try:
-            G.load_state_dict(strip_prefix("generator", tensors))
-            if G_ema is not None:
-                G_ema.load_state_dict(strip_prefix("ema", tensors))
-            opt.load_state_dict(unflatten_optimizer(tensors, state["optimizer"]))
-            restore_rng(tensors, state["rng"], gen, device)
+            modules = {"generator": G} if G_ema is None else {"generator": G, "ema": G_ema}
+            restore_training_state(tensors, state, modules, opt, gen, device)
         except (KeyError, RuntimeError, ValueError) as exc:
             raise RunFormatError(f"The checkpoint {path} does not fit this inverter ({exc}); start afresh without it.") from None
         self.history_ = state["history"]

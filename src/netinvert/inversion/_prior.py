@@ -38,15 +38,11 @@ from .._progress import progress_bar
 from .._device import resolve_device
 from ..exceptions import RunFormatError
 from .._checkpoint import (
-    flatten_optimizer,
-    prefixed,
+    changed_fields,
     read_checkpoint,
-    restore_rng,
+    restore_training_state,
     rng_state,
-    rng_to_checkpoint,
-    strip_prefix,
-    unflatten_optimizer,
-    write_checkpoint,
+    write_training_checkpoint,
 )
 from ..runs import WEIGHTS_NAME, file_sha256, jsonable, load_weights, read_card, save_weights, write_card
 from ._generators import Generator, mlp_body, register_generator
@@ -218,14 +214,10 @@ def _train_vae(images: torch.Tensor, test_images: torch.Tensor | None, code_dim:
         nonlocal saved_batch, saved_at
         if plan is None:
             return
-        opt_tensors, opt_meta = flatten_optimizer(opt)
-        rng_tensors, rng_meta = rng_to_checkpoint(rng)
-        tensors = {**prefixed("decoder", prior.state_dict()), **prefixed("encoder", enc.state_dict()), **opt_tensors, **rng_tensors}
-        if order is not None:
-            tensors["order"] = order
         state = {"batch": batch, "elapsed": time.perf_counter() - t0, "reconstruction": rec_value, "kl": kl_value,
-                 "optimizer": opt_meta, "rng": rng_meta, "identity": identity, "info": plan.info}
-        write_checkpoint(plan.path, tensors, state)
+                 "identity": identity, "info": plan.info}
+        write_training_checkpoint(plan.path, {"decoder": prior.state_dict(), "encoder": enc.state_dict()}, opt, rng, state,
+                                  extra=None if order is None else {"order": order})
         saved_batch, saved_at = batch, time.perf_counter()
         log.debug("checkpoint of batch %d written to %s", batch, plan.path)
 
@@ -293,14 +285,11 @@ def _restore_vae(resume: tuple[Path, dict[str, torch.Tensor], dict[str, Any]], i
     path, tensors, state = resume
     theirs = state.get("identity") or {}
     if theirs != identity:
-        diff = sorted(k for k in set(identity) | set(theirs) if identity.get(k) != theirs.get(k))
+        diff = changed_fields(identity, theirs)
         raise RunFormatError(f"The checkpoint {path} was written by an image-prior training with another {', '.join(diff)}; resume "
                              "it with the same settings and images, or start afresh without it.")
     try:
-        prior.load_state_dict(strip_prefix("decoder", tensors))
-        enc.load_state_dict(strip_prefix("encoder", tensors))
-        opt.load_state_dict(unflatten_optimizer(tensors, state["optimizer"]))
-        restore_rng(tensors, state["rng"], g, device)
+        restore_training_state(tensors, state, {"decoder": prior, "encoder": enc}, opt, g, device)
         batch, elapsed = int(state["batch"]), float(state["elapsed"])
         rec, kl = state.get("reconstruction"), state.get("kl")
     except (KeyError, RuntimeError, ValueError, TypeError) as exc:

@@ -15,15 +15,11 @@ import torch
 import torch.nn.functional as F
 
 from .._checkpoint import (
-    flatten_optimizer,
-    prefixed,
+    changed_fields,
     read_checkpoint,
-    restore_rng,
+    restore_training_state,
     rng_state,
-    rng_to_checkpoint,
-    strip_prefix,
-    unflatten_optimizer,
-    write_checkpoint,
+    write_training_checkpoint,
 )
 from .._device import resolve_device, seed_everything
 from .._progress import progress_bar
@@ -217,17 +213,12 @@ def _fit(model: Classifier, data: Dataset, config: TrainConfig, *, progress: boo
         done = min(len(history["loss"]), len(history["test_accuracy"]))
         if done > epoch:  # the epoch's results are recorded: the next epoch starts here
             epoch, batch, perm, total, seen = done, 0, None, 0.0, 0
-        tensors = {**prefixed("model", model.state_dict())}
-        opt_tensors, opt_meta = flatten_optimizer(opt)
-        rng_tensors, rng_meta = rng_to_checkpoint(rng)
-        if perm is not None:
-            tensors["perm"] = perm
         step = epoch * steps_per_epoch + batch
         state = {"step": step, "epoch": epoch, "batch": batch, "epoch_loss_sum": total, "epoch_seen": seen,
                  "elapsed": time.perf_counter() - t0, "history": {k: v[:done] for k, v in history.items()},
-                 "optimizer": opt_meta, "scheduler": sched.state_dict(), "rng": rng_meta, "identity": identity,
-                 "info": info}
-        write_checkpoint(path, {**tensors, **opt_tensors, **rng_tensors}, state)
+                 "scheduler": sched.state_dict(), "identity": identity, "info": info}
+        write_training_checkpoint(path, {"model": model.state_dict()}, opt, rng, state,
+                                  extra=None if perm is None else {"perm": perm})
         saved_pos, saved_at = position(), time.perf_counter()
         log.debug("checkpoint of epoch %d, batch %d written to %s", epoch, batch, path)
 
@@ -321,21 +312,15 @@ def _restore(resume: tuple[dict[str, torch.Tensor], dict[str, Any]], path: Path 
     tensors, state = resume
     theirs = state.get("identity") or {}
     if theirs != identity:
-        diff = sorted(k for k in set(identity) | set(theirs) if identity.get(k) != theirs.get(k))
-        if "train" in diff and isinstance(theirs.get("train"), dict):
-            diff.remove("train")
-            diff += [f"train.{k}" for k in sorted(set(identity["train"]) | set(theirs["train"]))
-                     if identity["train"].get(k) != theirs["train"].get(k)]
+        diff = changed_fields(identity, theirs)
         raise RunFormatError(f"The checkpoint {path} was written by training with another {', '.join(diff)}; resume it with "
                              "the same model, config and data, or start afresh without it.")
     try:
         epoch, batch = int(state["epoch"]), int(state["batch"])
         if not 0 <= batch <= steps_per_epoch:
             raise ValueError(f"batch {batch} outside [0, {steps_per_epoch}]")
-        model.load_state_dict(strip_prefix("model", tensors))
-        opt.load_state_dict(unflatten_optimizer(tensors, state["optimizer"]))
+        restore_training_state(tensors, state, {"model": model}, opt, gen, device)
         sched.load_state_dict(state["scheduler"])
-        restore_rng(tensors, state["rng"], gen, device)
         perm = tensors["perm"] if "perm" in tensors else None
         if perm is None and batch > 0:
             raise ValueError("no batch order for a position inside an epoch")
