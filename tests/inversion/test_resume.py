@@ -6,17 +6,12 @@ digits CNN run folder; the verifiers are trained once into a shared cache.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+from cli_processes import run, start, wait_for_checkpoint
 import torch
 
 from netinvert.cli import main
@@ -26,7 +21,6 @@ from netinvert.models import build_model
 from netinvert.runs import load_weights, partial_dir
 
 STEPS = 300
-LAUNCH = [sys.executable, "-c", "import sys; from netinvert.cli import main; sys.exit(main())"]
 
 
 def _args(clf: Path, out: Path, verifiers: Path, steps: int = STEPS) -> list[str]:
@@ -35,35 +29,12 @@ def _args(clf: Path, out: Path, verifiers: Path, steps: int = STEPS) -> list[str
             "--threads", "1", "--checkpoint-steps", "5", "--ema", "0.9"]
 
 
-def _start(args: list[str]) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "NETINVERT_THREADS": "1"}
-    return subprocess.Popen([*LAUNCH, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _wait_for_checkpoint(proc: subprocess.Popen, out: Path, timeout: float = 60.0) -> Path:
-    path = partial_dir(out) / CHECKPOINT_NAME
-    deadline = time.monotonic() + timeout
-    while not path.is_file():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError(f"no checkpoint appeared (exit {proc.poll()}): {proc.communicate()[1]}")
-        time.sleep(0.01)
-    return path
-
-
-def _run(args: list[str]) -> tuple[int, str]:
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        code = main(args)
-    return code, buf.getvalue()
-
-
 @pytest.fixture(scope="module")
 def reference(digits_cnn_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """An uninterrupted run (which also trains the shared verifiers), and the verifier cache."""
     root = tmp_path_factory.mktemp("resume")
     out, verifiers = root / "reference", root / "verifiers"
-    code, _ = _run(_args(digits_cnn_run, out, verifiers))
+    code, _ = run(_args(digits_cnn_run, out, verifiers))
     assert code == 0
     return out, verifiers
 
@@ -71,15 +42,15 @@ def reference(digits_cnn_run: Path, tmp_path_factory: pytest.TempPathFactory) ->
 def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_run(reference, digits_cnn_run, tmp_path) -> None:
     ref, verifiers = reference
     out = tmp_path / "run"
-    proc = _start(_args(digits_cnn_run, out, verifiers))
-    checkpoint = _wait_for_checkpoint(proc, out)
+    proc = start(_args(digits_cnn_run, out, verifiers))
+    checkpoint = wait_for_checkpoint(proc, out)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGKILL and not out.exists()
     step = read_checkpoint_state(checkpoint)["step"]
     assert 0 < step < STEPS  # killed mid-training, after at least one checkpoint
 
-    done = _start(["-v", *_args(digits_cnn_run, out, verifiers), "--resume"])
+    done = start(["-v", *_args(digits_cnn_run, out, verifiers), "--resume"])
     _, err = done.communicate(timeout=120)
     assert done.returncode == 0, err
     assert "resuming from step" in err
@@ -97,8 +68,8 @@ def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_run(reference, 
 def test_sigterm_keeps_the_partial_run_and_only_force_starts_afresh(reference, digits_cnn_run, tmp_path, caplog) -> None:
     _, verifiers = reference
     out = tmp_path / "run"
-    proc = _start(_args(digits_cnn_run, out, verifiers))
-    checkpoint = _wait_for_checkpoint(proc, out)
+    proc = start(_args(digits_cnn_run, out, verifiers))
+    checkpoint = wait_for_checkpoint(proc, out)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
@@ -106,16 +77,16 @@ def test_sigterm_keeps_the_partial_run_and_only_force_starts_afresh(reference, d
     assert 0 < read_checkpoint_state(checkpoint)["step"] < STEPS
 
     # another config is refused, and the partial run survives the refusal
-    code, _ = _run([*_args(digits_cnn_run, out, verifiers, steps=7), "--resume"])
+    code, _ = run([*_args(digits_cnn_run, out, verifiers, steps=7), "--resume"])
     assert code == 2 and checkpoint.is_file() and not out.exists()
 
     # a plain rerun is refused: forgetting --resume must not throw the checkpoint away
-    code, _ = _run(_args(digits_cnn_run, out, verifiers, steps=7))
+    code, _ = run(_args(digits_cnn_run, out, verifiers, steps=7))
     assert code == 2 and checkpoint.is_file() and not out.exists()
 
     # with --force it discards it and starts afresh (the other budget shows that it did not continue)
     with caplog.at_level("WARNING", logger="netinvert"):
-        code, printed = _run([*_args(digits_cnn_run, out, verifiers, steps=7), "--force"])
+        code, printed = run([*_args(digits_cnn_run, out, verifiers, steps=7), "--force"])
     assert code == 0 and json.loads(printed)["steps"] == 7
     assert "Discarding the unfinished run" in caplog.text
     assert json.loads((out / "history.json").read_text())["step"] == list(range(7))
@@ -123,11 +94,11 @@ def test_sigterm_keeps_the_partial_run_and_only_force_starts_afresh(reference, d
 
     # --resume of a complete run is refused; with --force it redoes it, afresh when there is no checkpoint
     before = (out / "weights.safetensors").read_bytes()
-    code, _ = _run([*_args(digits_cnn_run, out, verifiers, steps=7), "--resume"])
+    code, _ = run([*_args(digits_cnn_run, out, verifiers, steps=7), "--resume"])
     assert code == 2 and (out / "weights.safetensors").read_bytes() == before
     caplog.clear()
     with caplog.at_level("WARNING", logger="netinvert"):
-        code, _ = _run([*_args(digits_cnn_run, out, verifiers, steps=7), "--resume", "--force"])
+        code, _ = run([*_args(digits_cnn_run, out, verifiers, steps=7), "--resume", "--force"])
     assert code == 0 and "--resume starts afresh" in caplog.text
     assert (out / "weights.safetensors").read_bytes() == before  # same seed and config, same weights
 

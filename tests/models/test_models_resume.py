@@ -9,17 +9,12 @@ process start's seconds of imports). The interrupts inside ``train_classifier`` 
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+from cli_processes import run, start, wait_for_checkpoint
 import torch
 
 from netinvert._checkpoint import CHECKPOINT_NAME, read_checkpoint, read_checkpoint_state
@@ -30,7 +25,6 @@ from netinvert.models import ClassifierRunConfig, TrainConfig, build_model, run_
 from netinvert.models import _train
 from netinvert.runs import load_weights, partial_dir
 
-LAUNCH = [sys.executable, "-c", "import sys; from netinvert.cli import main; sys.exit(main())"]
 EPOCHS = 3
 BATCHES = 10  # per epoch: 640 digits training images in batches of 64
 
@@ -39,29 +33,6 @@ def _args(out: Path, epochs: int = EPOCHS) -> list[str]:
     return ["train", "--dataset", "digits", "--model", "cnn", "--model-param", "channels=[8,16]", "--model-param", "hidden=32",
             "--epochs", str(epochs), "--subset", "640", "--lr", "0.003", "--seed", "0", "--device", "cpu", "--threads", "1", "--no-progress",
             "--checkpoint-steps", "3", "--out", str(out)]
-
-
-def _start(args: list[str]) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "NETINVERT_THREADS": "1"}
-    return subprocess.Popen([*LAUNCH, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _wait_for_checkpoint(proc: subprocess.Popen, out: Path, timeout: float = 60.0) -> Path:
-    path = partial_dir(out) / CHECKPOINT_NAME
-    deadline = time.monotonic() + timeout
-    while not path.is_file():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError(f"no checkpoint appeared (exit {proc.poll()}): {proc.communicate()[1]}")
-        time.sleep(0.01)
-    return path
-
-
-def _run(args: list[str]) -> tuple[int, str]:
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        code = main(args)
-    return code, buf.getvalue()
 
 
 def _assert_same_run(got: Path, want: Path) -> None:
@@ -78,15 +49,15 @@ def _assert_same_run(got: Path, want: Path) -> None:
 def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An uninterrupted run of the same options."""
     out = tmp_path_factory.mktemp("train-resume") / "reference"
-    code, _ = _run(_args(out))
+    code, _ = run(_args(out))
     assert code == 0
     return out
 
 
 def test_a_killed_training_resumes_to_the_weights_of_an_uninterrupted_one(reference, tmp_path, caplog) -> None:
     out = tmp_path / "run"
-    proc = _start(_args(out))
-    checkpoint = _wait_for_checkpoint(proc, out)
+    proc = start(_args(out))
+    checkpoint = wait_for_checkpoint(proc, out)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGKILL and not out.exists()
@@ -94,7 +65,7 @@ def test_a_killed_training_resumes_to_the_weights_of_an_uninterrupted_one(refere
     assert 0 < step < EPOCHS * BATCHES  # killed mid-training, after at least one checkpoint
 
     with caplog.at_level("INFO", logger="netinvert"):
-        code, printed = _run([*_args(out), "--resume"])
+        code, printed = run([*_args(out), "--resume"])
     assert code == 0 and json.loads(printed)["run_dir"] == str(out)
     assert f"resuming from epoch {step // BATCHES + 1}, batch {step % BATCHES}" in caplog.text
     assert not partial_dir(out).exists() and not (out / CHECKPOINT_NAME).exists()
@@ -103,8 +74,8 @@ def test_a_killed_training_resumes_to_the_weights_of_an_uninterrupted_one(refere
 
 def test_sigterm_keeps_the_checkpoint_and_resume_checks_the_config(reference, tmp_path, capsys) -> None:
     out = tmp_path / "run"
-    proc = _start(_args(out))
-    checkpoint = _wait_for_checkpoint(proc, out)
+    proc = start(_args(out))
+    checkpoint = wait_for_checkpoint(proc, out)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
@@ -118,7 +89,7 @@ def test_sigterm_keeps_the_checkpoint_and_resume_checks_the_config(reference, tm
     assert checkpoint.is_file() and not out.exists()
 
     # the same config continues from the checkpoint written on SIGTERM and ends where the reference ends
-    code, printed = _run([*_args(out), "--resume"])
+    code, printed = run([*_args(out), "--resume"])
     assert code == 0 and json.loads(printed)["test_accuracy"] == json.loads((reference / "card.json").read_text())["test_accuracy"]
     assert not partial_dir(out).exists()
     _assert_same_run(out, reference)
