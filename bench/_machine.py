@@ -9,7 +9,6 @@ from typing import Any
 
 import torch
 
-from netinvert.runs import file_sha256
 
 
 def cpu_model(default: str = "unknown CPU") -> str:
@@ -42,9 +41,3 @@ def machine_record(device: str | torch.device = "cpu") -> dict[str, Any]:
         "python": platform.python_version(),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
     }
-
-
-def weights_fingerprint(run_dir: str | Path) -> str | None:
-    """sha256 of a run folder's ``weights.safetensors``: which model a result measured."""
-    path = Path(run_dir) / "weights.safetensors"
-    return file_sha256(path) if path.is_file() else None

@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from _machine import machine_record, weights_fingerprint
+from _machine import machine_record
+from netinvert.runs import weights_sha256
 from _results import rewrite_notes
 
 from netinvert import __version__
@@ -245,7 +246,7 @@ def _get_net(name: str, cfg: dict[str, Any], runs_dir: Path) -> tuple[Any, ...]:
             "test_accuracy": card["test_accuracy"], "train_seconds": card.get("train_seconds"),
             "sparsity": card.get("sparsity", 0.0), "fan_in": cfg.get("fan_in"), "export_agreement": f"{agree}/{len(xt)}", "tied_top_scores": ties,
             "layer1_bounds": [int(net.layers[0][1].min()), int(net.layers[0][1].max())],
-            "weights_sha256": weights_fingerprint(run)}
+            "weights_sha256": weights_sha256(run)}
     train_pred = net.predict(x_train.numpy().astype(np.int8))
     return model, net, xt, torch_pred, x_train.numpy().astype(np.int8), train_pred, info
 

@@ -35,7 +35,8 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from _machine import machine_record, weights_fingerprint  # noqa: E402
+from _machine import machine_record  # noqa: E402
+from netinvert.runs import weights_sha256  # noqa: E402
 from _results import rewrite_notes  # noqa: E402
 from bnn import CACHE, trained_run  # noqa: E402
 from bnn import TIERS as NETS  # noqa: E402
@@ -155,7 +156,7 @@ def main() -> None:
         xs = binarizer(data.x_test[: args.n]).numpy().astype(np.int8)
         enc = encode(net, "native")
         tier: dict[str, Any] = {"n_inputs": net.n_inputs, "hidden": [len(b) for _, b in net.layers],
-                                "weights_sha256": weights_fingerprint(run), "configs": {}}
+                                "weights_sha256": weights_sha256(run), "configs": {}}
         for cfg in args.configs.split(","):
             bounds, listing = CONFIGS[cfg]
             up_to = TIERS[name]["enumerate_up_to"] if listing else 0

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _machine import machine_record, weights_fingerprint
+from _machine import machine_record
+from netinvert.runs import weights_sha256
 from _targets import ADV_TRAIN_SUBSET, CACHE, TARGETS
 
 from netinvert.data import Dataset, load_dataset
@@ -81,7 +82,7 @@ def measure(name: str, cache: Path, data: Dataset) -> dict[str, Any]:
         "train_seconds": result.train_seconds,
         "reloaded_test_accuracy": evaluate_classifier(model, data.x_test, data.y_test),
         "run_folder": _shown(result.run_dir),
-        "weights_sha256": weights_fingerprint(result.run_dir),
+        "weights_sha256": weights_sha256(result.run_dir),
     }
     if name in ROBUSTNESS:
         row["pgd_accuracy"] = robust_accuracy(model, data, **EVAL_PGD)

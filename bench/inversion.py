@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _machine import machine_record, weights_fingerprint
+from _machine import machine_record
 from _targets import ensure_target
 from PIL import Image
 
@@ -48,7 +48,7 @@ from netinvert.inversion import (DEFAULT_LOSSES, InversionRunConfig, Inverter, L
 from netinvert.metrics import inversion_metrics, train_verifiers, validity_report
 from netinvert.models import load_classifier_run
 from netinvert.report import save_class_grid
-from netinvert.runs import read_card
+from netinvert.runs import read_card, weights_sha256
 
 log = logging.getLogger("bench.inversion")
 
@@ -167,7 +167,7 @@ def run_row(args: argparse.Namespace, name: str, tier: str, family: str, target:
     row = {"name": name, "tier": tier, "family": family, "settings": spec, "steps": result.steps,
            "fit_seconds": round(result.fit_seconds, 1), "eval_seconds": round(eval_s, 1),
            "grid": str(grid_path.relative_to(args.results)) if grid_path else None,
-           "target_run": str(target), "target_sha256": weights_fingerprint(target),
+           "target_run": str(target), "target_sha256": weights_sha256(target),
            "run_dir": str(out), "generator_sha256": read_card(out)["weights_sha256"], **_summary(metrics)}
     log.info("[%s] %s: %d steps, validity %.3f, robust %.3f, frechet %.1f", tier, name, row["steps"], row["validity"],
              row["verifier_accuracy"]["robust"], row["frechet"]["generated"])
@@ -384,7 +384,7 @@ def tier_f(args: argparse.Namespace) -> list[dict[str, Any]]:
         _, run, _ = _fashion_target(args, data, robust=robust)
         row = run_row(args, name, "f", "fashion", run, data, args.fashion_seconds, {**preset("fashion-prior"), "image_prior": prior_run},
                       seed=seed, grid=seed == 0)
-        row["prior"], row["prior_sha256"] = prior_info, weights_fingerprint(prior_run)
+        row["prior"], row["prior_sha256"] = prior_info, weights_sha256(prior_run)
         rows.append(row)
     if _wanted(args, "prior_reconstructions"):
         clf, run, _ = _fashion_target(args, data, robust=False)
@@ -396,7 +396,7 @@ def tier_f(args: argparse.Namespace) -> list[dict[str, Any]]:
         metrics = inversion_metrics(x, data.y_test[idx], classifier=clf, data=data, verifiers=ver, seed=0)
         rows.append({"name": "prior_reconstructions", "tier": "f", "family": "reference", "settings": {"image_prior": str(prior_run)},
                      "steps": 300, "fit_seconds": round(time.perf_counter() - t0, 1), "eval_seconds": None, "grid": None,
-                     "target_run": str(run), "target_sha256": weights_fingerprint(run), **_summary(metrics)})
+                     "target_run": str(run), "target_sha256": weights_sha256(run), **_summary(metrics)})
     return rows
 
 

@@ -102,7 +102,8 @@ def settings_for(name: str) -> dict[str, Any]:
 def _work(job: tuple[str, int, dict[str, Any]]) -> dict[str, Any]:
     """Fit and score one (configuration, steps) pair by :func:`run_inversion`; returns its row."""
     sys.path.insert(0, str(ROOT))  # spawned workers import _machine from here
-    from _machine import machine_record, weights_fingerprint
+    from _machine import machine_record
+    from netinvert.runs import weights_sha256
 
     from netinvert.inversion import InversionRunConfig, run_inversion
 
@@ -121,7 +122,7 @@ def _work(job: tuple[str, int, dict[str, Any]]) -> dict[str, Any]:
             "validity": m["validity"], "confidence": m["confidence"], "verifier_accuracy": m["verifier_accuracy"],
             "frechet": m["frechet"]["generated"], "frechet_real": m["frechet"]["real_vs_real"], "nn_ssim": m["nn_ssim"],
             "diversity": m["diversity"], "real_diversity": m["real_diversity"], "grid": grid.name,
-            "target_run": str(opts["run"]), "target_sha256": weights_fingerprint(opts["run"]), "run_dir": str(run_dir),
+            "target_run": str(opts["run"]), "target_sha256": weights_sha256(opts["run"]), "run_dir": str(run_dir),
             "machine": machine_record(opts["device"])}
 
 

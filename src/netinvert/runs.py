@@ -40,6 +40,7 @@ __all__ = [
     "versions",
     "jsonable",
     "file_sha256",
+    "weights_sha256",
     "check_out",
     "staged_run",
     "partial_dir",
@@ -172,6 +173,16 @@ def file_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def weights_sha256(source: str | Path | None) -> str | None:
+    """sha256 of the weights a source holds: a run folder's ``weights.safetensors``, or a model file itself;
+    ``None`` where there is none. Cards and benchmark rows record it to say which model they used."""
+    if source is None:
+        return None
+    path = Path(source)
+    path = path / WEIGHTS_NAME if path.is_dir() else path
+    return file_sha256(path) if path.is_file() else None
 
 
 def paths_overlap(a: str | Path, b: str | Path) -> bool:

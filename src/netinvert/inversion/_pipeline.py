@@ -21,7 +21,7 @@ from .._device import resolve_device
 from .._threads import set_threads, restores_threads
 from ..exceptions import RunFormatError, TrainingDivergedError, UnsafeCheckpointError
 from ..models import path_for_card, resolve_recorded_path
-from ..runs import WEIGHTS_NAME, check_out, paths_overlap, file_sha256, read_card, staged_run, write_card, write_json
+from ..runs import WEIGHTS_NAME, check_out, paths_overlap, file_sha256, weights_sha256, read_card, staged_run, write_card, write_json
 from .._checkpoint import CHECKPOINT_NAME, check_resume, discard_checkpoint, resume_point
 from ._augment import Augmentation, list_augmentations
 from ._conditioning import list_conditionings, make_conditioning
@@ -64,20 +64,6 @@ def _check_optional_int(owner: str, name: str, value: Any, low: int) -> None:
 def _check_choice(owner: str, name: str, value: Any, choices: list[str]) -> None:
     if value not in choices:
         raise ValueError(f"The '{name}' parameter of {owner} must be one of {choices}. Got {value!r} instead.")
-
-
-def _weights_file(source: str | Path) -> Path | None:
-    """The weights file a classifier source reads: a run folder's ``weights.safetensors``, or the file itself."""
-    source = Path(source)
-    if source.is_dir():
-        path = source / WEIGHTS_NAME
-        return path if path.is_file() else None
-    return source if source.is_file() else None
-
-
-def _sha256_of(source: str | Path | None) -> str | None:
-    path = None if source is None else _weights_file(source)
-    return file_sha256(path) if path is not None else None
 
 
 # ---------------------------------------------------------------------------------------------------------- invert
@@ -341,7 +327,7 @@ def run_inversion(config: InversionRunConfig, out: str | Path, *, force: bool = 
              "classifier_format": info.get("format"), "dataset": dataset, "data_root": data_root, "seed": config.seed,
              "preset": config.preset, "image_prior": None if config.image_prior is None else path_for_card(out, config.image_prior),
              "image_prior_path": None if config.image_prior is None else str(Path(config.image_prior).absolute()),
-             "image_prior_sha256": _sha256_of(config.image_prior), "device": str(device), "threads": threads}
+             "image_prior_sha256": weights_sha256(config.image_prior), "device": str(device), "threads": threads}
 
     resume_info = {"config": config.to_dict(), "classifier_sha256": extra["classifier_sha256"],
                    "image_prior_sha256": extra["image_prior_sha256"]}
@@ -642,7 +628,7 @@ def run_sampling(run: str | Path, label: int | str, n: int, out: str | Path, *, 
             picture.save(tmp / f"label{index}_{i:04d}.png")
         np.savez_compressed(tmp / "samples.npz", x=arr, labels=labels.numpy(), probs=torch.softmax(logits, 1).numpy(), seed=seed)
         write_card(tmp, {"kind": "samples", "run": path_for_card(out, run), "run_path": str(run.absolute()),
-                         "run_weights_sha256": _sha256_of(run), "classifier_run": path_for_card(out, source),
+                         "run_weights_sha256": weights_sha256(run), "classifier_run": path_for_card(out, source),
                          "classifier_path": str(source.absolute()), "classifier_sha256": info["weights_sha256"],
                          "classifier_matches_run": info["weights_sha256"] == card.get("classifier_sha256"), "label": int(index),
                          "n": len(arr), "seed": seed, "device": str(dev), "threads": used_threads,
@@ -720,7 +706,7 @@ def load_inversion_classifier(run: str | Path, card: dict[str, Any] | None = Non
         warnings.warn(f"{run}/card.json records no classifier sha256 (written by an older netinvert): {source} is used "
                       "unchecked.", stacklevel=2)
     elif not allow_other_classifier:
-        actual = _sha256_of(source)
+        actual = weights_sha256(source)
         if actual is not None and actual != expected:
             raise UnsafeCheckpointError(
                 f"{source} is not the classifier {run} inverted: its weights' sha256 is {actual}, the run recorded {expected}. "
