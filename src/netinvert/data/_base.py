@@ -7,7 +7,7 @@ them, so ``netinvert datasets`` can list what is available here in well under a 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +26,19 @@ __all__ = [
     "list_datasets",
     "dataset_status",
 ]
+
+
+def _check_classes(classes: Sequence[int], n_classes: int) -> tuple[int, ...]:
+    """``classes`` as a tuple of distinct class indices that keeps some but not all of ``n_classes``."""
+    wanted = f"distinct ints in [0, {n_classes - 1}], some but not all of the {n_classes} classes"
+    if isinstance(classes, (str, bytes)) or not isinstance(classes, Sequence):
+        raise ValueError(f"The 'classes' parameter must be {wanted}. Got {classes!r} instead.")
+    out = tuple(classes)
+    ok = (0 < len(out) < n_classes and len(set(out)) == len(out)
+          and all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c < n_classes for c in out))
+    if not ok:
+        raise ValueError(f"The 'classes' parameter must be {wanted}. Got {list(out)!r} instead.")
+    return out
 
 
 @dataclass(frozen=True)
@@ -77,6 +90,36 @@ class Dataset:
         xtr, ytr = pick(self.x_train, self.y_train, n_train)
         xte, yte = pick(self.x_test, self.y_test, n_test)
         return Dataset(self.name, xtr, ytr, xte, yte, self.class_names, self.source, self.mean, self.std)
+
+    def select_classes(self, classes: Sequence[int]) -> Dataset:
+        """The dataset restricted to ``classes``, relabelled ``0..len(classes)-1`` in the given order.
+
+        The near-OOD setting of the OOD application: a model trained on some classes meets the
+        others as out-of-distribution inputs (:meth:`held_out_test`). ``mean``/``std`` are those
+        of the kept training images, as for any dataset.
+
+        Raises
+        ------
+        ValueError
+            If ``classes`` is empty, repeats a class, names a class not in ``0..n_classes-1``, or
+            keeps every class (nothing would be held out).
+        """
+        classes = _check_classes(classes, self.n_classes)
+        lut = torch.full((self.n_classes,), -1, dtype=torch.long)
+        lut[list(classes)] = torch.arange(len(classes))
+
+        def keep(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            mask = lut[y] >= 0
+            return x[mask], lut[y[mask]]
+
+        xtr, ytr = keep(self.x_train, self.y_train)
+        xte, yte = keep(self.x_test, self.y_test)
+        return Dataset(self.name, xtr, ytr, xte, yte, tuple(self.class_names[c] for c in classes), self.source)
+
+    def held_out_test(self, classes: Sequence[int]) -> torch.Tensor:
+        """Test images of every class *not* in ``classes`` (the near-OOD set of :meth:`select_classes`)."""
+        classes = _check_classes(classes, self.n_classes)
+        return self.x_test[~torch.isin(self.y_test, torch.tensor(classes, dtype=torch.long))]
 
     def describe(self) -> dict:
         """Plain-JSON summary stored in run cards."""
