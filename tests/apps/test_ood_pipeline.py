@@ -48,7 +48,8 @@ def ood_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_run_ood_writes_a_complete_run(ood_run: Path) -> None:
     for name in ("card.json", "config.json", "history.json", "metrics.json", "garbage.png", "garbage.safetensors",
-                 "rounds/round_01.png", "rounds/round_02.png", "base/card.json", "classifier/weights.safetensors"):
+                 "rounds/round_01.png", "rounds/round_02.png", "base/card.json", "classifier/weights.safetensors",
+                 "plain/weights.safetensors"):
         assert (ood_run / name).is_file(), name
     card = json.loads((ood_run / "card.json").read_text())
     assert card["kind"] == "ood" and card["garbage_index"] == 10 and card["threads"] == 1
@@ -72,7 +73,14 @@ def test_evaluation_on_noise(ood_run: Path, tmp_path: Path) -> None:
     assert all(0.0 <= s <= 1.0 for s in result.garbage_share.values()) and 0 <= result.in_accuracy <= 1
     saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert saved["garbage_share"] == result.garbage_share
-    assert (tmp_path / "eval" / "hist_uniform.png").is_file() and (tmp_path / "eval" / "card.json").is_file()
+    for name in ("hist_uniform.png", "roc_uniform.png", "hist_gaussian.png", "roc_gaussian.png", "card.json"):
+        assert (tmp_path / "eval" / name).is_file(), name
+    # The post-hoc baselines score the plain model (same retraining, no garbage class), not the start.
+    plain, _ = load_classifier(ood_run / "plain")
+    data = load_dataset("digits")
+    with torch.no_grad():
+        plain_acc = float((plain(data.x_test).argmax(1) == data.y_test).float().mean())
+    assert result.base_accuracy == pytest.approx(plain_acc)
 
 
 @pytest.mark.skipif(not dataset_status("fashion-mnist").available, reason="Fashion-MNIST files are not installed here")
@@ -85,6 +93,12 @@ def test_evaluation_on_fashion_8x8(ood_run: Path) -> None:
 def test_refusals_before_work(ood_run: Path, tmp_path: Path) -> None:
     with pytest.raises(UnknownNameError, match="Unknown OOD set 'omniglot'"):
         run_ood_evaluation(ood_run, ["uniform", "omniglot"], tmp_path / "e")
+    with pytest.raises(ValueError, match="OOD set 'held-out' is the classes a run was not trained on"):
+        run_ood_evaluation(ood_run, ["held-out"], tmp_path / "e")
+    with pytest.raises(ValueError, match="'classes' parameter must be distinct ints"):
+        run_ood(OODRunConfig(**{**TINY, "classes": (0, 0, 1)}), tmp_path / "r")
+    with pytest.raises(ValueError, match="classes=\\[0, 1\\] needs dataset and model"):
+        run_ood(OODRunConfig(classifier=ood_run / "base", classes=(0, 1)), tmp_path / "r")
     with pytest.raises(ValueError, match="'rounds' parameter of OODRunConfig"):
         run_ood(OODRunConfig(**{**TINY, "rounds": 0}), tmp_path / "r")
     with pytest.raises(ValueError, match="'selection' parameter"):
@@ -120,3 +134,28 @@ def test_cli_train_from_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[st
     printed = json.loads(capsys.readouterr().out)
     assert printed["n_classes"] == 11 and printed["garbage_size"] == 26  # 16 noise + 10 inverted ("all")
     assert (out / "rounds" / "round_01.png").is_file()
+
+
+def test_cli_held_out_classes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "six"
+    assert main(["ood", "train", "--dataset", "digits", "--model", "cnn", "--model-param", "channels=[4]",
+                 "--model-param", "hidden=8", "--classes", "0,1,2,3,4,5", "--base-epochs", "1", "--rounds", "1",
+                 "--steps", "2", "-n", "6", "--selection", "all", "--noise-uniform", "8", "--noise-gaussian", "8",
+                 "--epochs-per-round", "1", "--out", str(out), "--threads", "1", "--device", "cpu", "--no-progress"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["n_classes"] == 7  # six kept classes + garbage
+    card = json.loads((out / "card.json").read_text())
+    assert card["classes"] == [0, 1, 2, 3, 4, 5] and card["class_names"][-1] == "garbage"
+    assert card["config"]["model_params"] == {"channels": [4], "hidden": 8}
+    model, _ = load_classifier(out / "classifier")
+    assert model.n_classes == 7
+    assert main(["ood", "evaluate", "--classifier", str(out), "--ood", "held-out", "--threads", "1", "--device", "cpu",
+                 "--out", str(tmp_path / "eval")]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    data = load_dataset("digits")
+    kept = data.select_classes([0, 1, 2, 3, 4, 5])
+    with torch.no_grad():
+        acc = float((model(kept.x_test).argmax(1) == kept.y_test).float().mean())
+    assert printed["in_accuracy"] == pytest.approx(acc)  # measured on the six kept classes only
+    assert set(printed["metrics"]["held-out"]) == {"garbage", "ue", "msp", "max-logit", "energy", "mahalanobis"}
+    assert (tmp_path / "eval" / "roc_held-out.png").is_file()

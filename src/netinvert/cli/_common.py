@@ -16,7 +16,7 @@ from typing import Any
 
 from ..runs import jsonable
 
-__all__ = ["add_common", "add_out", "add_alias", "emit_json"]
+__all__ = ["add_common", "add_out", "add_alias", "add_model_param", "emit_json", "int_list"]
 
 
 def add_common(p: argparse.ArgumentParser, *, seed: bool = True, device: bool = True, threads: bool = True) -> None:
@@ -46,6 +46,30 @@ def add_alias(p: argparse.ArgumentParser, *flags: str, dest: str, type: Any = No
     if type is not None:
         kwargs["type"] = type
     p.add_argument(*flags, **kwargs)
+
+
+def add_model_param(p: argparse.ArgumentParser) -> None:
+    """``--model-param KEY=VALUE`` (repeatable; collected as ``(key, value)`` pairs in ``model_param``)."""
+    p.add_argument("--model-param", action="append", default=[], type=_model_param, metavar="KEY=VALUE",
+                   help="architecture argument, VALUE in JSON (e.g. channels=[16,32], convs_per_block=1); repeatable")
+
+
+def _model_param(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. hidden=64). Got {text!r} instead.")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value  # a bare word is a string
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    """A comma-separated list of ints (``0,1,2``)."""
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated ints (e.g. 0,1,2). Got {text!r} instead.") from None
 
 
 def _positive_int(text: str) -> int:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
-from typing import Any
 
 from ..models import ClassifierRunConfig, TrainConfig, list_models, run_evaluation, run_training
-from ._common import add_common, add_out, emit_json
+from ._common import add_common, add_model_param, add_out, emit_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,8 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", default="digits", help="dataset name (see 'netinvert datasets'; default: digits)")
     p.add_argument("--data-root", default=None, help="folder holding the dataset files")
     p.add_argument("--model", default="cnn", help=f"architecture, one of: {', '.join(list_models())} (default: cnn)")
-    p.add_argument("--model-param", action="append", default=[], type=_model_param, metavar="KEY=VALUE",
-                   help="architecture argument, VALUE in JSON (e.g. channels=[16,32], convs_per_block=1); repeatable")
+    add_model_param(p)
     p.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     p.add_argument("--lr", type=float, default=TrainConfig.lr)
@@ -68,16 +65,6 @@ def _shape(text: str) -> tuple[int, int, int]:
     if len(shape) != 3 or min(shape) < 1:
         raise argparse.ArgumentTypeError(f"expected three positive ints C,H,W. Got {text!r} instead.")
     return shape  # type: ignore[return-value]
-
-
-def _model_param(text: str) -> tuple[str, Any]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. hidden=64). Got {text!r} instead.")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value  # a bare word is a string
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ in ``history.json``) and on noise only; the OOD sets are for :func:`run_ood_eval
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
@@ -21,6 +22,8 @@ from typing import Any
 
 import torch
 
+from ..._checkpoint import (CHECKPOINT_NAME, check_resume, discard_checkpoint, prefixed, read_checkpoint, restore_rng,
+                            resume_point, rng_state, rng_to_checkpoint, strip_prefix, write_checkpoint)
 from ..._device import resolve_device, seed_everything
 from ..._progress import PROGRESS_LOGGER
 from ..._threads import restores_threads, set_threads
@@ -49,6 +52,8 @@ BASELINE_DETECTORS = ("msp", "max-logit", "energy", "mahalanobis")
 #: Inversion steps per round when neither ``steps`` nor ``seconds`` is given.
 DEFAULT_STEPS = 300
 _CLASS_WEIGHTS = ("balanced", "uniform")
+#: The near-OOD set of a run trained with ``classes``: the test images of the other classes.
+HELD_OUT = "held-out"
 #: OOD sets without a natural size (drawn ``n`` at a time).
 _GENERATED = ("uniform", "gaussian")
 
@@ -77,6 +82,10 @@ class OODRunConfig:
     data_root : str, optional
     model_params : mapping
         Architecture arguments for ``model`` (as :class:`~netinvert.models.ClassifierRunConfig`).
+    classes : sequence of int, optional
+        Train on these classes of ``dataset`` only (relabelled in this order,
+        :meth:`~netinvert.data.Dataset.select_classes`); the others are the near-OOD set
+        ``held-out`` of :func:`run_ood_evaluation`. Only with ``dataset`` and ``model``.
     base_epochs : int, default=10
     rounds : int, default=3
         Inversion rounds after the noise-only warm-up round 0.
@@ -119,6 +128,7 @@ class OODRunConfig:
     model: str | None = None
     data_root: str | None = None
     model_params: Any = ()
+    classes: tuple[int, ...] | None = None
     base_epochs: int = 10
     rounds: int = 3
     steps: int | None = None
@@ -144,6 +154,8 @@ class OODRunConfig:
             object.__setattr__(self, "model_params", tuple(sorted(self.model_params.items())))
         if isinstance(self.class_weights, list):
             object.__setattr__(self, "class_weights", tuple(self.class_weights))
+        if isinstance(self.classes, list):
+            object.__setattr__(self, "classes", tuple(self.classes))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values: what the card records as ``config``."""
@@ -152,6 +164,8 @@ class OODRunConfig:
         out["model_params"] = dict(self.model_params)
         if isinstance(self.class_weights, tuple):
             out["class_weights"] = list(self.class_weights)
+        if self.classes is not None:
+            out["classes"] = list(self.classes)
         return out
 
     def validate(self) -> OODRunConfig:
@@ -168,6 +182,9 @@ class OODRunConfig:
             MODELS.get(self.model)
         elif self.model is not None:
             raise ValueError(f"{owner}: model={self.model!r} is only used with dataset; a classifier run brings its own.")
+        if self.classes is not None and self.dataset is None:
+            raise ValueError(f"{owner}: classes={list(self.classes)!r} needs dataset and model: a classifier run was "
+                             "trained on all of its classes.")
         for name, low in (("rounds", 1), ("samples_per_round", 1), ("noise_uniform", 0), ("noise_gaussian", 0),
                           ("epochs_per_round", 1), ("batch_size", 2), ("base_epochs", 1), ("seed", 0)):
             _int(owner, name, getattr(self, name), low)
@@ -245,7 +262,8 @@ def _grid(images: torch.Tensor, labels: torch.Tensor, path: Path, names: Sequenc
 
 
 @restores_threads
-def run_ood(config: OODRunConfig, out: str | Path, *, force: bool = False, progress: bool = True) -> OODResult:
+def run_ood(config: OODRunConfig, out: str | Path, *, force: bool = False, resume: bool = False,
+            progress: bool = True) -> OODResult:
     """Train an ``(n+1)``-class garbage-class model and write the run folder ``out``.
 
     The loop: widen the ``n``-class model to ``n + 1`` outputs (:func:`widen_head`; the garbage class
@@ -262,9 +280,13 @@ def run_ood(config: OODRunConfig, out: str | Path, *, force: bool = False, progr
     garbage-set size, inverted candidates, selected, their validity under the model and agreement
     with the robust verifier), ``metrics.json``, ``classifier/`` (the final model as a classifier
     run that :func:`netinvert.models.load_classifier` reads), ``base/`` (the starting model, when
-    trained here), ``garbage.safetensors`` (the garbage set and each image's source),
+    trained here), ``plain/`` (the baseline: the starting model retrained round by round on the same
+    schedule, seeds and split without a garbage class), ``garbage.safetensors`` (the garbage set and each image's source),
     ``garbage.png`` and ``rounds/round_RR.png`` (each round's inverted samples, 8 per label).
-    There is no resume yet: an interrupted run starts again.
+    A checkpoint (``checkpoint.safetensors`` in the staging folder ``.OUT.partial``) is written after
+    round 0 and after every round: both models, the garbage set, the history and the random state.
+    ``resume=True`` continues an interrupted run from its last finished round (the verifiers, seeded,
+    are retrained: seconds); a rerun without it refuses a left-over checkpoint unless ``force``.
 
     Raises
     ------
@@ -280,6 +302,7 @@ def run_ood(config: OODRunConfig, out: str | Path, *, force: bool = False, progr
         raise ValueError(f"run_ood takes an OODRunConfig. Got {type(config).__name__} instead.")
     config.validate()
     inputs = [config.classifier]
+    check_resume(out, force=force, resume=resume)
     out = check_out(out, force=force, inputs=inputs)
     device = resolve_device(config.device)
     base_model, base_card = None, {}
@@ -293,16 +316,25 @@ def run_ood(config: OODRunConfig, out: str | Path, *, force: bool = False, progr
     if not isinstance(dataset, str):
         raise RunFormatError(f"{config.classifier} names no dataset in its card; it cannot start an OOD run.")
     data = load_dataset(dataset, data_root)
+    classes = None if config.classes is None else list(config.classes)
+    if classes is not None:
+        data = data.select_classes(classes)
     n = data.n_classes
     tr, va = split_validation(len(data.x_train), config.val_fraction, config.seed)
     x_tr, y_tr, x_va, y_va = data.x_train[tr], data.y_train[tr], data.x_train[va], data.y_train[va]
     train_part = Dataset(data.name, x_tr, y_tr, data.x_test, data.y_test, data.class_names, data.source, data.mean, data.std)
     names = [*data.class_names, "garbage"]
     history: list[dict[str, Any]] = []
-    with staged_run(out, force=force, inputs=inputs) as tmp:
+    resume_info = {"config": config.to_dict(), "base_classifier_sha256": None if config.classifier is None else
+                   file_sha256(Path(config.classifier) / WEIGHTS_NAME)}
+    resume_from = resume_point(out, resume_info, resume=resume, force=force)
+    with staged_run(out, force=force, resume=resume, keep_on_interrupt=True, inputs=inputs) as tmp:
         seed_everything(config.seed)
         card_extra: dict[str, Any] = {}
-        if base_model is None:
+        checkpoint = tmp / CHECKPOINT_NAME
+        if config.classifier is None and resume_from is not None:
+            base_model, _ = load_classifier_run(tmp / "base", device)  # trained before the interruption
+        elif config.classifier is None:
             base_model = build_model(config.model, input_shape=data.input_shape, n_classes=n, mean=data.mean, std=data.std,
                                      **{k: v for k, v in config.model_params})
             train_classifier(base_model, train_part, TrainConfig(epochs=config.base_epochs, batch_size=config.batch_size,
@@ -310,14 +342,17 @@ def run_ood(config: OODRunConfig, out: str | Path, *, force: bool = False, progr
             base_model.eval()
             base_acc_test = _accuracy(base_model, data.x_test, data.y_test)
             save_classifier(base_model.cpu(), tmp / "base", {"dataset": data.name, "data_root": data_root, "seed": config.seed,
-                                                             "test_accuracy": base_acc_test, "trained_by": "run_ood"})
+                                                             "classes": classes, "test_accuracy": base_acc_test,
+                                                             "trained_by": "run_ood"})
             base_model.to(device)
+        if config.classifier is None:
             base_path, base_sha = "base", file_sha256(tmp / "base" / WEIGHTS_NAME)
         else:
             base_path = path_for_card(out, config.classifier)
             base_sha = file_sha256(Path(config.classifier) / WEIGHTS_NAME)
             card_extra["base_classifier_path"] = str(Path(config.classifier).absolute())
         base_val = _accuracy(base_model, x_va, y_va)
+        plain = copy.deepcopy(base_model).to(device)
         model = widen_head(base_model).to(device)
         k = n + 1
         shape = data.input_shape
@@ -332,27 +367,45 @@ def run_ood(config: OODRunConfig, out: str | Path, *, force: bool = False, progr
             verifiers = train_verifiers(train_part, seed=config.seed + 1, device=device, progress=False,
                                         epochs=config.verifier_epochs)
             card_extra["verifiers"] = verifiers.info
-        (tmp / "rounds").mkdir()
+        (tmp / "rounds").mkdir(exist_ok=True)
 
         def retrain(r: int) -> dict[str, Any]:
             x = torch.cat([x_tr, garbage])
             y = torch.cat([y_tr, torch.full((len(garbage),), n, dtype=torch.long)])
             weights = _class_weights(config, y, k)
-            losses = train_weighted(model, x, y, weights, epochs=config.epochs_per_round, batch_size=config.batch_size,
-                                    lr=config.lr, weight_decay=config.weight_decay, seed=config.seed * 1000 + r,
-                                    device=device, progress=progress, desc=f"ood round {r}")
+            schedule = dict(epochs=config.epochs_per_round, batch_size=config.batch_size, lr=config.lr,
+                            weight_decay=config.weight_decay, seed=config.seed * 1000 + r, device=device)
+            losses = train_weighted(model, x, y, weights, **schedule, progress=progress, desc=f"ood round {r}")
+            # The baseline: the same schedule on the same split without a garbage class.
+            train_weighted(plain, x_tr, y_tr, torch.ones(n), **schedule, progress=False)
             pred = predict_labels(model, x_va)
             return {"round": r, "loss": losses, "class_weights": weights.tolist(),
                     "val_accuracy": float((pred == y_va).float().mean()), "val_garbage_share": float((pred == n).float().mean()),
-                    "garbage_size": len(garbage)}
+                    "plain_val_accuracy": _accuracy(plain, x_va, y_va), "garbage_size": len(garbage)}
 
-        history.append({**retrain(0), "inverted": 0, "selected": 0})
-        if progress:
+        def save_checkpoint() -> None:
+            rng_tensors, rng_meta = rng_to_checkpoint(rng_state(device=device))
+            tensors = {**prefixed("model", model.state_dict()), **prefixed("plain", plain.state_dict()),
+                       "garbage": garbage.contiguous(), "source": source.contiguous(), **rng_tensors}
+            write_checkpoint(checkpoint, tensors, {"info": resume_info, "history": history, "base_val": base_val,
+                                                   "rng": rng_meta})
+
+        if resume_from is None:
+            history.append({**retrain(0), "inverted": 0, "selected": 0})
+            save_checkpoint()
+        else:
+            tensors, state = read_checkpoint(resume_from)
+            model.load_state_dict(strip_prefix("model", tensors))
+            plain.load_state_dict(strip_prefix("plain", tensors))
+            garbage, source, history = tensors["garbage"], tensors["source"], list(state["history"])
+            restore_rng(tensors, state["rng"], device=device)
+            log.info("resuming %s after round %d of %d", out, history[-1]["round"], config.rounds)
+        if progress and len(history) == 1:
             progress_log.info("ood round 0/%d (noise only): val accuracy %.4f, garbage %d",
                               config.rounds, history[-1]["val_accuracy"], len(garbage))
         per_label = math.ceil(config.samples_per_round / n)
         steps = config.steps if config.steps is not None or config.seconds is not None else DEFAULT_STEPS
-        for r in range(1, config.rounds + 1):
+        for r in range(len(history), config.rounds + 1):
             settings = {} if config.inverter_batch_size is None else {"batch_size": config.inverter_batch_size}
             inverter = Inverter(model, seed=config.seed * 1000 + r, device=device, **settings)
             inverter.fit(steps=steps, seconds=config.seconds, progress=progress)
@@ -372,6 +425,7 @@ def run_ood(config: OODRunConfig, out: str | Path, *, force: bool = False, progr
             if verifiers is not None:
                 entry["robust_agreement"] = float((predict_labels(verifiers.robust, cand_x) == cand_y).float().mean())
             history.append({**retrain(r), **entry})
+            save_checkpoint()
             if progress:
                 progress_log.info("ood round %d/%d: val accuracy %.4f, garbage %d (+%d of %d inverted)", r, config.rounds,
                                   history[-1]["val_accuracy"], len(garbage), len(chosen), len(cand_x))
@@ -381,11 +435,17 @@ def run_ood(config: OODRunConfig, out: str | Path, *, force: bool = False, progr
         _grid(garbage, source, tmp / "garbage.png", source_names, "garbage class by source")
         save_weights(tmp / "garbage.safetensors", {"x": garbage.contiguous(), "source": source.contiguous()})
         save_classifier(model.cpu(), tmp / "classifier", {
-            "dataset": data.name, "data_root": data_root, "seed": config.seed, "garbage_index": n,
+            "dataset": data.name, "data_root": data_root, "seed": config.seed, "garbage_index": n, "classes": classes,
             "class_names": names, "test_accuracy": test_acc, "trained_by": "run_ood"})
         sha = file_sha256(tmp / "classifier" / WEIGHTS_NAME)
+        plain_test = _accuracy(plain, data.x_test, data.y_test)
+        save_classifier(plain.cpu(), tmp / "plain", {
+            "dataset": data.name, "data_root": data_root, "seed": config.seed, "classes": classes, "test_accuracy": plain_test,
+            "trained_by": "run_ood (baseline: the same retraining without a garbage class)"})
         seconds = time.perf_counter() - t0
-        metrics = {"val_accuracy": history[-1]["val_accuracy"], "base_val_accuracy": base_val, "test_accuracy": test_acc,
+        metrics = {"val_accuracy": history[-1]["val_accuracy"], "base_val_accuracy": base_val,
+                   "plain_val_accuracy": history[-1]["plain_val_accuracy"], "test_accuracy": test_acc,
+                   "plain_test_accuracy": plain_test,
                    "garbage_size": len(garbage), "n_train": len(x_tr), "n_val": len(x_va), "seconds": seconds}
         write_json(tmp / "history.json", history)
         write_json(tmp / "metrics.json", metrics)
@@ -395,7 +455,10 @@ def run_ood(config: OODRunConfig, out: str | Path, *, force: bool = False, progr
                          "selection": {"name": selection.name, "description": selection.description},
                          "base_classifier": base_path, "base_classifier_sha256": base_sha,
                          "classifier": "classifier", "classifier_sha256": sha,
+                         "plain_classifier": "plain", "plain_classifier_sha256": file_sha256(tmp / "plain" / WEIGHTS_NAME),
+                         "classes": classes, "class_names": names,
                          "garbage_sha256": file_sha256(tmp / "garbage.safetensors"), **card_extra, **metrics})
+        discard_checkpoint(tmp)
     log.info("wrote %s (val accuracy %.4f, garbage %d)", out, metrics["val_accuracy"], len(garbage))
     return OODResult(run_dir=out, classifier_dir=out / "classifier", n_classes=k, rounds=config.rounds,
                      garbage_size=len(garbage), val_accuracy=metrics["val_accuracy"], base_val_accuracy=base_val,
@@ -410,7 +473,9 @@ class OODEvaluationResult:
     """What :func:`run_ood_evaluation` measured; ``run_dir`` is None when nothing was written.
 
     ``metrics[set][detector]`` holds :class:`OODMetrics`' keys; ``garbage_share[set]`` the share of
-    that set's images the final model assigns to the garbage class.
+    that set's images the final model assigns to the garbage class. ``in_accuracy`` is the final
+    model's accuracy on the in-distribution test split (a garbage prediction counts as wrong),
+    ``base_accuracy`` that of the baseline model the post-hoc detectors score.
     """
 
     run_dir: Path | None
@@ -427,19 +492,54 @@ class OODEvaluationResult:
         return d
 
 
-def _check_set_names(names: Sequence[str]) -> list[str]:
+def _check_set_names(names: Sequence[str], run: Path, classes: Sequence[int] | None) -> list[str]:
     if isinstance(names, str):
         names = [names]
     names = list(names)
     if not names:
         raise ValueError("run_ood_evaluation needs at least one OOD set (--ood NAME).")
-    valid = list_ood_sets()
+    valid = [*list_ood_sets(), HELD_OUT]
     for name in names:
-        if name not in OOD_SETS and name not in DATASETS:
-            raise UnknownNameError(f"Unknown OOD set {name!r}. Valid names: {', '.join(valid)}.")
+        if name not in OOD_SETS and name not in DATASETS and name != HELD_OUT:
+            raise UnknownNameError(f"Unknown OOD set {name!r}. Valid names: {', '.join(sorted(valid))}.")
+        if name == HELD_OUT and classes is None:
+            raise ValueError(f"OOD set {HELD_OUT!r} is the classes a run was not trained on, but {run} was trained on "
+                             "every class of its dataset (ood train --classes selects some).")
     if len(set(names)) != len(names):
         raise ValueError(f"OOD set names repeat in {names}; name each once.")
     return names
+
+
+def _held_out(full: Dataset, classes: Sequence[int], n: int | None, seed: int, run: Path) -> torch.Tensor:
+    """Test images of the classes ``run`` was not trained on; ``n`` of them (seeded) when given."""
+    x = full.held_out_test(classes)
+    if n is not None and n < len(x):
+        x = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n].sort().values]
+    return x
+
+
+def _roc_curves(path: Path, name: str, scores_in: Mapping[str, torch.Tensor], scores_out: Mapping[str, torch.Tensor],
+                metrics: Mapping[str, Mapping[str, float]]) -> None:
+    """One ROC curve per detector (scikit-learn's ``roc_curve``; OOD is the positive class)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
+
+    fig, ax = plt.subplots(figsize=(4.2, 4))
+    for det in scores_in:
+        y = torch.cat([torch.zeros(len(scores_in[det])), torch.ones(len(scores_out[det]))]).numpy()
+        fpr, tpr, _ = roc_curve(y, torch.cat([scores_in[det], scores_out[det]]).double().numpy())
+        ax.plot(fpr, tpr, lw=1.2, label=f"{det} (AUROC {metrics[det]['AUROC']:.3f})")
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.6, ls=":")
+    ax.set(xlabel="false positive rate (in-distribution flagged)", ylabel="true positive rate (OOD flagged)",
+           xlim=(0, 1), ylim=(0, 1.01))
+    ax.set_title(f"ROC: in-distribution test vs {name}", fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def _histograms(path: Path, name: str, scores_in: Mapping[str, torch.Tensor], scores_out: Mapping[str, torch.Tensor]) -> None:
@@ -472,9 +572,10 @@ def run_ood_evaluation(ood_run: str | Path, ood_sets: Sequence[str], out: str | 
     """Score in-distribution test images and each OOD set with every detector; compute :class:`OODMetrics`.
 
     The final ``(n+1)``-class model of ``ood_run`` is scored with ``garbage`` and ``ue``
-    (:data:`GARBAGE_DETECTORS`); the original ``n``-class model it started from with ``msp``,
-    ``max-logit``, ``energy`` and ``mahalanobis`` (fitted on the training split; tied covariance)
-    (:data:`BASELINE_DETECTORS`). OOD sets come from :func:`load_ood_set` in the in-distribution shape
+    (:data:`GARBAGE_DETECTORS`); the run's ``plain/`` ``n``-class model (the starting model retrained
+    on the same schedule without a garbage class) with ``msp``, ``max-logit``, ``energy`` and
+    ``mahalanobis`` (fitted on the training split; tied covariance) (:data:`BASELINE_DETECTORS`).
+    A run trained on some ``classes`` offers the set ``held-out``: the test images of the others. OOD sets come from :func:`load_ood_set` in the in-distribution shape
     (grey-scale, resized with antialiasing: :func:`convert_images`).
 
     Parameters
@@ -503,13 +604,13 @@ def run_ood_evaluation(ood_run: str | Path, ood_sets: Sequence[str], out: str | 
         If a set is empty or cannot be converted to the in-distribution shape (naming it), or ``out``
         overlaps ``ood_run``.
     """
-    names = _check_set_names(ood_sets)
     if n is not None:
         _int("run_ood_evaluation", "n", n, 1)
     run = Path(ood_run)
     card = read_card(run, required=("classifier", "base_classifier", "dataset"))
     if card.get("kind") != "ood":
         raise RunFormatError(f"{run} holds a {card.get('kind')!r} run, not an OOD run written by 'netinvert ood train'.")
+    names = _check_set_names(ood_sets, run, card.get("classes"))
     if out is not None:
         out = check_out(out, force=force, inputs=[run])
     dev = resolve_device(device)
@@ -517,9 +618,14 @@ def run_ood_evaluation(ood_run: str | Path, ood_sets: Sequence[str], out: str | 
     seed_everything(seed)
     final, _ = load_classifier_run(resolve_recorded_path(run, card["classifier"]), dev,
                                    expected_sha256=card.get("classifier_sha256"))
-    base, _ = load_classifier_run(resolve_recorded_path(run, card["base_classifier"]), dev,
-                                  expected_sha256=card.get("base_classifier_sha256"))
-    data = load_dataset(card["dataset"], card.get("data_root"))
+    # Baselines score the model retrained like the garbage-class one without a garbage class
+    # ("plain/"); runs written before it existed fall back to the starting model.
+    base_key = "plain_classifier" if card.get("plain_classifier") else "base_classifier"
+    base, _ = load_classifier_run(resolve_recorded_path(run, card[base_key]), dev,
+                                  expected_sha256=card.get(f"{base_key}_sha256"))
+    full = load_dataset(card["dataset"], card.get("data_root"))
+    classes = card.get("classes")
+    data = full if classes is None else full.select_classes(classes)
     k = int(final.n_classes)
     g = k - 1
     detectors = {name: make_detector(name, final) for name in GARBAGE_DETECTORS}
@@ -535,11 +641,14 @@ def run_ood_evaluation(ood_run: str | Path, ood_sets: Sequence[str], out: str | 
     per_set_scores: dict[str, dict[str, torch.Tensor]] = {}
     for i, name in enumerate(names):
         count = n if n is not None else (len(x_in) if name in _GENERATED else None)
-        try:
-            x_out = load_ood_set(name, data.input_shape, count, seed=seed + i)
-        except (ValueError, RuntimeError) as exc:
-            msg = str(exc)
-            raise ValueError(msg if repr(name) in msg else f"OOD set {name!r}: {msg}") from None
+        if name == HELD_OUT:
+            x_out = _held_out(full, classes, count, seed + i, run)
+        else:
+            try:
+                x_out = load_ood_set(name, data.input_shape, count, seed=seed + i)
+            except (ValueError, RuntimeError) as exc:
+                msg = str(exc)
+                raise ValueError(msg if repr(name) in msg else f"OOD set {name!r}: {msg}") from None
         if len(x_out) == 0:
             raise ValueError(f"OOD set {name!r} is empty; it has no images to score.")
         scores_out = {det_name: det.predict(x_out) for det_name, det in detectors.items()}
@@ -557,6 +666,7 @@ def run_ood_evaluation(ood_run: str | Path, ood_sets: Sequence[str], out: str | 
             if histograms:
                 for name in names:
                     _histograms(tmp / f"hist_{name}.png", name, scores_in, per_set_scores[name])
+                    _roc_curves(tmp / f"roc_{name}.png", name, scores_in, per_set_scores[name], metrics[name])
             write_card(tmp, {"kind": "ood-evaluation", "config": {"ood_run": str(run), "ood_sets": names, "n": n,
                                                                   "seed": seed, "device": device, "threads": threads},
                              "ood_run": path_for_card(out, run), "seed": seed, "device": str(dev), "threads": n_threads,
