@@ -159,3 +159,23 @@ def test_cli_held_out_classes(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert printed["in_accuracy"] == pytest.approx(acc)  # measured on the six kept classes only
     assert set(printed["metrics"]["held-out"]) == {"garbage", "ue", "msp", "max-logit", "energy", "mahalanobis"}
     assert (tmp_path / "eval" / "roc_held-out.png").is_file()
+
+
+def test_a_folder_of_images_is_an_ood_set(ood_run: Path, tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "my photos"
+    rng = np.random.default_rng(0)
+    for cls in ("cats", "dogs"):
+        (folder / cls).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(folder / cls / f"{i}.png")
+    result = run_ood_evaluation(ood_run, [str(folder)], tmp_path / "eval", threads=1, device="cpu")
+    assert set(result.metrics) == {str(folder)}
+    # Random colour photos converted to 8x8 grey: the garbage-class model (seeded with noise) flags them.
+    assert result.metrics[str(folder)]["garbage"]["AUROC"] > 0.9
+    assert (tmp_path / "eval" / "roc_my_photos.png").is_file() and (tmp_path / "eval" / "hist_my_photos.png").is_file()
+    (tmp_path / "nothing" / "none").mkdir(parents=True)
+    with pytest.raises(ValueError, match="OOD set '.*nothing'.*holds no .png"):
+        run_ood_evaluation(ood_run, [str(tmp_path / "nothing")], threads=1, device="cpu")

@@ -500,14 +500,26 @@ def _check_set_names(names: Sequence[str], run: Path, classes: Sequence[int] | N
         raise ValueError("run_ood_evaluation needs at least one OOD set (--ood NAME).")
     valid = [*list_ood_sets(), HELD_OUT]
     for name in names:
-        if name not in OOD_SETS and name not in DATASETS and name != HELD_OUT:
-            raise UnknownNameError(f"Unknown OOD set {name!r}. Valid names: {', '.join(sorted(valid))}.")
+        if name not in OOD_SETS and name not in DATASETS and name != HELD_OUT and not _is_folder(name):
+            raise UnknownNameError(f"Unknown OOD set {name!r}: neither a name nor a folder of images. "
+                                   f"Valid names: {', '.join(sorted(valid))}.")
         if name == HELD_OUT and classes is None:
             raise ValueError(f"OOD set {HELD_OUT!r} is the classes a run was not trained on, but {run} was trained on "
                              "every class of its dataset (ood train --classes selects some).")
     if len(set(names)) != len(names):
         raise ValueError(f"OOD set names repeat in {names}; name each once.")
     return names
+
+
+def _is_folder(name: str) -> bool:
+    """An OOD set given as a folder of the user's images (laid out as the ``image-folder`` dataset wants)."""
+    return name not in OOD_SETS and name not in DATASETS and Path(name).is_dir()
+
+
+def _stem(name: str) -> str:
+    """A file-name-safe form of an OOD set's name (a folder's path becomes its last part)."""
+    stem = Path(name).name if _is_folder(name) else name
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem) or "folder"
 
 
 def _held_out(full: Dataset, classes: Sequence[int], n: int | None, seed: int, run: Path) -> torch.Tensor:
@@ -583,7 +595,9 @@ def run_ood_evaluation(ood_run: str | Path, ood_sets: Sequence[str], out: str | 
     ood_run : path
         A run folder written by :func:`run_ood`; only read.
     ood_sets : sequence of str
-        Names from :func:`list_ood_sets` (checked before any work).
+        Names from :func:`list_ood_sets`, ``held-out`` (a run trained on some ``classes``), or folders
+        of images (``FOLDER/<any name>/*.png``, every image used); checked before any work. Plots
+        are named ``hist_SET.png`` / ``roc_SET.png`` (a folder by its last part).
     out : path, optional
         A new folder for ``card.json``, ``metrics.json`` and ``hist_SET.png``; nothing is written without it.
     n : int, optional
@@ -644,8 +658,9 @@ def run_ood_evaluation(ood_run: str | Path, ood_sets: Sequence[str], out: str | 
         if name == HELD_OUT:
             x_out = _held_out(full, classes, count, seed + i, run)
         else:
+            folder = {"root": name, "split": "all"} if _is_folder(name) else {}
             try:
-                x_out = load_ood_set(name, data.input_shape, count, seed=seed + i)
+                x_out = load_ood_set("image-folder" if folder else name, data.input_shape, count, seed=seed + i, **folder)
             except (ValueError, RuntimeError) as exc:
                 msg = str(exc)
                 raise ValueError(msg if repr(name) in msg else f"OOD set {name!r}: {msg}") from None
@@ -665,8 +680,8 @@ def run_ood_evaluation(ood_run: str | Path, ood_sets: Sequence[str], out: str | 
             write_json(tmp / "metrics.json", body)
             if histograms:
                 for name in names:
-                    _histograms(tmp / f"hist_{name}.png", name, scores_in, per_set_scores[name])
-                    _roc_curves(tmp / f"roc_{name}.png", name, scores_in, per_set_scores[name], metrics[name])
+                    _histograms(tmp / f"hist_{_stem(name)}.png", name, scores_in, per_set_scores[name])
+                    _roc_curves(tmp / f"roc_{_stem(name)}.png", name, scores_in, per_set_scores[name], metrics[name])
             write_card(tmp, {"kind": "ood-evaluation", "config": {"ood_run": str(run), "ood_sets": names, "n": n,
                                                                   "seed": seed, "device": device, "threads": threads},
                              "ood_run": path_for_card(out, run), "seed": seed, "device": str(dev), "threads": n_threads,
