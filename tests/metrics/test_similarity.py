@@ -61,3 +61,19 @@ def test_search_split_across_calls_gives_the_same_answer(monkeypatch):
     whole = nearest_ssim(samples, refs, k=None)
     monkeypatch.setattr(_similarity, "_PAIRS_PER_CALL", 16)  # 16 pairs per skimage call
     assert torch.equal(nearest_ssim(samples, refs, k=None), whole)
+
+
+def test_paired_ssim_equals_skimage_pair_by_pair() -> None:
+    from skimage.metrics import structural_similarity
+
+    from netinvert.metrics import paired_ssim
+
+    g = torch.Generator().manual_seed(3)
+    a, b = torch.rand(6, 1, 8, 8, generator=g), torch.rand(6, 1, 8, 8, generator=g)
+    b[0] = a[0]
+    got = paired_ssim(a, b)
+    want = [structural_similarity(a[i, 0].double().numpy(), b[i, 0].double().numpy(), data_range=1.0, win_size=7)
+            for i in range(6)]
+    assert got[0] == pytest.approx(1.0) and got.tolist() == pytest.approx(want, abs=1e-5)
+    with pytest.raises(ValueError, match="same shape"):
+        paired_ssim(a, b[:3])

@@ -624,6 +624,49 @@ class Inverter:
                 out.append(G(z, batch.code, batch.matrix).cpu())
         return torch.cat(out)
 
+    def sample_between(self, a: int, b: int, n: int = 8, steps: int = 9, seed: int = 0) -> torch.Tensor:
+        """Images ``(steps, n, C, H, W)`` on the path from label ``a`` to label ``b``, on the CPU.
+
+        Each of the ``n`` paths keeps its noise ``z`` and draws one conditioning of ``a`` and one of
+        ``b`` (as :meth:`sample` draws them), then mixes them: ``(1 - t) * cond_a + t * cond_b`` for
+        ``t`` from 0 to 1 in ``steps`` steps (the hidden vector and the hot matrix alike). The
+        generator never saw mixed conditionings, so the middle of a path is where the classifier's
+        boundary between ``a`` and ``b`` shows: which features change, and where its label flips.
+        Dropout stays active as in :meth:`sample`, with the same masks at every step of a path (the
+        random state is reset before each step), so only the conditioning moves.
+
+        Raises
+        ------
+        ValueError
+            If ``a`` or ``b`` is not a class index, they are equal, or ``n`` < 1 or ``steps`` < 2.
+        """
+        self._check_fitted()
+        k = self.conditioning_.n_classes
+        for name, label in (("a", a), ("b", b)):
+            if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < k:
+                raise ValueError(f"The '{name}' parameter of sample_between must be an int in [0, {k - 1}]. Got {label!r} instead.")
+        if a == b:
+            raise ValueError(f"sample_between needs two different labels. Got a = b = {a}.")
+        n = _check_int("sample_between", "n", n, 1)
+        steps = _check_int("sample_between", "steps", steps, 2)
+        G = self.generator_
+        device = next(G.parameters()).device
+        fork_devices = [device.index or 0] if device.type == "cuda" else []
+
+        def mix(x: torch.Tensor | None, y: torch.Tensor | None, t: float) -> torch.Tensor | None:
+            return None if x is None or y is None else (1 - t) * x + t * y
+
+        with torch.random.fork_rng(devices=fork_devices), torch.no_grad():
+            gen = torch.Generator().manual_seed(int(seed))
+            ends = [self.conditioning_(torch.full((n,), label, dtype=torch.long, device=device), gen) for label in (a, b)]
+            z = torch.randn(n, G.latent_dim, generator=gen).to(device)
+            G.sampling_mode()
+            out = []
+            for t in torch.linspace(0, 1, steps).tolist():
+                torch.manual_seed(int(seed))  # the same dropout masks at every step
+                out.append(G(z, mix(ends[0].code, ends[1].code, t), mix(ends[0].matrix, ends[1].matrix, t)).cpu())
+        return torch.stack(out)
+
     def sample_classes(self, n_per_class: int, seed: int | None = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """``n_per_class`` samples of every class: images ``(K * n, C, H, W)`` and labels ``(K * n,)``, class by class."""
         self._check_fitted()

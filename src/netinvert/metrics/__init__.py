@@ -12,7 +12,7 @@ nearest training image (:func:`nearest_ssim`) and within-class diversity
 from ._diversity import mean_pairwise_cosine
 from ._frechet import frechet_distance
 from ._inversion import InversionMetrics, inversion_metrics
-from ._similarity import nearest_ssim
+from ._similarity import nearest_ssim, paired_ssim
 from ._validity import validity_from_logits, validity_report
 from ._verifiers import Verifiers, train_verifiers
 
@@ -23,6 +23,7 @@ __all__ = [
     "inversion_metrics",
     "mean_pairwise_cosine",
     "nearest_ssim",
+    "paired_ssim",
     "train_verifiers",
     "validity_from_logits",
     "validity_report",

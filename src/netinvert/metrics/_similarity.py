@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["nearest_ssim"]
+__all__ = ["nearest_ssim", "paired_ssim"]
 
 #: SSIM's usual window; smaller images get the largest odd window that fits.
 _DEFAULT_WINDOW = 7
@@ -146,3 +146,31 @@ def nearest_ssim(
             scores = _ssim_pairs(pairs_a, pairs_b, win).reshape(n_block, -1).max(1)
             best[block] = np.maximum(best[block], scores)
     return torch.from_numpy(best)
+
+
+def paired_ssim(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """SSIM of each pair ``(a[i], b[i])`` of ``(N, C, H, W)`` images in [0, 1] (data range 1).
+
+    The window is the largest odd one up to 7 that fits (:func:`nearest_ssim`'s). Used where two
+    sets correspond one to one: an explanation map of a trained and of a randomised model, a
+    reconstruction and the training image it was matched to.
+
+    Raises
+    ------
+    ValueError
+        If the sets differ in shape, are empty, hold non-finite values, or are smaller than 3x3.
+
+    Examples
+    --------
+    >>> x = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    >>> paired_ssim(x, x).tolist()
+    [1.0, 1.0]
+    """
+    a, b = _as_images(a, "a"), _as_images(b, "b")
+    if a.shape != b.shape:
+        raise ValueError(f"paired_ssim needs two sets of the same shape. Got {tuple(a.shape)} and {tuple(b.shape)} instead.")
+    win = _ssim_window(a.shape[2], a.shape[3])
+    an, bn = a.double().numpy(), b.double().numpy()
+    out = np.concatenate([_ssim_pairs(an[i:i + _PAIRS_PER_CALL], bn[i:i + _PAIRS_PER_CALL], win)
+                          for i in range(0, len(an), _PAIRS_PER_CALL)])
+    return torch.from_numpy(out).float()
