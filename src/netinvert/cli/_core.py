@@ -25,7 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="adversarial (PGD, L-inf) training radius in [0,1] pixel units; 0 trains plainly")
     p.add_argument("--adv-steps", type=int, default=TrainConfig.adv_steps, help="PGD steps per batch with --adv-eps")
     p.add_argument("--subset", type=int, default=None, metavar="N",
-                   help="train on a random N training images (seeded by --seed); the test split stays whole")
+                   help="train on N training images (random, seeded by --seed); the run records them and an equal-size "
+                        "disjoint non-member set (members.safetensors); the test split stays whole")
+    p.add_argument("--subset-seed", type=int, default=None, metavar="S",
+                   help="with --subset: draw the N images class-balanced with seed S (non-members with the same counts)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run of the same options into the same --out from its checkpoint (kept in the "
@@ -72,7 +75,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         dataset=args.dataset, data_root=args.data_root, model=args.model, model_params=dict(args.model_param),
         train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, adv_eps=args.adv_eps,
                           adv_steps=args.adv_steps),
-        subset=args.subset, seed=args.seed, device=args.device, threads=args.threads,
+        subset=args.subset, subset_seed=args.subset_seed, seed=args.seed, device=args.device, threads=args.threads,
     )
     emit_json(run_training(config, args.out, force=args.force, resume=args.resume, progress=not args.no_progress,
                            checkpoint_seconds=args.checkpoint_seconds, checkpoint_steps=args.checkpoint_steps))

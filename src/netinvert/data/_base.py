@@ -91,6 +91,46 @@ class Dataset:
         xte, yte = pick(self.x_test, self.y_test, n_test)
         return Dataset(self.name, xtr, ytr, xte, yte, self.class_names, self.source, self.mean, self.std)
 
+    def draw_members(self, n: int, seed: int, *, balanced: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Indices into the training split of ``n`` members and of up to ``n`` non-members, disjoint, in drawn order.
+
+        Members are what a model trained on the subset saw; the non-members, drawn from the rest
+        of the same split (as many as members where the split allows), are the control a
+        membership claim is measured against. ``balanced`` draws ``n // K`` images of each of the
+        ``K`` classes (the first ``n % K`` classes of a seeded order get one more) and the
+        non-members with the same class counts; otherwise members are the first ``n`` of a seeded
+        permutation (what :meth:`subset` draws with the same seed, in the same order) and
+        non-members the next ``n``.
+
+        Raises
+        ------
+        ValueError
+            If ``n`` < 1 or exceeds the split (or, when balanced, a class holds fewer images than
+            its share of ``n``).
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"The 'n' parameter of draw_members must be an int in [1, inf). Got {n!r} instead.")
+        if n > len(self.y_train):
+            raise ValueError(f"{self.name} has {len(self.y_train)} training images: too few for {n} members.")
+        g = torch.Generator().manual_seed(int(seed))
+        if not balanced:
+            perm = torch.randperm(len(self.y_train), generator=g)
+            return perm[:n], perm[n:2 * n]
+        k = self.n_classes
+        counts = torch.full((k,), n // k, dtype=torch.long)
+        counts[torch.randperm(k, generator=g)[:n % k]] += 1
+        members, others = [], []
+        for c in range(k):
+            pool = torch.nonzero(self.y_train == c).flatten()
+            m = int(counts[c])
+            if m > len(pool):
+                raise ValueError(f"{self.name} has {len(pool)} training images of class {c}: too few for {m} "
+                                 f"class-balanced members of it.")
+            pick = pool[torch.randperm(len(pool), generator=g)]
+            members.append(pick[:m])
+            others.append(pick[m:2 * m])
+        return torch.cat(members), torch.cat(others)
+
     def select_classes(self, classes: Sequence[int]) -> Dataset:
         """The dataset restricted to ``classes``, relabelled ``0..len(classes)-1`` in the given order.
 

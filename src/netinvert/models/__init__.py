@@ -4,7 +4,7 @@ from . import _zoo  # noqa: F401  (registers mlp, cnn, resnet)
 from ._base import MODELS, Classifier, build_model, list_models, register_model
 from ._checkpoint import check_finite, check_sha256, load_classifier_run, path_for_card, read_weights, registry_name, resolve_recorded_path, save_classifier
 from ._foreign import HookedClassifier, load_classifier
-from ._pipeline import ClassifierRunConfig, EvaluationResult, TrainingResult, run_evaluation, run_training
+from ._pipeline import MEMBERS_NAME, ClassifierRunConfig, EvaluationResult, TrainingResult, load_members, run_evaluation, run_training
 from ._train import TrainConfig, evaluate_classifier, pgd_attack, predict, train_classifier
 from ._zoo import MLP, ResNetCNN, SmallCNN
 
@@ -35,6 +35,8 @@ __all__ = [
     "resolve_recorded_path",
     "run_evaluation",
     "run_training",
+    "load_members",
+    "MEMBERS_NAME",
     "save_classifier",
     "train_classifier",
 ]

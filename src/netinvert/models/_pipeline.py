@@ -22,9 +22,9 @@ from torch import nn
 from .._checkpoint import CHECKPOINT_NAME, check_resume, discard_checkpoint, resume_point
 from .._device import resolve_device, seed_everything
 from .._threads import set_threads, restores_threads
-from ..data import dataset_status, load_dataset
+from ..data import Dataset, dataset_status, load_dataset
 from ..exceptions import RunFormatError
-from ..runs import WEIGHTS_NAME, check_out, file_sha256, staged_run, write_card, write_json
+from ..runs import WEIGHTS_NAME, check_out, file_sha256, save_weights, staged_run, write_card, write_json
 from ._base import MODELS, Classifier, build_model
 from ._checkpoint import save_classifier
 from ._foreign import load_classifier
@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 #: Model arguments that come from the dataset, never from ``model_params``.
 _DATA_PARAMS = ("input_shape", "n_classes", "mean", "std")
+#: The member and non-member indices of a run trained on a subset (``members``, ``non_members``: int64).
+MEMBERS_NAME = "members.safetensors"
 _DEVICES = ("cpu", "cuda", "auto")
 
 
@@ -75,8 +77,12 @@ class ClassifierRunConfig:
         The schedule. Its ``seed`` and ``device`` are this config's ``seed`` and ``device``
         (a different non-default value in ``train`` is an error rather than silently ignored).
     subset : int, optional
-        Train on a random ``subset`` training images (``Dataset.subset(n_train=subset,
-        seed=seed)``); the test split stays whole.
+        Train on ``subset`` training images; the test split stays whole. The run records the
+        member indices and an equal-size disjoint non-member set from the same split
+        (``members.safetensors``, :meth:`Dataset.draw_members`), the control of a membership claim.
+    subset_seed : int, optional
+        Draw the subset class-balanced with this seed (and the non-members with the same class
+        counts). Without it the subset is ``Dataset.subset(n_train=subset, seed=seed)``.
     seed : int
         Seeds the subset, the initial weights and the batch order.
     device : {"cpu", "cuda", "auto"}
@@ -98,6 +104,7 @@ class ClassifierRunConfig:
     model_params: Any = ()
     train: TrainConfig = field(default_factory=TrainConfig)
     subset: int | None = None
+    subset_seed: int | None = None
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
@@ -125,6 +132,10 @@ class ClassifierRunConfig:
             raise ValueError(f"The 'train' parameter of ClassifierRunConfig must be a TrainConfig. Got {self.train!r} instead.")
         if self.subset is not None and (isinstance(self.subset, bool) or not isinstance(self.subset, int) or self.subset < 1):
             raise ValueError(f"The 'subset' parameter of ClassifierRunConfig must be None or an int in [1, inf). Got {self.subset!r} instead.")
+        if self.subset_seed is not None and (isinstance(self.subset_seed, bool) or not isinstance(self.subset_seed, int)
+                                             or self.subset_seed < 0 or self.subset is None):
+            raise ValueError("The 'subset_seed' parameter of ClassifierRunConfig must be None or an int in [0, inf) with "
+                             f"a subset. Got {self.subset_seed!r} (subset={self.subset!r}) instead.")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError(f"The 'seed' parameter of ClassifierRunConfig must be an int. Got {self.seed!r} instead.")
         if not isinstance(self.device, str) or (self.device not in _DEVICES and not self.device.startswith("cuda:")):
@@ -238,6 +249,31 @@ def _probe_model(config: ClassifierRunConfig) -> None:
         raise ValueError(f"Bad model_params (--model-param) for model {config.model!r}: {exc}") from None
 
 
+def load_members(run_dir: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """The member and non-member indices (into the training split) a subset run recorded.
+
+    Raises
+    ------
+    RunFormatError
+        If the run was trained on the whole split (it records no members) or its card is malformed.
+    UnsafeCheckpointError
+        If the members file is not the one the card names (its sha256 differs).
+    """
+    from ..exceptions import UnsafeCheckpointError
+    from ..runs import load_weights, read_card
+
+    run_dir = Path(run_dir)
+    info = read_card(run_dir).get("members")
+    if not isinstance(info, dict) or not isinstance(info.get("file"), str):
+        raise RunFormatError(f"{run_dir} records no members: it was trained on the whole training split (train with "
+                             "--subset N to record members and non-members).")
+    path = run_dir / info["file"]
+    if file_sha256(path) != info.get("sha256"):
+        raise UnsafeCheckpointError(f"{path} is not the members file {run_dir}/card.json names (its sha256 differs).")
+    tensors = load_weights(path)
+    return tensors["members"], tensors["non_members"]
+
+
 @restores_threads
 def run_training(config: ClassifierRunConfig, out: str | Path, *, force: bool = False, resume: bool = False,
                  progress: bool = True, checkpoint_seconds: float | None = 60.0,
@@ -304,7 +340,14 @@ def run_training(config: ClassifierRunConfig, out: str | Path, *, force: bool = 
     out = check_out(out, force=force)  # a bad --out costs nothing either
     threads = set_threads(config.threads)
     data = load_dataset(config.dataset, config.data_root)
-    train_data = data.subset(n_train=config.subset, seed=config.seed) if config.subset is not None else data
+    members = non_members = None
+    train_data = data
+    if config.subset is not None:
+        balanced = config.subset_seed is not None
+        members, non_members = data.draw_members(config.subset, config.subset_seed if balanced else config.seed,
+                                                 balanced=balanced)
+        train_data = Dataset(data.name, data.x_train[members], data.y_train[members], data.x_test, data.y_test,
+                             data.class_names, data.source, data.mean, data.std)
     resume_info = {"config": config.to_dict()}
     resume_from = resume_point(out, resume_info, resume=resume, force=force)
     with staged_run(out, force=force, resume=resume, keep_on_interrupt=True) as tmp:
@@ -332,6 +375,11 @@ def run_training(config: ClassifierRunConfig, out: str | Path, *, force: bool = 
             "threads": threads,
             **metrics,
         }
+        if members is not None:
+            save_weights(tmp / MEMBERS_NAME, {"members": members.contiguous(), "non_members": non_members.contiguous()})
+            card["members"] = {"file": MEMBERS_NAME, "sha256": file_sha256(tmp / MEMBERS_NAME), "n": len(members),
+                               "n_non_members": len(non_members), "split": "train",
+                               "balanced": config.subset_seed is not None}
         save_classifier(model.cpu(), tmp, card)
         write_json(tmp / "metrics.json", metrics)
         sha = file_sha256(tmp / WEIGHTS_NAME)
