@@ -41,3 +41,15 @@ def machine_record(device: str | torch.device = "cpu") -> dict[str, Any]:
         "python": platform.python_version(),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
     }
+
+
+def commit_record() -> dict[str, Any]:
+    """The commit measured (``sha``) and whether tracked files differed from it (``dirty``)."""
+    import subprocess
+
+    repo = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=False).stdout.strip()
+
+    return {"sha": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
