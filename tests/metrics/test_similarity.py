@@ -77,3 +77,16 @@ def test_paired_ssim_equals_skimage_pair_by_pair() -> None:
     assert got[0] == pytest.approx(1.0) and got.tolist() == pytest.approx(want, abs=1e-5)
     with pytest.raises(ValueError, match="same shape"):
         paired_ssim(a, b[:3])
+
+
+def test_ssim_matrix_is_every_pair() -> None:
+    from netinvert.metrics import paired_ssim, ssim_matrix
+
+    g = torch.Generator().manual_seed(5)
+    a, b = torch.rand(4, 1, 8, 8, generator=g), torch.rand(3, 1, 8, 8, generator=g)
+    m = ssim_matrix(a, b)
+    assert m.shape == (4, 3)
+    for i in range(4):
+        assert m[i].tolist() == pytest.approx(paired_ssim(a[i:i + 1].expand(3, -1, -1, -1), b).tolist(), abs=1e-6)
+    with pytest.raises(ValueError, match="one shape"):
+        ssim_matrix(a, torch.rand(2, 1, 9, 9))

@@ -12,7 +12,7 @@ nearest training image (:func:`nearest_ssim`) and within-class diversity
 from ._diversity import mean_pairwise_cosine
 from ._frechet import frechet_distance
 from ._inversion import InversionMetrics, inversion_metrics
-from ._similarity import nearest_ssim, paired_ssim
+from ._similarity import nearest_ssim, paired_ssim, ssim_matrix
 from ._validity import validity_from_logits, validity_report
 from ._verifiers import Verifiers, train_verifiers
 
@@ -24,6 +24,7 @@ __all__ = [
     "mean_pairwise_cosine",
     "nearest_ssim",
     "paired_ssim",
+    "ssim_matrix",
     "train_verifiers",
     "validity_from_logits",
     "validity_report",

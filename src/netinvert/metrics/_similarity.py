@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["nearest_ssim", "paired_ssim"]
+__all__ = ["nearest_ssim", "paired_ssim", "ssim_matrix"]
 
 #: SSIM's usual window; smaller images get the largest odd window that fits.
 _DEFAULT_WINDOW = 7
@@ -173,4 +173,30 @@ def paired_ssim(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> t
     an, bn = a.double().numpy(), b.double().numpy()
     out = np.concatenate([_ssim_pairs(an[i:i + _PAIRS_PER_CALL], bn[i:i + _PAIRS_PER_CALL], win)
                           for i in range(0, len(an), _PAIRS_PER_CALL)])
+    return torch.from_numpy(out).float()
+
+
+def ssim_matrix(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """SSIM ``(len(a), len(b))`` of every image of ``a`` against every image of ``b`` (both ``(N, C, H, W)`` in [0, 1]).
+
+    Exact (no shortlist, unlike :func:`nearest_ssim`): what a one-to-one matching of two sets needs.
+    Cost grows with ``len(a) * len(b)`` pairs (a million 28x28 pairs take tens of seconds on one core).
+
+    Raises
+    ------
+    ValueError
+        If the images differ in shape, a set is empty or holds non-finite values.
+    """
+    a, b = _as_images(a, "a"), _as_images(b, "b")
+    if a.shape[1:] != b.shape[1:]:
+        raise ValueError(f"ssim_matrix needs images of one shape. Got {tuple(a.shape[1:])} and {tuple(b.shape[1:])} instead.")
+    win = _ssim_window(a.shape[2], a.shape[3])
+    an, bn = a.double().numpy(), b.double().numpy()
+    rows = max(1, _PAIRS_PER_CALL // len(bn))
+    out = np.empty((len(an), len(bn)))
+    for i in range(0, len(an), rows):
+        block = an[i:i + rows]
+        left = np.repeat(block, len(bn), axis=0)
+        right = np.tile(bn, (len(block), 1, 1, 1))
+        out[i:i + len(block)] = _ssim_pairs(left, right, win).reshape(len(block), len(bn))
     return torch.from_numpy(out).float()
