@@ -14,8 +14,8 @@ from netinvert.cli import build_parser
 README = Path(__file__).resolve().parents[1] / "README.md"
 #: Commands that compute nothing take none of --device/--seed/--threads.
 NO_COMPUTE = {"datasets"}
-#: BNN training and SAT queries run on the CPU only: no --device.
-CPU_ONLY = re.compile(r"^bnn ")
+#: Commands that compute on the CPU only (SAT solvers; SSIM matching in scikit-image): no --device.
+CPU_ONLY = re.compile(r"^(bnn |reconstruct evaluate$)")
 #: Old spellings that must not show in --help any more (they may stay as hidden aliases).
 OLD_SPELLINGS = {"--time-s", "--n-per-class", "--samples", "--limit", "--n"}
 

@@ -1,7 +1,8 @@
 """Named, weighted loss terms for generator inversion, composable with ``+``, ``-``, ``*`` and ``/``.
 
 A loss is a small factory registered by name (``kl``, ``ce``, ``cosine``, ``ortho``, ``tv``,
-``range``, ``l2``, ``jitter``, ``bn``, ``image_stats``, ``mode_seeking``). It returns a :class:`LossTerm` that maps a
+``range``, ``l2``, ``jitter``, ``bn``, ``image_stats``, ``mode_seeking``, and TLDR's ``kl_perturbed``,
+``ce_perturbed`` and ``grad_norm``). It returns a :class:`LossTerm` that maps a
 :class:`LossContext` (the generated batch, the classifier's logits and features, the
 conditioning) to a scalar. Terms compose like Lucent objectives::
 
@@ -411,6 +412,101 @@ def jitter(shift: int = 1, noise: float = 0.05) -> LossTerm:
         return F.cross_entropy(ctx.classifier(x), ctx.labels)
 
     return LossTerm("jitter", fn, "cross-entropy under random shift and noise", params={"shift": int(shift), "noise": float(noise)})
+
+
+def _perturb(x: torch.Tensor, noise: float, drop: float, g: torch.Generator | None) -> torch.Tensor:
+    """``x`` with Gaussian noise (std ``noise``) and a share ``drop`` of its pixels set to 0, clamped to [0, 1]."""
+    if noise:
+        x = x + noise * torch.randn(x.shape, generator=g).to(x.device)
+    if drop:
+        x = x * (torch.rand(x.shape, generator=g) >= drop).to(x.device, x.dtype)
+    return x.clamp(0, 1)
+
+
+def _check_perturbation(owner: str, noise: float, drop: float) -> None:
+    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise < math.inf:
+        raise ValueError(f"The 'noise' parameter of {owner} must be a float in [0, inf). Got {noise!r} instead.")
+    if isinstance(drop, bool) or not isinstance(drop, (int, float)) or not 0 <= drop < 1:
+        raise ValueError(f"The 'drop' parameter of {owner} must be a float in [0, 1). Got {drop!r} instead.")
+
+
+@register_loss("kl_perturbed")
+def kl_perturbed(noise: float = 0.1, drop: float = 0.1) -> LossTerm:
+    """``KL(P || Q)`` of the sample after Gaussian noise and pixel dropout (TLDR, arXiv 2410.16884).
+
+    Training images sit in flat regions of the classifier's output: their label survives small
+    perturbations, while a fooling pattern's does not. ``noise`` is the noise's standard
+    deviation in [0, 1] pixel units, ``drop`` the share of pixels zeroed.
+    """
+    _check_perturbation("kl_perturbed", noise, drop)
+
+    def fn(ctx: LossContext) -> torch.Tensor:
+        logits = ctx.classifier(_perturb(ctx.x, noise, drop, ctx.generator))
+        return F.kl_div(F.log_softmax(logits, 1), ctx.target, reduction="batchmean")
+
+    return LossTerm("kl_perturbed", fn, "KL(P || Q) under noise and pixel dropout",
+                    params={"noise": float(noise), "drop": float(drop)})
+
+
+@register_loss("ce_perturbed")
+def ce_perturbed(noise: float = 0.1, drop: float = 0.1) -> LossTerm:
+    """Cross-entropy to the label after Gaussian noise and pixel dropout (TLDR): see :func:`kl_perturbed`."""
+    _check_perturbation("ce_perturbed", noise, drop)
+
+    def fn(ctx: LossContext) -> torch.Tensor:
+        return F.cross_entropy(ctx.classifier(_perturb(ctx.x, noise, drop, ctx.generator)), ctx.labels)
+
+    return LossTerm("ce_perturbed", fn, "cross-entropy under noise and pixel dropout",
+                    params={"noise": float(noise), "drop": float(drop)})
+
+
+def _last_layer_prefix(model: nn.Module) -> str:
+    """The name of the last module that holds parameters of its own (the classifier's head)."""
+    names = [name for name, m in model.named_modules() if any(True for _ in m.parameters(recurse=False))]
+    if not names:
+        raise ValueError(f"{type(model).__name__} has no parameters: there is no weight gradient to measure.")
+    return names[-1]
+
+
+def per_sample_grad_norm(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, layers: str = "head") -> torch.Tensor:
+    """``||d CE(f(x_i), y_i) / d theta||^2`` for each sample ``(N,)``, differentiable in ``x``.
+
+    ``theta`` is the head's parameters (``layers="head"``) or all of them (``"all"``). Per-sample
+    gradients come from ``torch.func.vmap(torch.func.grad(...))`` in one batched call, not a Python
+    loop; the model is evaluated as it is (put it in eval mode: batch norm must not mix samples).
+    """
+    from torch.func import functional_call, grad, vmap
+
+    if layers not in ("head", "all"):
+        raise ValueError(f"The 'layers' parameter of grad_norm must be 'head' or 'all'. Got {layers!r} instead.")
+    prefix = _last_layer_prefix(model) + "." if layers == "head" else ""
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    chosen = {k: v for k, v in params.items() if k.startswith(prefix)}
+    fixed = {**{k: v for k, v in params.items() if k not in chosen}, **dict(model.named_buffers())}
+
+    def loss_one(theta: dict[str, torch.Tensor], xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
+        out = functional_call(model, {**fixed, **theta}, (xi.unsqueeze(0),))
+        return F.cross_entropy(out, yi.unsqueeze(0))
+
+    grads = vmap(grad(loss_one), in_dims=(None, 0, 0))(chosen, x, labels)
+    return sum(g.pow(2).flatten(1).sum(1) for g in grads.values())
+
+
+@register_loss("grad_norm")
+def grad_norm(layers: str = "head") -> LossTerm:
+    """Mean per-sample squared norm of the classifier's weight gradient at the sample (TLDR).
+
+    A model trained to (near) zero loss has (near) zero loss gradient at its training images: they
+    sit where this gradient is small, so pushing samples there pulls them towards training-like
+    inputs. ``layers``: ``"head"`` (the last layer's weights, cheap) or ``"all"``.
+    """
+    if layers not in ("head", "all"):
+        raise ValueError(f"The 'layers' parameter of grad_norm must be 'head' or 'all'. Got {layers!r} instead.")
+
+    def fn(ctx: LossContext) -> torch.Tensor:
+        return per_sample_grad_norm(ctx.classifier, ctx.x, ctx.labels, layers).mean()
+
+    return LossTerm("grad_norm", fn, "squared norm of the per-sample weight gradient", params={"layers": layers})
 
 
 @register_loss("bn")

@@ -110,6 +110,14 @@ register_preset("fashion-prior", description="Fashion-MNIST through a learned im
                 **{**_FASHION, "losses": ("ce:3", "tv:0.3", "mode_seeking:0.05", "cosine:6:centred=true,space=pixels,margin=0.3"),
                    "augment": "shift", "lr": 2e-3, "generator": "prior"})
 
+# Training-like data reconstruction (TLDR, arXiv 2410.16884): the one-hot ("hot") conditioning and its nine terms.
+# The perturbed KL/CE terms keep only samples whose label survives noise; grad_norm pulls samples to where the
+# trained model's loss gradient vanishes (its training images, for a model trained to near-zero loss). The weights
+# are the starting point of bench/reconstruct.py's ablation, not a tuned optimum.
+register_preset("tldr", description="Training-like data reconstruction: one-hot conditioning and the nine TLDR terms.",
+                conditioning="label",
+                losses=("kl:1", "ce:1", "kl_perturbed:1", "ce_perturbed:1", "cosine:1", "ortho:1", "tv:0.05", "range:1",
+                        "grad_norm:1"))
 
 #: Learning-rate schedules: ``name -> (fraction of the budget spent in [0, 1]) -> factor on the base rate``.
 LR_SCHEDULES: Registry[Callable[[float], float]] = Registry("learning-rate schedule")

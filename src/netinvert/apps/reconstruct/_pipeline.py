@@ -1,0 +1,290 @@
+"""``netinvert reconstruct``: recover training-like images from a classifier and score them against members.
+
+:func:`run_reconstruction` inverts a classifier run with the TLDR recipe (the ``tldr`` preset: one-hot
+conditioning and nine weighted terms, arXiv 2410.16884) or any other preset/losses, draws
+class-balanced reconstructions and, when the classifier recorded its members (``netinvert train
+--subset N``), scores them with :func:`membership_report`. :func:`run_reconstruction_evaluation`
+scores a reconstruction run again, e.g. against member and non-member folders for a model that
+recorded none.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..._device import resolve_device, seed_everything
+from ..._threads import restores_threads, set_threads
+from ...data import load_dataset
+from ...exceptions import RunFormatError
+from ...runs import (check_out, file_sha256, load_weights, read_card, save_weights, staged_run, weights_sha256, write_card,
+                     write_json)
+from ._evaluate import membership_report
+
+__all__ = ["ReconstructConfig", "ReconstructionResult", "run_reconstruction", "run_reconstruction_evaluation"]
+
+log = logging.getLogger(__name__)
+RECONSTRUCTIONS_NAME = "reconstructions.safetensors"
+
+
+def _bad(name: str, wanted: str, value: Any) -> ValueError:
+    return ValueError(f"The '{name}' parameter of ReconstructConfig must be {wanted}. Got {value!r} instead.")
+
+
+@dataclass(frozen=True)
+class ReconstructConfig:
+    """What :func:`run_reconstruction` does.
+
+    Parameters
+    ----------
+    classifier : path
+        A classifier run (``netinvert train``); with ``--subset`` it recorded members and non-members.
+    preset : str, default="tldr"
+        Inverter settings (:func:`netinvert.inversion.list_presets`); ``default`` is plain inversion,
+        the baseline without the TLDR terms.
+    losses : sequence of "name:weight", optional
+        Replace the preset's terms (e.g. to drop one for an ablation).
+    steps, seconds : optional
+        The generator's budget (whichever ends first); neither: 2,000 steps.
+    n : int, optional
+        Reconstructions, drawn class-balanced (default: as many as the members, else 100).
+    seed, device, threads
+    """
+
+    classifier: str | Path
+    preset: str = "tldr"
+    losses: tuple[str, ...] | None = None
+    steps: int | None = None
+    seconds: float | None = None
+    n: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.losses is not None:
+            object.__setattr__(self, "losses", tuple(self.losses))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["classifier"] = str(self.classifier)
+        d["losses"] = None if self.losses is None else list(self.losses)
+        return d
+
+    def validate(self) -> ReconstructConfig:
+        from ...inversion import list_presets
+
+        if self.preset not in list_presets():
+            raise _bad("preset", f"one of {list_presets()}", self.preset)
+        for name in ("steps", "n", "threads"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise _bad(name, "None or an int in [1, inf)", v)
+        if self.seconds is not None and (isinstance(self.seconds, bool) or not isinstance(self.seconds, (int, float))
+                                         or not self.seconds > 0):
+            raise _bad("seconds", "None or a float > 0", self.seconds)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise _bad("seed", "an int in [0, inf)", self.seed)
+        if self.device not in ("cpu", "cuda", "auto"):
+            raise _bad("device", "one of ['cpu', 'cuda', 'auto']", self.device)
+        return self
+
+
+@dataclass(frozen=True)
+class ReconstructionResult:
+    """What a reconstruction (or its evaluation) wrote; ``report`` is ``None`` without members."""
+
+    run_dir: Path | None
+    n: int
+    steps: int
+    report: dict[str, Any] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["run_dir"] = None if self.run_dir is None else str(self.run_dir)
+        return d
+
+
+def _save_gallery(recon: torch.Tensor, details: dict[str, Any], members: torch.Tensor, non_members: torch.Tensor,
+                  path: Path, best: int = 12) -> None:
+    """The ``best`` reconstructions by matched member SSIM, each beside its matched member and its matched non-member."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mm, mn = details["member_match"], details["non_member_match"]
+    order = mm.ssim.argsort(descending=True)[:best].tolist()
+    fig, axes = plt.subplots(3, len(order), figsize=(1.0 * len(order) + 1, 3.6), squeeze=False)
+    for col, i in enumerate(order):
+        r = int(mm.rows[i])
+        trio = [(recon[r], "reconstruction"), (members[int(mm.cols[i])], f"member {float(mm.ssim[i]):.2f}"),
+                (non_members[int(mn.cols[i])], f"non-member {float(mn.ssim[i]):.2f}")]
+        for row, (img, text) in enumerate(trio):
+            ax = axes[row][col]
+            arr = img[0].numpy() if img.shape[0] == 1 else img.permute(1, 2, 0).numpy()
+            ax.imshow(arr, cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_xlabel(text, fontsize=6)
+    fig.suptitle("best reconstructions (top) with their matched member (middle) and matched non-member (bottom), SSIM",
+                 fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _write_report(tmp: Path, recon: torch.Tensor, members: torch.Tensor, non_members: torch.Tensor, seed: int) -> dict[str, Any]:
+    report, details = membership_report(recon, members, non_members, seed=seed)
+    _save_gallery(recon, details, members, non_members, tmp / "matches.png")
+    write_json(tmp / "matching.json", {"member": {"rows": details["member_match"].rows.tolist(),
+                                                  "cols": details["member_match"].cols.tolist(),
+                                                  "ssim": details["member_match"].ssim.tolist()},
+                                       "non_member": {"rows": details["non_member_match"].rows.tolist(),
+                                                      "cols": details["non_member_match"].cols.tolist(),
+                                                      "ssim": details["non_member_match"].ssim.tolist()}})
+    return report.to_dict()
+
+
+def _recorded_members(classifier: Path, card: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The member and non-member images a classifier run recorded, or ``None``."""
+    from ...models import load_members
+
+    if not isinstance(card.get("members"), dict):
+        return None
+    m, nm = load_members(classifier)
+    data = load_dataset(card["dataset"], card.get("data_root"))
+    return data.x_train[m], data.x_train[nm]
+
+
+@restores_threads
+def run_reconstruction(config: ReconstructConfig, out: str | Path, *, force: bool = False,
+                       progress: bool = True) -> ReconstructionResult:
+    """Invert ``config.classifier`` with the reconstruction recipe and write the run folder ``out``.
+
+    ``out`` holds the generator (``weights.safetensors`` and the inversion card fields), the
+    reconstructions (``reconstructions.safetensors``: ``x``, ``labels``), ``samples.png`` and, when the
+    classifier recorded members, ``metrics.json`` with :func:`membership_report`'s numbers,
+    ``matching.json`` and ``matches.png`` (the best reconstructions beside their matched member and
+    non-member).
+
+    Raises
+    ------
+    ValueError, UnknownNameError
+        On a bad config or ``out`` (before any work).
+    """
+    from ...inversion import Inverter, make_objective, preset
+    from ...models import load_classifier_run
+    from ...report import save_class_grid
+
+    if not isinstance(config, ReconstructConfig):
+        raise ValueError(f"run_reconstruction takes a ReconstructConfig. Got {type(config).__name__} instead.")
+    config.validate()
+    classifier = Path(config.classifier)
+    out = check_out(out, force=force, inputs=[classifier])
+    device = resolve_device(config.device)
+    threads = set_threads(config.threads)
+    clf, card = load_classifier_run(classifier, device)
+    settings = preset(config.preset)
+    if config.losses is not None:
+        settings["losses"] = config.losses
+    if settings.get("losses") is not None:
+        make_objective(settings["losses"])  # an unknown loss name or weight fails here, before any training
+    inverter = Inverter(clf, **settings, seed=config.seed, device=device)
+    recorded = _recorded_members(classifier, card)
+    k = int(clf.n_classes)
+    n = config.n or (len(recorded[0]) if recorded is not None else 100)
+    per_class = -(-n // k)
+    seed_everything(config.seed)
+    t0 = time.perf_counter()
+    steps = config.steps if config.steps is not None or config.seconds is not None else 2000
+    inverter.fit(steps=steps, seconds=config.seconds, progress=progress)
+    x, y = inverter.sample_classes(per_class, seed=config.seed)
+    keep = torch.randperm(len(x), generator=torch.Generator().manual_seed(config.seed))[:n].sort().values
+    x, y = x[keep], y[keep]
+    fit_seconds = time.perf_counter() - t0
+    with staged_run(out, force=force, inputs=[classifier]) as tmp:
+        inverter.save(tmp, {"config": config.to_dict(), "classifier_run": str(classifier.absolute()),
+                            "classifier_sha256": weights_sha256(classifier)})
+        save_weights(tmp / RECONSTRUCTIONS_NAME, {"x": x.contiguous(), "labels": y.contiguous()})
+        save_class_grid(x, y, tmp / "samples.png", class_names=card.get("class_names"), title="reconstructions per class")
+        report = None if recorded is None else _write_report(tmp, x, recorded[0], recorded[1], config.seed)
+        metrics = {"n": len(x), "steps": len(inverter.history_["step"]), "fit_seconds": fit_seconds,
+                   "membership": report}
+        write_json(tmp / "metrics.json", metrics)
+        extra = read_card(tmp)
+        extra.update({"kind": "reconstruction", "seed": config.seed, "device": str(device), "threads": threads,
+                      "reconstructions_sha256": file_sha256(tmp / RECONSTRUCTIONS_NAME), "membership": report})
+        write_card(tmp, extra)
+    log.info("wrote %s (%d reconstructions%s)", out, len(x),
+             "" if report is None else f", advantage {report['advantage']:+.4f}")
+    return ReconstructionResult(run_dir=out, n=len(x), steps=metrics["steps"], report=report)
+
+
+def _image_set(folder: str | Path, shape: Sequence[int], what: str) -> torch.Tensor:
+    """Every image of a folder (``FOLDER/<any name>/*.png``) converted to ``shape``."""
+    from ..ood import load_ood_set
+
+    try:
+        x = load_ood_set("image-folder", tuple(shape), None, root=folder, split="all")
+    except (ValueError, RuntimeError) as exc:
+        raise ValueError(f"The {what} folder {folder}: {exc}") from None
+    if len(x) == 0:
+        raise ValueError(f"The {what} folder {folder} holds no images.")
+    return x
+
+
+@restores_threads
+def run_reconstruction_evaluation(run: str | Path, out: str | Path | None = None, *, members: str | Path | None = None,
+                                  non_members: str | Path | None = None, seed: int = 0, threads: int | None = None,
+                                  force: bool = False) -> ReconstructionResult:
+    """Score a reconstruction run against members and non-members (recorded by its classifier, or folders).
+
+    Raises
+    ------
+    RunFormatError
+        If ``run`` is not a reconstruction run.
+    ValueError
+        If no members are known (the classifier recorded none and no folders were given), only one folder
+        is given, or a folder is empty or cannot be converted to the reconstructions' shape.
+    """
+    run = Path(run)
+    card = read_card(run, required=("kind",))
+    if card["kind"] != "reconstruction":
+        raise RunFormatError(f"{run} holds a {card['kind']!r} run, not one of 'netinvert reconstruct'.")
+    if (members is None) != (non_members is None):
+        raise ValueError("Give both --members and --non-members (the advantage is their difference), or neither to use the "
+                         "classifier's recorded members.")
+    if out is not None:
+        out = check_out(out, force=force, inputs=[run])
+    set_threads(threads)
+    recon = load_weights(run / RECONSTRUCTIONS_NAME)["x"]
+    if members is not None:
+        m = _image_set(members, recon.shape[1:], "members")
+        nm = _image_set(non_members, recon.shape[1:], "non-members")
+    else:
+        from ...models import load_classifier_run
+
+        classifier = Path(card.get("classifier_run", ""))
+        _, clf_card = load_classifier_run(classifier, expected_sha256=card.get("classifier_sha256"))
+        recorded = _recorded_members(classifier, clf_card)
+        if recorded is None:
+            raise ValueError(f"{classifier} recorded no members (it was trained on its whole split): pass --members FOLDER "
+                             "and --non-members FOLDER.")
+        m, nm = recorded
+    if out is None:
+        report, _ = membership_report(recon, m, nm, seed=seed)
+        return ReconstructionResult(run_dir=None, n=len(recon), steps=0, report=report.to_dict())
+    with staged_run(out, force=force, inputs=[run]) as tmp:
+        report = _write_report(tmp, recon, m, nm, seed)
+        write_json(tmp / "metrics.json", {"membership": report})
+        write_card(tmp, {"kind": "reconstruction-evaluation", "run": str(run.absolute()), "seed": seed,
+                         "members": None if members is None else str(members),
+                         "non_members": None if non_members is None else str(non_members), "membership": report})
+    return ReconstructionResult(run_dir=Path(out), n=len(recon), steps=0, report=report)

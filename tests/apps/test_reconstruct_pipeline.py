@@ -1,0 +1,119 @@
+"""netinvert reconstruct end to end on digits (100 members, test-sized budgets), its evaluation and refusals,
+and the TLDR loss terms against closed forms."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from netinvert.apps.reconstruct import ReconstructConfig, run_reconstruction, run_reconstruction_evaluation
+from netinvert.cli import main
+from netinvert.exceptions import RunFormatError, UnknownNameError
+from netinvert.inversion import make_loss, preset
+from netinvert.inversion._losses import per_sample_grad_norm
+from netinvert.models import build_model
+
+
+def test_grad_norm_equals_the_closed_form_of_a_linear_head_and_a_loop() -> None:
+    torch.manual_seed(0)
+    model = build_model("mlp", input_shape=(1, 8, 8), n_classes=10, hidden=[16]).eval()
+    x, y = torch.rand(6, 1, 8, 8, requires_grad=True), torch.randint(0, 10, (6,))
+    got = per_sample_grad_norm(model, x, y, "head")
+    logits, h = model.forward_with_features(x)
+    err = torch.softmax(logits, 1) - F.one_hot(y, 10)
+    # d CE / d W = err h^T and d CE / d b = err: the squared norm is |err|^2 (|h|^2 + 1)
+    assert torch.allclose(got, err.pow(2).sum(1) * (h.flatten(1).pow(2).sum(1) + 1), rtol=1e-4)
+    everything = per_sample_grad_norm(model, x, y, "all")
+    for i in range(3):
+        model.zero_grad()
+        F.cross_entropy(model(x[i:i + 1]), y[i:i + 1]).backward()
+        assert float(everything[i].detach()) == pytest.approx(sum(float(p.grad.pow(2).sum()) for p in model.parameters()), rel=1e-4)
+    got.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0  # differentiable in the sample: the generator learns from it
+    with pytest.raises(ValueError, match="'layers' parameter of grad_norm"):
+        make_loss("grad_norm", layers="first")
+
+
+def test_perturbed_terms_are_registered_and_checked() -> None:
+    assert preset("tldr")["conditioning"] == "label" and len(preset("tldr")["losses"]) == 9
+    assert make_loss("kl_perturbed", noise=0.2).params == {"noise": 0.2, "drop": 0.1}
+    with pytest.raises(ValueError, match="'drop' parameter of ce_perturbed must be a float in \\[0, 1\\)"):
+        make_loss("ce_perturbed", drop=1.0)
+
+
+ARGS = ["--threads", "1", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def member_classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("rec") / "clf"
+    assert main(["train", "--dataset", "digits", "--model", "mlp", "--model-param", "hidden=[64]", "--epochs", "30",
+                 "--subset", "100", "--subset-seed", "0", "--out", str(out), "--no-progress", *ARGS]) == 0
+    return out
+
+
+def test_reconstruct_end_to_end(member_classifier: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    out = tmp_path / "rec"
+    assert main(["reconstruct", "--classifier", str(member_classifier), "--out", str(out), "--steps", "30",
+                 "--no-progress", *ARGS]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["n"] == 100 and printed["steps"] == 30  # as many reconstructions as members
+    report = printed["report"]
+    assert report["n_members"] == report["n_non_members"] == 100
+    lo, hi = report["advantage_ci95"]
+    assert lo <= report["advantage"] <= hi
+    assert report["advantage"] == pytest.approx(report["member_mean_ssim"] - report["non_member_mean_ssim"], abs=1e-6)
+    for name in ("weights.safetensors", "reconstructions.safetensors", "samples.png", "matches.png", "matching.json",
+                 "metrics.json", "card.json"):
+        assert (out / name).is_file(), name
+    card = json.loads((out / "card.json").read_text())
+    assert card["kind"] == "reconstruction" and card["membership"] == report
+    # evaluate recomputes the same numbers from the recorded members
+    assert main(["reconstruct", "evaluate", str(out), "--threads", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["report"] == report
+
+
+def _folder(root: Path, images: torch.Tensor) -> Path:
+    (root / "any").mkdir(parents=True)
+    for i, img in enumerate(images):
+        Image.fromarray((img[0].numpy() * 255).round().astype(np.uint8)).save(root / "any" / f"{i}.png")
+    return root
+
+
+def test_folders_for_a_model_without_members(member_classifier: Path, digits_cnn_run: Path, digits, tmp_path: Path) -> None:
+    rec = run_reconstruction(ReconstructConfig(classifier=digits_cnn_run, steps=10, n=20, device="cpu", threads=1),
+                             tmp_path / "rec", progress=False)
+    assert rec.report is None  # the classifier recorded no members: nothing to score yet
+    with pytest.raises(ValueError, match="recorded no members"):
+        run_reconstruction_evaluation(rec.run_dir)
+    members = _folder(tmp_path / "m", digits.x_train[:20])
+    non_members = _folder(tmp_path / "n", digits.x_train[20:40])
+    result = run_reconstruction_evaluation(rec.run_dir, tmp_path / "eval", members=members, non_members=non_members)
+    assert result.report["n_members"] == 20 and (tmp_path / "eval" / "matches.png").is_file()
+    with pytest.raises(ValueError, match="Give both --members and --non-members"):
+        run_reconstruction_evaluation(rec.run_dir, members=members)
+    (tmp_path / "empty" / "none").mkdir(parents=True)
+    with pytest.raises(ValueError, match="members folder"):
+        run_reconstruction_evaluation(rec.run_dir, members=tmp_path / "empty", non_members=non_members)
+    with pytest.raises(ValueError, match="only 5 members"):
+        run_reconstruction_evaluation(rec.run_dir, members=_folder(tmp_path / "few", digits.x_train[:5]),
+                                      non_members=non_members)
+    with pytest.raises(RunFormatError, match="not one of 'netinvert reconstruct'"):
+        run_reconstruction_evaluation(member_classifier)
+
+
+def test_bad_config_refused_before_work(member_classifier: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="'preset' parameter of ReconstructConfig"):
+        run_reconstruction(ReconstructConfig(classifier=member_classifier, preset="best"), tmp_path / "r")
+    with pytest.raises(UnknownNameError):
+        run_reconstruction(ReconstructConfig(classifier=member_classifier, losses=("kl:1", "magic:2")), tmp_path / "r")
+    with pytest.raises(ValueError, match="'n' parameter"):
+        run_reconstruction(ReconstructConfig(classifier=member_classifier, n=0), tmp_path / "r")
+    assert not (tmp_path / "r").exists()
