@@ -81,6 +81,20 @@ def test_evaluation_on_noise(ood_run: Path, tmp_path: Path) -> None:
     with torch.no_grad():
         plain_acc = float((plain(data.x_test).argmax(1) == data.y_test).float().mean())
     assert result.base_accuracy == pytest.approx(plain_acc)
+    # The flagging threshold is the 95th percentile of the garbage probability on the run's validation split.
+    from netinvert.apps.ood import make_detector
+    from netinvert.apps.ood._garbage import split_validation
+
+    final, _ = load_classifier(ood_run / "classifier")
+    _, va = split_validation(len(data.x_train), 0.1, 0)
+    val_scores = make_detector("garbage", final).predict(data.x_train[va])
+    assert result.flag_threshold == pytest.approx(float(torch.quantile(val_scores.double(), 0.95)), rel=1e-6)
+    from netinvert.apps.ood import load_ood_set
+
+    uniform = load_ood_set("uniform", (1, 8, 8), 64, seed=0)  # the first set, drawn with seed + 0
+    flagged = float((make_detector("garbage", final).predict(uniform) > result.flag_threshold).float().mean())
+    assert result.flagged_share["uniform"] == pytest.approx(flagged)
+    assert 0 <= result.in_flagged_share <= 1 and set(result.flagged_share) == {"uniform", "gaussian"}
 
 
 @pytest.mark.skipif(not dataset_status("fashion-mnist").available, reason="Fashion-MNIST files are not installed here")

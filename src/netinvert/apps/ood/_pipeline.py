@@ -473,7 +473,10 @@ class OODEvaluationResult:
     """What :func:`run_ood_evaluation` measured; ``run_dir`` is None when nothing was written.
 
     ``metrics[set][detector]`` holds :class:`OODMetrics`' keys; ``garbage_share[set]`` the share of
-    that set's images the final model assigns to the garbage class. ``in_accuracy`` is the final
+    that set's images the final model assigns to the garbage class (argmax). ``flagged_share[set]``
+    is the share whose garbage probability exceeds ``flag_threshold``, the 95th percentile of the
+    garbage probability on the run's *validation* split (an operating point chosen without OOD
+    data: about 5% of in-distribution images are flagged, ``in_flagged_share`` on the test split). ``in_accuracy`` is the final
     model's accuracy on the in-distribution test split (a garbage prediction counts as wrong),
     ``base_accuracy`` that of the baseline model the post-hoc detectors score.
     """
@@ -485,6 +488,9 @@ class OODEvaluationResult:
     in_garbage_share: float
     metrics: dict[str, dict[str, dict[str, float]]]
     garbage_share: dict[str, float]
+    flag_threshold: float
+    in_flagged_share: float
+    flagged_share: dict[str, float]
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -647,6 +653,11 @@ def run_ood_evaluation(ood_run: str | Path, ood_sets: Sequence[str], out: str | 
     detectors["mahalanobis"].fit((data.x_train, data.y_train))
     x_in = data.x_test
     scores_in = {name: det.predict(x_in) for name, det in detectors.items()}
+    config = card.get("config") or {}
+    _, va = split_validation(len(data.x_train), config.get("val_fraction", OODRunConfig.val_fraction),
+                             config.get("seed", OODRunConfig.seed))
+    threshold = float(torch.quantile(detectors["garbage"].predict(data.x_train[va]).double(), 0.95))
+    flagged: dict[str, float] = {}
     pred_in = predict_labels(final, x_in)
     in_acc = float((pred_in == data.y_test).float().mean())
     base_acc = float((predict_labels(base, x_in) == data.y_test).float().mean())
@@ -670,10 +681,13 @@ def run_ood_evaluation(ood_run: str | Path, ood_sets: Sequence[str], out: str | 
         metrics[name] = {det_name: OODMetrics().update(scores_in[det_name], False).update(s, True).compute()
                          for det_name, s in scores_out.items()}
         shares[name] = float((predict_labels(final, x_out) == g).float().mean())
+        flagged[name] = float((scores_out["garbage"] > threshold).float().mean())
         per_set_scores[name] = scores_out
     result = OODEvaluationResult(run_dir=None if out is None else Path(out), ood_run=str(run), in_accuracy=in_acc,
                                  base_accuracy=base_acc, in_garbage_share=float((pred_in == g).float().mean()),
-                                 metrics=metrics, garbage_share=shares)
+                                 metrics=metrics, garbage_share=shares, flag_threshold=threshold,
+                                 in_flagged_share=float((scores_in["garbage"] > threshold).float().mean()),
+                                 flagged_share=flagged)
     if out is not None:
         with staged_run(out, force=force, inputs=[run]) as tmp:
             body = {k2: v for k2, v in result.to_dict().items() if k2 not in ("run_dir", "ood_run")}
