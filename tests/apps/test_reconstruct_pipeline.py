@@ -97,6 +97,9 @@ def test_folders_for_a_model_without_members(member_classifier: Path, digits_cnn
     non_members = _folder(tmp_path / "n", digits.x_train[20:40])
     result = run_reconstruction_evaluation(rec.run_dir, tmp_path / "eval", members=members, non_members=non_members)
     assert result.report["n_members"] == 20 and (tmp_path / "eval" / "matches.png").is_file()
+    in_memory = run_reconstruction_evaluation(rec.run_dir, members=digits.x_train[:20], non_members=digits.x_train[20:40])
+    # the folders hold the same images as 8-bit PNGs: the same matching up to rounding
+    assert in_memory.report["advantage"] == pytest.approx(result.report["advantage"], abs=0.01)
     with pytest.raises(ValueError, match="Give both --members and --non-members"):
         run_reconstruction_evaluation(rec.run_dir, members=members)
     (tmp_path / "empty" / "none").mkdir(parents=True)

@@ -241,10 +241,14 @@ def _image_set(folder: str | Path, shape: Sequence[int], what: str) -> torch.Ten
 
 
 @restores_threads
-def run_reconstruction_evaluation(run: str | Path, out: str | Path | None = None, *, members: str | Path | None = None,
-                                  non_members: str | Path | None = None, seed: int = 0, threads: int | None = None,
-                                  force: bool = False) -> ReconstructionResult:
-    """Score a reconstruction run against members and non-members (recorded by its classifier, or folders).
+def run_reconstruction_evaluation(run: str | Path, out: str | Path | None = None, *,
+                                  members: str | Path | torch.Tensor | None = None,
+                                  non_members: str | Path | torch.Tensor | None = None, seed: int = 0,
+                                  threads: int | None = None, force: bool = False) -> ReconstructionResult:
+    """Score a reconstruction run against members and non-members (recorded by its classifier, or given).
+
+    ``members`` / ``non_members``: folders of images (``FOLDER/<any name>/*.png``, converted to the
+    reconstructions' shape) or image tensors ``(N, C, H, W)`` in [0, 1]; neither: the classifier's record.
 
     Raises
     ------
@@ -266,8 +270,8 @@ def run_reconstruction_evaluation(run: str | Path, out: str | Path | None = None
     set_threads(threads)
     recon = load_weights(run / RECONSTRUCTIONS_NAME)["x"]
     if members is not None:
-        m = _image_set(members, recon.shape[1:], "members")
-        nm = _image_set(non_members, recon.shape[1:], "non-members")
+        m = members if isinstance(members, torch.Tensor) else _image_set(members, recon.shape[1:], "members")
+        nm = non_members if isinstance(non_members, torch.Tensor) else _image_set(non_members, recon.shape[1:], "non-members")
     else:
         from ...models import load_classifier_run
 
@@ -284,7 +288,9 @@ def run_reconstruction_evaluation(run: str | Path, out: str | Path | None = None
     with staged_run(out, force=force, inputs=[run]) as tmp:
         report = _write_report(tmp, recon, m, nm, seed)
         write_json(tmp / "metrics.json", {"membership": report})
+        def named(x: Any) -> str | None:
+            return None if x is None else f"{len(x)} images given in memory" if isinstance(x, torch.Tensor) else str(x)
+
         write_card(tmp, {"kind": "reconstruction-evaluation", "run": str(run.absolute()), "seed": seed,
-                         "members": None if members is None else str(members),
-                         "non_members": None if non_members is None else str(non_members), "membership": report})
+                         "members": named(members), "non_members": named(non_members), "membership": report})
     return ReconstructionResult(run_dir=Path(out), n=len(recon), steps=0, report=report)
