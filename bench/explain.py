@@ -62,7 +62,7 @@ def _inverted(name: str, target: str, steps: int, cache: Path) -> Path:
 
 def measure(name: str, target: str, steps: int, settings: dict[str, Any], cache: Path, results: Path) -> dict[str, Any]:
     inversion = _inverted(name, target, steps, cache)
-    config = ExplainConfig(inversion=inversion, seed=0, device="cpu", threads=1, **settings)
+    config = ExplainConfig(run=inversion, seed=0, device="cpu", threads=1, **settings)
     out = cache / f"{name}-explain"
     result = run_explain(config, out, force=True, progress=False)
     metrics = json.loads((out / "metrics.json").read_text())

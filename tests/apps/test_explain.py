@@ -100,15 +100,36 @@ def test_explain_end_to_end(inversion_run: Path, tmp_path: Path, capsys: pytest.
 
 def test_bad_inputs_refused_before_work(inversion_run: Path, digits_cnn_run: Path, tmp_path: Path) -> None:
     with pytest.raises(RunFormatError, match="reads a run of 'netinvert invert'"):
-        run_explain(ExplainConfig(inversion=digits_cnn_run), tmp_path / "a")
+        run_explain(ExplainConfig(run=digits_cnn_run), tmp_path / "a")
     with pytest.raises(ValueError, match="'pairs' parameter of ExplainConfig"):
-        run_explain(ExplainConfig(inversion=inversion_run, pairs=((3, 3),)), tmp_path / "a")
+        run_explain(ExplainConfig(run=inversion_run, pairs=((3, 3),)), tmp_path / "a")
     with pytest.raises(ValueError, match="'pairs' parameter of ExplainConfig must be pairs of class indices in \\[0, 9\\]"):
-        run_explain(ExplainConfig(inversion=inversion_run, pairs=((3, 12),), device="cpu"), tmp_path / "a")
+        run_explain(ExplainConfig(run=inversion_run, pairs=((3, 12),), device="cpu"), tmp_path / "a")
     with pytest.raises(ValueError, match="'samples_per_class' parameter"):
-        run_explain(ExplainConfig(inversion=inversion_run, samples_per_class=1), tmp_path / "a")
+        run_explain(ExplainConfig(run=inversion_run, samples_per_class=1), tmp_path / "a")
     with pytest.raises(UnknownNameError):
-        run_explain(ExplainConfig(inversion=inversion_run, attribution="lime"), tmp_path / "a")
+        run_explain(ExplainConfig(run=inversion_run, attribution="lime"), tmp_path / "a")
     with pytest.raises(ValueError, match="overlaps the input"):
-        run_explain(ExplainConfig(inversion=inversion_run), inversion_run / "sub")
+        run_explain(ExplainConfig(run=inversion_run), inversion_run / "sub")
     assert not (tmp_path / "a").exists()
+
+
+def test_explain_a_bnn_run_gives_preimage_marginals(tmp_path: Path) -> None:
+    from netinvert.bnn import BNNRunConfig, load_bnn_run, run_bnn_training
+
+    bnn = tmp_path / "bnn"
+    run_bnn_training(BNNRunConfig(dataset="digits", hidden=(8,), epochs=3, threads=1), bnn, progress=False)
+    result = run_explain(ExplainConfig(run=bnn, bnn_samples=8, bnn_seconds=20, threads=1), tmp_path / "ex")
+    assert result.n_classes == 10 and result.ours_passes is None
+    metrics = json.loads((tmp_path / "ex" / "metrics.json").read_text())
+    from netinvert.runs import load_weights
+
+    maps = load_weights(tmp_path / "ex" / "maps.safetensors")["marginals"]
+    assert maps.shape == (10, 1, 8, 8)
+    net = load_bnn_run(bnn).net
+    for row in metrics["labels"]:
+        if row["n_samples"]:  # a marginal is a share of preimages: in [0, 1]
+            m = maps[row["label"]]
+            assert 0 <= float(m.min()) and float(m.max()) <= 1
+    assert any(r["n_samples"] for r in metrics["labels"]) and net.n_classes == 10
+    assert (tmp_path / "ex" / "marginals.png").is_file()

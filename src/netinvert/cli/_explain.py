@@ -23,7 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Read an inversion run (netinvert invert) and write per-class galleries, pixel mean and "
                                    "variance maps, boundary paths between labels, Captum attribution maps, and the model/label "
                                    "randomisation sanity checks (Adebayo et al. 2018) into --out.")
-    p.add_argument("run", type=Path, metavar="INVERSION_RUN", help="run folder of 'netinvert invert'")
+    p.add_argument("run", type=Path, metavar="RUN", help="run folder of 'netinvert invert' (or of 'netinvert bnn train': "
+                                                         "per-label pixel marginals of SAT preimages)")
+    p.add_argument("--bnn-samples", type=int, default=ExplainConfig.bnn_samples,
+                   help="BNN runs: near-uniform preimages per label (default 50)")
     p.add_argument("-n", type=int, default=ExplainConfig.samples_per_class, dest="samples_per_class",
                    help="samples per class behind the mean and variance maps (default 1000)")
     p.add_argument("--attribution", default=ExplainConfig.attribution, choices=list_attributions(),
@@ -43,9 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    config = ExplainConfig(inversion=args.run, samples_per_class=args.samples_per_class, attribution=args.attribution,
+    config = ExplainConfig(run=args.run, samples_per_class=args.samples_per_class, attribution=args.attribution,
                            attribution_images=args.attribution_images, pairs=args.pairs, sanity=not args.no_sanity,
-                           sanity_steps=args.sanity_steps, shuffle_epochs=args.shuffle_epochs, seed=args.seed,
+                           sanity_steps=args.sanity_steps, shuffle_epochs=args.shuffle_epochs, bnn_samples=args.bnn_samples, seed=args.seed,
                            device=args.device, threads=args.threads)
     emit_json(run_explain(config, args.out, force=args.force, progress=not args.no_progress))
     return 0

@@ -16,6 +16,10 @@
   labels, each re-inverted with the run's own settings and budget; SSIM to the trained model's maps
   (below 0.5 after the output layer is randomised: the map explains the model, not the data);
 - ``maps.safetensors`` (every map), ``metrics.json`` and ``card.json``.
+
+For a BNN run (``netinvert bnn train``) it writes ``marginals.png``: per label, the share of
+near-uniform SAT preimages with each input bit on (where the label's whole preimage set is, not just
+one preimage).
 """
 
 from __future__ import annotations
@@ -55,8 +59,11 @@ class ExplainConfig:
 
     Parameters
     ----------
-    inversion : path
-        An inversion run folder (``netinvert invert``); its classifier is the one it recorded (sha256 checked).
+    run : path
+        An inversion run folder (``netinvert invert``; its classifier is the one it recorded, sha256
+        checked), or a BNN run (``netinvert bnn train``): then the explanation is the per-label pixel
+        marginals of near-uniform SAT preimages (``bnn_samples`` per label, CMSGen), and the
+        generator-only settings below are unused.
     samples_per_class : int, default=1000
         Samples per class behind the mean and variance maps.
     attribution : str, default="integrated-gradients"
@@ -74,12 +81,16 @@ class ExplainConfig:
         Generator steps of each re-inversion (default: the steps the run itself trained).
     shuffle_epochs : int, optional
         Epochs of the shuffled-label model (default: the classifier run's own).
+    bnn_samples : int, default=50
+        Preimages per label of a BNN run.
+    bnn_seconds : float, optional
+        Sampling budget per label of a BNN run (default: the ``sample`` query's).
     seed : int, default=0
     device : {"cpu", "cuda", "auto"}
     threads : int, optional
     """
 
-    inversion: str | Path
+    run: str | Path
     samples_per_class: int = 1000
     attribution: str = "integrated-gradients"
     attribution_images: int = 100
@@ -89,6 +100,8 @@ class ExplainConfig:
     sanity: bool = True
     sanity_steps: int | None = None
     shuffle_epochs: int | None = None
+    bnn_samples: int = 50
+    bnn_seconds: float | None = None
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
@@ -99,14 +112,14 @@ class ExplainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
-        d["inversion"] = str(self.inversion)
+        d["run"] = str(self.run)
         d["pairs"] = None if self.pairs is None else [list(p) for p in self.pairs]
         return d
 
     def validate(self) -> ExplainConfig:
         """Raise ``ValueError`` on the first invalid field; returns ``self``."""
         for name, low in (("samples_per_class", 2), ("attribution_images", 1), ("path_steps", 2), ("path_n", 1),
-                          ("seed", 0)):
+                          ("bnn_samples", 1), ("seed", 0)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
                 raise _bad(name, f"an int in [{low}, inf)", v)
@@ -114,6 +127,9 @@ class ExplainConfig:
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 raise _bad(name, "None or an int in [1, inf)", v)
+        if self.bnn_seconds is not None and (isinstance(self.bnn_seconds, bool) or not isinstance(self.bnn_seconds, (int, float))
+                                             or not self.bnn_seconds > 0):
+            raise _bad("bnn_seconds", "None or a float > 0", self.bnn_seconds)
         ATTRIBUTIONS.get(self.attribution)
         if self.device not in ("cpu", "cuda", "auto"):
             raise _bad("device", "one of ['cpu', 'cuda', 'auto']", self.device)
@@ -205,6 +221,37 @@ def _path_probs(classifier: torch.nn.Module, path: torch.Tensor, a: int, b: int)
     return p[:, [a, b]].reshape(steps, n, 2).mean(1)
 
 
+def _explain_bnn(run: Path, config: ExplainConfig, out: Path, force: bool) -> ExplainResult:
+    """Per-label pixel marginals of near-uniform SAT preimages of a BNN run (the ``sample`` query for every label)."""
+    from ...bnn import load_bnn_run, run_bnn_query
+
+    t0 = time.perf_counter()
+    threads = set_threads(config.threads)
+    params: dict[str, Any] = {"n": config.bnn_samples, "seed": config.seed}
+    if config.bnn_seconds is not None:
+        params["seconds"] = config.bnn_seconds
+    answer = run_bnn_query("sample", run, params)
+    bnn = load_bnn_run(run)
+    h, w = bnn.image_shape
+    rows = answer.result["results"]
+    maps = torch.stack([torch.tensor(r["marginals"], dtype=torch.float32).reshape(1, h, w) if r["n_samples"]
+                        else torch.full((1, h, w), float("nan")) for r in rows])
+    names = [f"label {r['label']} ({r['n_samples']})" for r in rows]
+    seconds = time.perf_counter() - t0
+    with staged_run(out, force=force, inputs=[run]) as tmp:
+        save_map_rows([("P(bit = 1)", torch.nan_to_num(maps, nan=0.0))], names, tmp / "marginals.png", cmap="viridis",
+                      title="per-label share of near-uniform SAT preimages with each input bit on (count in brackets)")
+        save_weights(tmp / "maps.safetensors", {"marginals": maps.contiguous()})
+        metrics = {"labels": [{k: r[k] for k in ("label", "status", "n_samples", "seconds")} for r in rows],
+                   "seconds": seconds}
+        write_json(tmp / "metrics.json", metrics)
+        write_card(tmp, {"kind": "explanation", "config": config.to_dict(), "bnn_run": str(run.absolute()),
+                         "bnn_weights_sha256": answer.weights_sha256, "seed": config.seed, "device": "cpu",
+                         "threads": threads, "seconds": seconds})
+    return ExplainResult(run_dir=out, n_classes=len(rows), pairs=(), ours_last_layer_ssim=None,
+                         attribution_last_layer_ssim=None, ours_passes=None, seconds=seconds)
+
+
 @restores_threads
 def run_explain(config: ExplainConfig, out: str | Path, *, force: bool = False, progress: bool = True) -> ExplainResult:
     """Explain the classifier an inversion run inverted; write the run folder ``out`` (see the module docstring).
@@ -223,10 +270,13 @@ def run_explain(config: ExplainConfig, out: str | Path, *, force: bool = False, 
     if not isinstance(config, ExplainConfig):
         raise ValueError(f"run_explain takes an ExplainConfig. Got {type(config).__name__} instead.")
     config.validate()
-    run = Path(config.inversion)
+    run = Path(config.run)
     card = read_card(run, required=("kind",))
+    if card["kind"] == "bnn":
+        return _explain_bnn(run, config, check_out(out, force=force, inputs=[run]), force)
     if card["kind"] != "inverter":
-        raise RunFormatError(f"{run} holds a {card['kind']!r} run; 'netinvert explain' reads a run of 'netinvert invert'.")
+        raise RunFormatError(f"{run} holds a {card['kind']!r} run; 'netinvert explain' reads a run of 'netinvert invert' "
+                             "or 'netinvert bnn train'.")
     out = check_out(out, force=force, inputs=[run])
     device = resolve_device(config.device)
     threads = set_threads(config.threads)
