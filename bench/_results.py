@@ -18,3 +18,21 @@ def rewrite_notes(json_path: Path, notes: list[str], render: Callable[[dict[str,
     res["notes"] = notes
     json_path.write_text(json.dumps(res, indent=1) + "\n")
     json_path.with_suffix(".md").write_text(render(res))
+
+
+def machine_line(result: dict[str, Any]) -> str:
+    """One sentence for a result's markdown: the machine record and the commit measured."""
+    m, c = result["machine"], result["commit"]
+    return (f"Machine: {m['cpu']}, {m['cores']} cores, {m['threads']} torch thread(s), load {m['load_avg_1_5_15']}, "
+            f"torch {m['torch']}; commit {c['sha'][:10]}{' (dirty tree)' if c['dirty'] else ''}.")
+
+
+def write_results(folder: Path, name: str, result: dict[str, Any], render: Callable[[dict[str, Any]], str]) -> Path:
+    """Write ``folder/NAME.json`` and ``NAME.md``, keeping the notes an earlier result file holds."""
+    path = folder / f"{name}.json"
+    if path.is_file():
+        result["notes"] = json.loads(path.read_text()).get("notes", [])
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    path.with_suffix(".md").write_text(render(result))
+    return path

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 from _machine import commit_record, machine_record
+from _results import machine_line, write_results
 from _targets import ensure_target
 
 from netinvert.apps.explain import SSIM_PASS, ExplainConfig, run_explain
@@ -84,11 +85,9 @@ def _mean(v: list[float]) -> float:
     return sum(v) / len(v)
 
 
-def write_markdown(path: Path, result: dict[str, Any]) -> None:
-    m = result["machine"]
+def render(result: dict[str, Any]) -> str:
     lines = ["# Explanations from the generator vs Integrated Gradients (bench/explain.py)", "",
-             f"Machine: {m['cpu']}, {m['cores']} cores, {m['threads']} torch thread(s), load {m['load_avg_1_5_15']}, "
-             f"torch {m['torch']}; commit {result['commit']['sha'][:10]}{' (dirty tree)' if result['commit']['dirty'] else ''}.",
+             machine_line(result),
              "Our map of a class: the pixel mean of 1,000 inverted samples. IG: Captum's Integrated Gradients (black "
              "baseline, 32 steps), |attribution| averaged over 100 test images per class. Sanity (Adebayo et al. 2018): "
              "mean SSIM over classes between the maps of the trained model and of a model with layers re-initialised from "
@@ -120,7 +119,7 @@ def write_markdown(path: Path, result: dict[str, Any]) -> None:
         lines += ["", "## Notes", "", *[f"- {n}" for n in result["notes"]]]
     lines += ["", "Figures: `bench/results/explain/TARGET/` (sanity_ours.png and sanity_attribution.png show every map with "
               "its SSIM)."]
-    path.write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -135,13 +134,7 @@ def main() -> None:
     args.cache.mkdir(parents=True, exist_ok=True)
     rows = [measure(n, *settings[n], args.cache, args.results) for n in settings]
     result: dict[str, Any] = {"quick": args.quick, "runs": rows, "commit": commit_record(), "machine": machine_record("cpu")}
-    old = args.results / "explain.json"
-    if old.is_file():
-        result["notes"] = json.loads(old.read_text()).get("notes", [])
-    args.results.mkdir(parents=True, exist_ok=True)
-    old.write_text(json.dumps(result, indent=1) + "\n")
-    write_markdown(args.results / "explain.md", result)
-    log.info("wrote %s and %s", old, args.results / "explain.md")
+    log.info("wrote %s", write_results(args.results, "explain", result, render))
 
 
 if __name__ == "__main__":

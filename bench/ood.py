@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 from _machine import commit_record, machine_record
+from _results import machine_line, write_results
 from _targets import FASHION_MODEL
 
 from netinvert.apps.ood import OODRunConfig, run_ood, run_ood_evaluation
@@ -164,11 +165,9 @@ def check_targets(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def write_markdown(path: Path, result: dict[str, Any]) -> None:
-    m = result["machine"]
+def render(result: dict[str, Any]) -> str:
     lines = ["# OOD detection with an inverted garbage class (bench/ood.py)", "",
-             f"Machine: {m['cpu']}, {m['cores']} cores, {m['threads']} torch thread(s), load {m['load_avg_1_5_15']}, "
-             f"torch {m['torch']}; commit {result['commit']['sha'][:10]}{' (dirty tree)' if result['commit']['dirty'] else ''}.",
+             machine_line(result),
              "Recipe fixed before any OOD set was scored; the OOD sets and test split are measured once, at the end. "
              f"Headline detector: `{HEADLINE}` (probability of the garbage class); scores are higher = more OOD.", ""]
     if result.get("quick"):
@@ -201,7 +200,7 @@ def write_markdown(path: Path, result: dict[str, Any]) -> None:
     if result.get("notes"):
         lines += ["", "## Notes", "", *[f"- {n}" for n in result["notes"]]]
     lines += ["", "Figures: `bench/results/ood/RUN/` (garbage class by source, the last round's inversions, ROC curves)."]
-    path.write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -221,13 +220,7 @@ def main() -> None:
     result: dict[str, Any] = {"quick": args.quick, "targets_issue": TARGETS, "runs": list(rows.values()),
                               "targets": [] if args.quick else check_targets(rows), "commit": commit_record(),
                               "machine": machine_record("cpu")}
-    old = args.results / "ood.json"
-    if old.is_file():
-        result["notes"] = json.loads(old.read_text()).get("notes", [])
-    args.results.mkdir(parents=True, exist_ok=True)
-    old.write_text(json.dumps(result, indent=1) + "\n")
-    write_markdown(args.results / "ood.md", result)
-    log.info("wrote %s and %s", old, args.results / "ood.md")
+    log.info("wrote %s", write_results(args.results, "ood", result, render))
 
 
 if __name__ == "__main__":

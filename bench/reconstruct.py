@@ -23,7 +23,6 @@ All are scored against the same members and non-members by :func:`membership_rep
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import shutil
 import time
@@ -32,6 +31,7 @@ from typing import Any
 
 import torch
 from _machine import commit_record, machine_record
+from _results import machine_line, write_results
 
 from netinvert.apps.reconstruct import ReconstructConfig, run_reconstruction, run_reconstruction_evaluation
 from netinvert.data import Dataset, load_dataset
@@ -69,7 +69,7 @@ def _control(kind: str, members_run: Path, data: Dataset, cache: Path, name: str
     """The control classifiers: random initialisation, or the same recipe trained on the non-members."""
     card = read_card(members_run)
     cfg = ClassifierRunConfig.from_dict(card["config"])
-    run = cache / f"{name}-{kind}"
+    run = cache / f"{name}-{kind}-classifier"
     torch.manual_seed(1)
     model = build_model(cfg.model, input_shape=data.input_shape, n_classes=data.n_classes, mean=data.mean, std=data.std,
                         **cfg.params)
@@ -138,11 +138,9 @@ def check_targets(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def write_markdown(path: Path, result: dict[str, Any]) -> None:
-    mach = result["machine"]
+def render(result: dict[str, Any]) -> str:
     lines = ["# Training-like data reconstruction against members and non-members (bench/reconstruct.py)", "",
-             f"Machine: {mach['cpu']}, {mach['cores']} cores, {mach['threads']} torch thread(s), load {mach['load_avg_1_5_15']}, "
-             f"torch {mach['torch']}; commit {result['commit']['sha'][:10]}{' (dirty tree)' if result['commit']['dirty'] else ''}.",
+             machine_line(result),
              "Advantage: mean SSIM of reconstructions matched one-to-one (Hungarian) to members minus to non-members, "
              "paired bootstrap 95% interval. Haim DSSIM: mean (1 - SSIM)/2 of the best 10 NCC nearest neighbours (lower = closer).", ""]
     if result.get("quick"):
@@ -167,7 +165,7 @@ def write_markdown(path: Path, result: dict[str, Any]) -> None:
     if result.get("notes"):
         lines += ["## Notes", "", *[f"- {n}" for n in result["notes"]], ""]
     lines.append("Galleries: `bench/results/reconstruct/SETTING/METHOD.png` (best reconstructions, matched member, matched non-member).")
-    path.write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -184,13 +182,7 @@ def main() -> None:
     rows = {n: measure(n, *settings[n], args.cache, args.results) for n in (args.only or settings)}
     result: dict[str, Any] = {"quick": args.quick, "runs": list(rows.values()), "targets": [] if args.quick else check_targets(rows),
                               "commit": commit_record(), "machine": machine_record("cpu")}
-    path = args.results / "reconstruct.json"
-    if path.is_file():
-        result["notes"] = json.loads(path.read_text()).get("notes", [])
-    args.results.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1) + "\n")
-    write_markdown(args.results / "reconstruct.md", result)
-    log.info("wrote %s", path)
+    log.info("wrote %s", write_results(args.results, "reconstruct", result, render))
 
 
 if __name__ == "__main__":
