@@ -98,8 +98,13 @@ def test_full_report_validity_matches_validity_report(real_report, split, digits
 
     _, x, y = split
     quick = validity_report(digits_cnn, x, y)
-    assert (real_report["validity"], real_report["confidence"]) == (quick["validity"], quick["confidence"])
-    assert [(r["validity"], r["confidence"]) for r in real_report["per_class"]] == [(r["validity"], r["confidence"]) for r in quick["per_class"]]
+    # Validity is a count: equal. Confidence is a mean of probabilities from logits computed in other batch sizes, whose
+    # float sums may differ in the last bits on some CPUs (seen on an AMD EPYC): equal to float32 precision.
+    assert real_report["validity"] == quick["validity"]
+    assert real_report["confidence"] == pytest.approx(quick["confidence"], rel=1e-6)
+    assert [r["validity"] for r in real_report["per_class"]] == [r["validity"] for r in quick["per_class"]]
+    assert [r["confidence"] for r in real_report["per_class"]] == pytest.approx([r["confidence"] for r in quick["per_class"]],
+                                                                               rel=1e-6)
 
 
 def test_accumulator_matches_one_call(real_report, split, digits_cnn, verifiers):
