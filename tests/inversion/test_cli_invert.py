@@ -110,7 +110,7 @@ def test_cli_errors_are_one_clean_line(invert_run, digits_cnn_run, tmp_path, cap
     assert main(["invert", "--classifier", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--steps", "1"]) == 2
     assert "nope" in capsys.readouterr().err
     assert main(["invert", "--classifier", str(digits_cnn_run), "--out", str(tmp_path / "o"), "--steps", "1", "--loss", "xx:1"]) == 2
-    assert "Unknown loss 'xx'. Valid names: bn, ce, cosine" in capsys.readouterr().err
+    assert "Unknown loss 'xx'. Valid names: bn, ce, ce_perturbed, cosine" in capsys.readouterr().err
     assert main(["invert", "--classifier", str(digits_cnn_run), "--out", str(tmp_path / "o"), "-n", "0", "--steps", "1"]) == 2
     assert "'n_per_class' parameter of InversionRunConfig must be an int in [1, inf). Got 0 instead." in capsys.readouterr().err
     assert not (tmp_path / "o").exists() and not (tmp_path / "x").exists()
