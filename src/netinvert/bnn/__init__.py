@@ -4,6 +4,8 @@ Train a :class:`BNN`, export it to an exact :class:`IntegerBNN`, :func:`encode` 
 reified cardinality encoding chosen by name, then ask a :class:`SatInverter` for labels,
 preimages (with constraints), enumerations and minimal flips; count preimages with
 :func:`count_preimages` (a method by name) and sample them with :func:`sample_preimages`.
+A net can learn an extra "garbage" class for the inputs the data does not support
+(:func:`train_with_garbage`, ``BNNRunConfig(garbage_rounds=...)``).
 The workflows are :func:`run_bnn_training` (train, export, verify, write a run folder) and
 :func:`run_bnn_query` (every query on such a run), which the CLI, the demo and the benchmarks call.
 """
@@ -13,6 +15,15 @@ from ._count import COUNTERS, CountMethod, CountResult, count_preimages, dp_inpu
 from ._encode import Encoding, encode
 from ._estimate import LabelShare, estimate_label_shares
 from ._export import BNNRun, IntegerBNN, export_bnn, load_bnn_run, save_bnn_run
+from ._garbage import (
+    GARBAGE_SOURCES,
+    GarbageConfig,
+    GarbageResult,
+    GarbageSource,
+    list_garbage_sources,
+    nearest_hamming,
+    train_with_garbage,
+)
 from ._invert import InferenceResult, InferenceSummary, Preimage, Preimages, SatInverter, infer_all
 from ._local_search import candidate_hint, local_search_candidate
 from ._min_flips import RobustnessResult, min_flips
@@ -56,5 +67,7 @@ __all__ = [
     "LabelShare", "estimate_label_shares",
     "SampleResult", "sample_preimages", "save_marginal_heatmap",
     "BNNRunConfig", "BNNTrainingResult", "run_bnn_training",
+    "GarbageConfig", "GarbageResult", "GarbageSource", "GARBAGE_SOURCES", "list_garbage_sources", "nearest_hamming",
+    "train_with_garbage",
     "BNNQueryParams", "BNNQuery", "BNNQueryResult", "QUERIES", "list_bnn_queries", "run_bnn_query",
 ]

@@ -225,18 +225,27 @@ class BNNTrainConfig:
         return asdict(self)
 
 
-def train_bnn(model: BNN, bits: torch.Tensor, labels: torch.Tensor, config: BNNTrainConfig) -> list[dict[str, float]]:
+def train_bnn(model: BNN, bits: torch.Tensor, labels: torch.Tensor, config: BNNTrainConfig, *,
+              class_weight: torch.Tensor | None = None, resume: bool = False) -> list[dict[str, float]]:
     """Train ``model`` in place on ``(bits, labels)``; returns per-epoch loss/accuracy history.
 
     ``sparsity_weight`` adds an L1 penalty on the latent weights, which pushes them into the
     ternary dead zone (only meaningful with ``ternary_delta``). A model with ``fan_in`` trains
     densely for ``prune_at`` of the epochs, so that the latent weights say which inputs matter,
     then keeps the largest ``fan_in`` per neuron and trains on with a fresh optimiser.
+
+    ``class_weight`` (one weight per class) weighs the cross-entropy, so that a class with few or
+    many examples (the garbage class of :func:`~netinvert.bnn.train_with_garbage`) counts as much
+    as the weights say. ``resume`` continues training a trained model: the fan-in mask it has is
+    kept (no dense phase, no new pruning), so the pruned shape that exact counting needs survives.
     """
     if config.epochs < 1:
         raise ValueError(f"The 'epochs' parameter of BNNTrainConfig must be an int in [1, inf). Got {config.epochs} instead.")
     if not 0 <= config.prune_at < 1:
         raise ValueError(f"The 'prune_at' parameter of BNNTrainConfig must be a float in [0, 1). Got {config.prune_at} instead.")
+    if class_weight is not None and tuple(class_weight.shape) != (model.n_classes,):
+        raise ValueError(f"The 'class_weight' parameter of train_bnn must hold one weight per class ({model.n_classes}). "
+                         f"Got shape {tuple(class_weight.shape)} instead.")
     g = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -244,7 +253,7 @@ def train_bnn(model: BNN, bits: torch.Tensor, labels: torch.Tensor, config: BNNT
     layers = [*model.linears, model.head]
     x, y = bits.float(), labels.long()
     history = []
-    prune_epoch = int(config.prune_at * config.epochs) if model.fan_in is not None else None
+    prune_epoch = int(config.prune_at * config.epochs) if model.fan_in is not None and not resume else None
     if prune_epoch is not None:
         for lin in model.linears:  # a second call starts dense again, as documented
             lin.mask.fill_(1.0)
@@ -265,7 +274,7 @@ def train_bnn(model: BNN, bits: torch.Tensor, labels: torch.Tensor, config: BNNT
             if len(idx) < 2:
                 continue  # batch norm needs two samples
             out = model.logits(x[idx])
-            loss = F.cross_entropy(out, y[idx])
+            loss = F.cross_entropy(out, y[idx], weight=class_weight)
             if config.sparsity_weight > 0:
                 loss = loss + config.sparsity_weight * sum(m.weight.abs().mean() for m in layers)
             opt.zero_grad()

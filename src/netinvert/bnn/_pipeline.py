@@ -35,6 +35,7 @@ from ..runs import check_out, staged_run, versions, write_card, write_json
 from ._count import COUNTERS, count_preimages
 from ._encode import Encoding, encode
 from ._export import BNNRun, export_bnn, load_bnn_run, save_bnn_run
+from ._garbage import GarbageConfig, check_garbage_params, train_with_garbage
 from ._invert import SatInverter, infer_all
 from ._local_search import candidate_hint
 from ._model import BNN, BNNTrainConfig, InputBinarizer, train_bnn
@@ -84,6 +85,17 @@ class BNNRunConfig:
         (keeps exact counting by the ``dp`` method feasible).
     threads : int or None
         torch threads (``None``: ``$NETINVERT_THREADS``, else half the usable cores).
+    garbage_rounds : int
+        0: a plain net. Else the net gets an extra class ``n_classes`` ("garbage") fed, after a
+        seed of uniform inputs, for this many rounds with inputs it gives a real label that the
+        data does not support (:func:`netinvert.bnn.train_with_garbage`).
+    garbage_source : str
+        ``"sat"``: SAT preimages of each real label under random hints; ``"noise"``: the ablation,
+        as many uniform inputs (:func:`list_garbage_sources`).
+    garbage_samples, garbage_preimages, garbage_epochs, garbage_seconds : int, int, int, float
+        Uniform draws per round, source candidates per real label and round, training epochs per
+        round, budget per SAT query (:class:`GarbageConfig`; its ``quantile`` and ``lr_scale`` keep
+        their defaults).
     """
 
     dataset: str = "digits"
@@ -100,6 +112,12 @@ class BNNRunConfig:
     prune_at: float = 1 / 3
     seed: int = 0
     threads: int | None = None
+    garbage_rounds: int = 0
+    garbage_source: str = "sat"
+    garbage_samples: int = 2000
+    garbage_preimages: int = 20
+    garbage_epochs: int = 2
+    garbage_seconds: float = 1.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
@@ -113,10 +131,21 @@ class BNNRunConfig:
         _check(self.fan_in is None or (_is_int(self.fan_in) and self.fan_in >= 1), own, "fan_in",
                "None or an int in [1, inf)", self.fan_in)
         _check(self.sparsity_weight >= 0, own, "sparsity_weight", "a float in [0, inf)", self.sparsity_weight)
+        check_garbage_params(own, "garbage_", rounds=self.garbage_rounds, source=self.garbage_source,
+                             samples=self.garbage_samples, preimages=self.garbage_preimages,
+                             epochs=self.garbage_epochs, seconds=self.garbage_seconds)
 
     def train_config(self) -> BNNTrainConfig:
         return BNNTrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.seed,
                               sparsity_weight=self.sparsity_weight, prune_at=self.prune_at)
+
+    def garbage_config(self) -> GarbageConfig | None:
+        """The garbage settings, or ``None`` for a plain net (``garbage_rounds=0``)."""
+        if not self.garbage_rounds:
+            return None
+        return GarbageConfig(rounds=self.garbage_rounds, source=self.garbage_source, samples=self.garbage_samples,
+                             preimages=self.garbage_preimages, epochs=self.garbage_epochs,
+                             seconds=float(self.garbage_seconds))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -182,11 +211,19 @@ def run_bnn_training(config: BNNRunConfig, out: str | Path, *, force: bool = Fal
     data = load_dataset(config.dataset, config.data_root)
     binarizer = InputBinarizer(pool=config.pool, threshold=config.threshold)
     x_train, x_test = binarizer(data.x_train), binarizer(data.x_test)
+    garbage_config = config.garbage_config()
     torch.manual_seed(config.seed)
-    model = BNN(x_train.shape[1], config.hidden, data.n_classes, ternary_delta=config.ternary_delta, fan_in=config.fan_in)
+    model = BNN(x_train.shape[1], config.hidden, data.n_classes + (garbage_config is not None),
+                ternary_delta=config.ternary_delta, fan_in=config.fan_in)
     train_config = config.train_config()
     t0 = time.perf_counter()
-    history = train_bnn(model, x_train, data.y_train, train_config)
+    garbage = None
+    if garbage_config is None:
+        history = train_bnn(model, x_train, data.y_train, train_config)
+    else:
+        garbage = train_with_garbage(model, x_train, data.y_train, train_config, garbage_config,
+                                     test=(x_test, data.y_test), progress=progress)
+        history = garbage.train_history
     seconds = time.perf_counter() - t0
     net = export_bnn(model)
     torch_pred = model.predict(x_test).numpy()
@@ -195,6 +232,9 @@ def run_bnn_training(config: BNNRunConfig, out: str | Path, *, force: bool = Fal
         raise RuntimeError(f"Exported network disagrees with PyTorch on {len(x_test) - agree} test inputs; nothing was written.")
     metrics = {"test_accuracy": float((torch_pred == data.y_test.numpy()).mean()),
                "export_agreement": f"{agree}/{len(x_test)}", "sparsity": model.sparsity()}
+    if garbage is not None:
+        metrics["garbage"] = {"label": data.n_classes, "name": "garbage", "config": garbage_config.to_dict(),
+                              **garbage.to_dict()}
     card = {"config": config.to_dict(), "dataset": data.name, "data_root": config.data_root,
             "input_image_shape": list(data.input_shape), "train_config": train_config.to_dict(), "seed": config.seed,
             "device": "cpu", "threads": torch.get_num_threads(), "train_seconds": seconds, **metrics,

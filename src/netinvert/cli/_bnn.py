@@ -49,6 +49,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fan-in", type=int, default=None,
                    help="each hidden neuron keeps its FAN_IN largest weights after a dense warm-up (makes exact counting by --dp feasible)")
     p.add_argument("--prune-at", type=float, default=1 / 3, help="with --fan-in: share of the epochs trained densely")
+    p.add_argument("--garbage-rounds", type=int, default=0,
+                   help="add a 'garbage' class (label n) fed for this many rounds with inputs the net gives a real label "
+                        "that the data does not support (default 0: no garbage class)")
+    p.add_argument("--garbage-source", default="sat",
+                   help="sat: SAT preimages of each real label under random hints (default); noise: uniform inputs (ablation)")
+    p.add_argument("--garbage-samples", type=int, default=2000, help="uniform inputs drawn for the seed and per round")
+    p.add_argument("--garbage-preimages", type=int, default=20, help="source candidates per real label and round")
+    p.add_argument("--garbage-epochs", type=int, default=2, help="training epochs per garbage round")
+    p.add_argument("--garbage-seconds", type=float, default=1.0, help="budget of one SAT query for garbage candidates")
     add_out(p)
     add_common(p, device=False)
     p.set_defaults(func=cmd_train)
@@ -124,7 +133,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = BNNRunConfig(dataset=args.dataset, data_root=args.data_root, hidden=_widths(args.hidden), pool=args.pool,
                           threshold=args.threshold, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                           ternary_delta=args.ternary_delta, sparsity_weight=args.sparsity_weight, fan_in=args.fan_in,
-                          prune_at=args.prune_at, seed=args.seed, threads=args.threads)
+                          prune_at=args.prune_at, seed=args.seed, threads=args.threads,
+                          garbage_rounds=args.garbage_rounds, garbage_source=args.garbage_source,
+                          garbage_samples=args.garbage_samples, garbage_preimages=args.garbage_preimages,
+                          garbage_epochs=args.garbage_epochs, garbage_seconds=args.garbage_seconds)
     emit_json(run_bnn_training(config, args.out, force=args.force))
     return 0
 
