@@ -131,6 +131,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(1)
     settings = QUICK if args.quick else SETTINGS
+    if args.quick and args.cache == CACHE:  # a smoke run never replaces the committed figures' runs
+        args.cache = CACHE / "quick"
     args.cache.mkdir(parents=True, exist_ok=True)
     rows = [measure(n, *settings[n], args.cache, args.results) for n in settings]
     result: dict[str, Any] = {"quick": args.quick, "runs": rows, "commit": commit_record(), "machine": machine_record("cpu")}

@@ -178,6 +178,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(1)
     settings = QUICK if args.quick else SETTINGS
+    if args.quick and args.cache == CACHE:  # a smoke run never replaces the committed figures' runs
+        args.cache = CACHE / "quick"
     args.cache.mkdir(parents=True, exist_ok=True)
     rows = {n: measure(n, *settings[n], args.cache, args.results) for n in (args.only or settings)}
     result: dict[str, Any] = {"quick": args.quick, "runs": list(rows.values()), "targets": [] if args.quick else check_targets(rows),
