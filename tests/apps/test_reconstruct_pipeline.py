@@ -120,3 +120,24 @@ def test_bad_config_refused_before_work(member_classifier: Path, tmp_path: Path)
     with pytest.raises(ValueError, match="'n' parameter"):
         run_reconstruction(ReconstructConfig(classifier=member_classifier, n=0), tmp_path / "r")
     assert not (tmp_path / "r").exists()
+
+
+def test_per_sample_baseline_optimises_pixels_under_the_same_losses(member_classifier: Path, tmp_path: Path) -> None:
+    from netinvert.apps.reconstruct import optimise_inputs
+    from netinvert.models import load_classifier_run
+
+    clf, _ = load_classifier_run(member_classifier)
+    x, y, done = optimise_inputs(clf, preset("tldr")["losses"], 30, steps=20, seed=0)
+    assert x.shape == (30, 1, 8, 8) and done == 20 and 0 <= x.min() and x.max() <= 1
+    assert torch.bincount(y, minlength=10).tolist() == [3] * 10  # class-balanced
+    x, y, _ = optimise_inputs(clf, ["ce:1", "tv:0.05"], 30, steps=60, seed=0)
+    with torch.no_grad():
+        assert float((clf(x).argmax(1) == y).float().mean()) == 1.0  # the pixels were optimised towards their labels
+    result = run_reconstruction(ReconstructConfig(classifier=member_classifier, method="per-sample", steps=20, n=100,
+                                                  device="cpu", threads=1), tmp_path / "px", progress=False)
+    assert result.steps == 20 and result.report["n_reconstructions"] == 100
+    assert not (tmp_path / "px" / "weights.safetensors").exists()  # no generator to save
+    with pytest.raises(ValueError, match="needs a budget"):
+        optimise_inputs(clf, ["ce:1"], 4, steps=None)
+    with pytest.raises(ValueError, match="'method' parameter of ReconstructConfig"):
+        run_reconstruction(ReconstructConfig(classifier=member_classifier, method="kkt"), tmp_path / "k")

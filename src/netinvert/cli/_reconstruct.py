@@ -22,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--classifier", type=Path, help="classifier run folder (netinvert train; --subset records members)")
     p.add_argument("--preset", default=ReconstructConfig.preset, choices=list_presets(),
                    help="inverter settings (default tldr; 'default' is plain inversion, the baseline)")
+    p.add_argument("--method", default=ReconstructConfig.method, choices=("generator", "per-sample"),
+                   help="one generator for all reconstructions (default), or each image's pixels optimised directly")
     p.add_argument("--loss", action="append", default=None, dest="losses", metavar="NAME:WEIGHT",
                    help="replace the preset's loss terms (repeatable), e.g. for an ablation")
     budget = p.add_argument_group("budget (whichever ends first; neither: 2,000 steps)")
@@ -48,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     if args.classifier is None or args.out is None:
         raise ValueError("netinvert reconstruct needs --classifier RUN and --out DIR (or: netinvert reconstruct evaluate RUN).")
-    config = ReconstructConfig(classifier=args.classifier, preset=args.preset, losses=args.losses, steps=args.steps,
+    config = ReconstructConfig(classifier=args.classifier, preset=args.preset, method=args.method, losses=args.losses, steps=args.steps,
                                seconds=args.seconds, n=args.n, seed=args.seed, device=args.device, threads=args.threads)
     emit_json(run_reconstruction(config, args.out, force=args.force, progress=not args.no_progress))
     return 0

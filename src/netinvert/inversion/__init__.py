@@ -41,7 +41,7 @@ from ._conditioning import (
 )
 from ._generators import GENERATORS, ConvGenerator, Generator, MLPGenerator, list_generators, make_generator, register_generator
 from .._checkpoint import CHECKPOINT_NAME, read_checkpoint
-from ._inverter import DEFAULT_LOSSES, Inverter
+from ._inverter import DEFAULT_LOSSES, Inverter, default_losses
 from ._pipeline import (
     InversionResult,
     InversionRunConfig,
@@ -127,6 +127,7 @@ __all__ = [
     "make_generator",
     "register_generator",
     "DEFAULT_LOSSES",
+    "default_losses",
     "Inverter",
     "validity_report",
     "LOSSES",

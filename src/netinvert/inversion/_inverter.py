@@ -44,7 +44,7 @@ from ._losses import LossContext, Objective, bn_layers, capture_bn_stats, make_o
 from ._presets import LR_SCHEDULES, list_lr_schedules
 from ._prior import ImagePrior, PriorGenerator, load_image_prior
 
-__all__ = ["Inverter", "DEFAULT_LOSSES", "HISTORY_NAME"]
+__all__ = ["Inverter", "DEFAULT_LOSSES", "HISTORY_NAME", "default_losses"]
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,12 @@ def _check_positive(owner: str, name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value > 0) or not math.isfinite(value):
         raise ValueError(f"The '{name}' parameter of {owner} must be a float in (0, inf). Got {value!r} instead.")
     return float(value)
+
+
+def default_losses(classifier: nn.Module) -> list[str]:
+    """:data:`DEFAULT_LOSSES` as they apply to ``classifier`` (the batch-norm prior only where it has batch norm)."""
+    has_bn = bool(bn_layers(classifier))
+    return [s for s in DEFAULT_LOSSES if has_bn or not s.startswith("bn:")]
 
 
 class Inverter:
@@ -262,8 +268,7 @@ class Inverter:
     def _build_objective(self) -> Objective:
         has_bn = bool(bn_layers(self.classifier))
         if self.losses is None:
-            specs = [s for s in DEFAULT_LOSSES if has_bn or not s.startswith("bn:")]
-            return make_objective(specs)
+            return make_objective(default_losses(self.classifier))
         objective = make_objective(self.losses)
         if objective.needs_bn_stats and not has_bn:
             raise ValueError(f"The 'bn' loss needs a classifier with BatchNorm layers; {type(self.classifier).__name__} has none. "

@@ -11,7 +11,8 @@ NCC-then-SSIM protocol). Members come from a classifier trained with ``--subset`
 """
 
 from ._evaluate import THRESHOLDS, MatchResult, MembershipReport, haim_dssim, match, membership_report, ncc_matrix
+from ._per_sample import optimise_inputs
 from ._pipeline import ReconstructConfig, ReconstructionResult, run_reconstruction, run_reconstruction_evaluation
 
 __all__ = ["THRESHOLDS", "MatchResult", "MembershipReport", "ReconstructConfig", "ReconstructionResult", "haim_dssim",
-           "match", "membership_report", "ncc_matrix", "run_reconstruction", "run_reconstruction_evaluation"]
+           "match", "membership_report", "ncc_matrix", "optimise_inputs", "run_reconstruction", "run_reconstruction_evaluation"]

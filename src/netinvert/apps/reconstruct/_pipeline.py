@@ -26,11 +26,14 @@ from ...exceptions import RunFormatError
 from ...runs import (check_out, file_sha256, load_weights, read_card, save_weights, staged_run, weights_sha256, write_card,
                      write_json)
 from ._evaluate import membership_report
+from ._per_sample import optimise_inputs
 
 __all__ = ["ReconstructConfig", "ReconstructionResult", "run_reconstruction", "run_reconstruction_evaluation"]
 
 log = logging.getLogger(__name__)
 RECONSTRUCTIONS_NAME = "reconstructions.safetensors"
+#: How reconstructions are made (see :class:`ReconstructConfig`).
+METHODS = ("generator", "per-sample")
 
 
 def _bad(name: str, wanted: str, value: Any) -> ValueError:
@@ -54,11 +57,16 @@ class ReconstructConfig:
         The generator's budget (whichever ends first); neither: 2,000 steps.
     n : int, optional
         Reconstructions, drawn class-balanced (default: as many as the members, else 100).
+    method : {"generator", "per-sample"}, default="generator"
+        ``generator``: one conditioned generator for all reconstructions (TLDR); ``per-sample``: each
+        reconstruction's pixels optimised directly under the same losses
+        (:func:`~netinvert.apps.reconstruct.optimise_inputs`, the baseline without a generator).
     seed, device, threads
     """
 
     classifier: str | Path
     preset: str = "tldr"
+    method: str = "generator"
     losses: tuple[str, ...] | None = None
     steps: int | None = None
     seconds: float | None = None
@@ -82,6 +90,8 @@ class ReconstructConfig:
 
         if self.preset not in list_presets():
             raise _bad("preset", f"one of {list_presets()}", self.preset)
+        if self.method not in METHODS:
+            raise _bad("method", f"one of {list(METHODS)}", self.method)
         for name in ("steps", "n", "threads"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
@@ -179,7 +189,7 @@ def run_reconstruction(config: ReconstructConfig, out: str | Path, *, force: boo
     ValueError, UnknownNameError
         On a bad config or ``out`` (before any work).
     """
-    from ...inversion import Inverter, make_objective, preset
+    from ...inversion import Inverter, default_losses, make_objective, preset
     from ...models import load_classifier_run
     from ...report import save_class_grid
 
@@ -196,26 +206,35 @@ def run_reconstruction(config: ReconstructConfig, out: str | Path, *, force: boo
         settings["losses"] = config.losses
     if settings.get("losses") is not None:
         make_objective(settings["losses"])  # an unknown loss name or weight fails here, before any training
-    inverter = Inverter(clf, **settings, seed=config.seed, device=device)
     recorded = _recorded_members(classifier, card)
     k = int(clf.n_classes)
     n = config.n or (len(recorded[0]) if recorded is not None else 100)
-    per_class = -(-n // k)
     seed_everything(config.seed)
     t0 = time.perf_counter()
     steps = config.steps if config.steps is not None or config.seconds is not None else 2000
-    inverter.fit(steps=steps, seconds=config.seconds, progress=progress)
-    x, y = inverter.sample_classes(per_class, seed=config.seed)
-    keep = torch.randperm(len(x), generator=torch.Generator().manual_seed(config.seed))[:n].sort().values
-    x, y = x[keep], y[keep]
+    inverter = None
+    if config.method == "generator":
+        inverter = Inverter(clf, **settings, seed=config.seed, device=device)
+        inverter.fit(steps=steps, seconds=config.seconds, progress=progress)
+        x, y = inverter.sample_classes(-(-n // k), seed=config.seed)
+        keep = torch.randperm(len(x), generator=torch.Generator().manual_seed(config.seed))[:n].sort().values
+        x, y = x[keep], y[keep]
+        done = len(inverter.history_["step"])
+    else:
+        losses = settings.get("losses") or default_losses(clf)  # what the generator would use
+        x, y, done = optimise_inputs(clf, losses, n, steps=steps, seconds=config.seconds, seed=config.seed)
     fit_seconds = time.perf_counter() - t0
     with staged_run(out, force=force, inputs=[classifier]) as tmp:
-        inverter.save(tmp, {"config": config.to_dict(), "classifier_run": str(classifier.absolute()),
-                            "classifier_sha256": weights_sha256(classifier)})
+        fields_ = {"config": config.to_dict(), "classifier_run": str(classifier.absolute()),
+                   "classifier_sha256": weights_sha256(classifier)}
+        if inverter is not None:
+            inverter.save(tmp, fields_)
+        else:
+            write_card(tmp, {"kind": "reconstruction", **fields_})
         save_weights(tmp / RECONSTRUCTIONS_NAME, {"x": x.contiguous(), "labels": y.contiguous()})
         save_class_grid(x, y, tmp / "samples.png", class_names=card.get("class_names"), title="reconstructions per class")
         report = None if recorded is None else _write_report(tmp, x, recorded[0], recorded[1], config.seed)
-        metrics = {"n": len(x), "steps": len(inverter.history_["step"]), "fit_seconds": fit_seconds,
+        metrics = {"n": len(x), "steps": done, "fit_seconds": fit_seconds,
                    "membership": report}
         write_json(tmp / "metrics.json", metrics)
         extra = read_card(tmp)
