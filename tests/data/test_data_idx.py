@@ -142,3 +142,16 @@ def test_read_idx_handles_other_idx_types(tmp_path, write_idx):
     assert out.shape == (3, 4) and np.array_equal(out, values)
     raw = gzip.decompress((tmp_path / "f.idx.gz").read_bytes())
     assert raw[:4] == b"\x00\x00\x0d\x02"
+
+
+def test_kmnist_reads_its_idx_files_and_is_an_ood_set(tmp_path, write_mnist_folder, mnist_arrays):
+    from netinvert.apps.ood import load_ood_set
+
+    folder = write_mnist_folder(tmp_path / "k", gz=True)
+    data = load_dataset("kmnist", folder)
+    xtr, _, _, yte = mnist_arrays
+    assert data.name == "kmnist" and data.class_names[:3] == ("o", "ki", "su")
+    assert torch.equal((data.x_train[:, 0] * 255).round().to(torch.uint8), torch.from_numpy(xtr))
+    assert data.y_test.tolist() == yte.tolist()
+    x = load_ood_set("kmnist", (1, 8, 8), root=folder)  # converted for a digits model
+    assert x.shape == (10, 1, 8, 8)

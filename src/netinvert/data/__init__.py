@@ -1,6 +1,6 @@
 """Datasets: a registry of named loaders returning in-memory tensors in [0, 1].
 
-Registered: ``digits`` (embedded), ``fashion-mnist``, ``mnist``, ``cifar10``, ``svhn`` and
+Registered: ``digits`` (embedded), ``fashion-mnist``, ``mnist``, ``kmnist``, ``cifar10``, ``svhn`` and
 ``image-folder``. :func:`dataset_status` says whether a dataset's files are here without
 loading them; ``netinvert datasets`` prints it for every name.
 """

@@ -1,4 +1,4 @@
-"""MNIST-style IDX files, and the ``fashion-mnist`` and ``mnist`` datasets read from them.
+"""MNIST-style IDX files, and the ``fashion-mnist``, ``mnist`` and ``kmnist`` datasets read from them.
 
 An IDX file is a 4-byte magic number ``00 00 <type> <ndim>``, then ``ndim`` big-endian uint32
 dimensions, then the values in C order. Every size is checked against the header before numpy
@@ -108,6 +108,16 @@ MNIST = _idx_layout(
 )
 
 
+KMNIST = _idx_layout(
+    "kmnist", "Kuzushiji-MNIST",
+    "download the four IDX files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
+    "t10k-labels-idx1-ubyte.gz) that the ROIS-DS Center for Open Data in the Humanities publishes for Kuzushiji-MNIST.",
+    subdirs=("kmnist", "KMNIST/raw"),
+)
+#: Kuzushiji-MNIST's ten cursive hiragana, romanised.
+KMNIST_CLASSES = ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")
+
+
 def _check_split(images: np.ndarray, labels: np.ndarray, img_path: Path, lbl_path: Path,
                  n_classes: int) -> None:
     """Shapes, dtypes, counts and label range of one split, each reported against its file."""
@@ -167,3 +177,13 @@ def load_mnist(root: Path | None = None) -> Dataset:
     / ``MNIST/raw`` sub-folder). Default: ``$NETINVERT_DATA/mnist``.
     """
     return _load_idx_dataset(MNIST, root, tuple(str(i) for i in range(10)))
+
+
+@register_dataset("kmnist", locate=KMNIST.locate)
+def load_kmnist(root: Path | None = None) -> Dataset:
+    """Kuzushiji-MNIST (Clanuwat et al. 2018): 60,000 + 10,000 grey 28x28 cursive Japanese characters.
+
+    ``root`` is a folder holding the four IDX files named as for MNIST (or its ``kmnist`` /
+    ``KMNIST/raw`` sub-folder). Default: ``$NETINVERT_DATA/kmnist``. A far-OOD set for MNIST-like models.
+    """
+    return _load_idx_dataset(KMNIST, root, KMNIST_CLASSES)
