@@ -10,6 +10,9 @@ $(BIN)/netinvert: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH_PIN)"
 	$(BIN)/pip install -q -e ".[dev]"
+	# torchattacks' PGD is the reference our PGD is tested against; its metadata asks for torchvision, which would
+	# pull a CUDA torch, and it imports fine without it
+	$(BIN)/pip install -q --no-deps "torchattacks==3.5.1"
 	touch $@
 
 install: $(BIN)/netinvert
