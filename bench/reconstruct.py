@@ -72,6 +72,9 @@ def _control(kind: str, members_run: Path, data: Dataset, cache: Path, name: str
     card = read_card(members_run)
     cfg = ClassifierRunConfig.from_dict(card["config"])
     run = cache / f"{name}-{kind}-classifier"
+    if (run / CARD_NAME).is_file() and read_card(run).get("control") == kind \
+            and read_card(run).get("members_sha256", card["members"]["sha256"]) == card["members"]["sha256"]:
+        return run  # made from these members before (seeded: the same weights)
     torch.manual_seed(1)
     model = build_model(cfg.model, input_shape=data.input_shape, n_classes=data.n_classes, mean=data.mean, std=data.std,
                         **cfg.params)
@@ -80,7 +83,8 @@ def _control(kind: str, members_run: Path, data: Dataset, cache: Path, name: str
         part = Dataset(data.name, data.x_train[non], data.y_train[non], data.x_test, data.y_test, data.class_names,
                        data.source, data.mean, data.std)
         train_classifier(model, part, cfg.train, progress=False)
-    save_classifier(model.eval(), run, {"dataset": data.name, "control": kind})
+    save_classifier(model.eval(), run, {"dataset": data.name, "control": kind,
+                                        "members_sha256": card["members"]["sha256"]})
     return run
 
 
@@ -99,20 +103,20 @@ def measure(name: str, dataset: str, n: int, hidden: list[int], epochs: int, wd:
         shutil.rmtree(figures)
     figures.mkdir(parents=True)
     for method in METHODS:
-        target = clf if method in ("tldr", "plain") else _control(method, clf, data, cache, name)
+        target = _control(method, clf, data, cache, name) if method.startswith("control") else clf
         config = ReconstructConfig(classifier=target, preset="default" if method == "plain" else "tldr", steps=steps,
                                    method="per-sample" if method == "per-sample" else "generator", n=n, seed=0,
                                    device="cpu", threads=1)
         out = cache / f"{name}-{method}"
         t0 = time.perf_counter()
-        if method in ("tldr", "plain", "per-sample") and (out / CARD_NAME).is_file() \
-                and read_card(out).get("config") == config.to_dict():  # a finished run of this config: rescore it
+        if (out / CARD_NAME).is_file() and read_card(out).get("config") == config.to_dict() \
+                and read_card(out).get("classifier_sha256") == weights_sha256(target):  # finished before: rescore it
             result = run_reconstruction_evaluation(out)
             seconds = float(json.loads((out / "metrics.json").read_text())["fit_seconds"])
         else:
             result = run_reconstruction(config, out, force=True, progress=False)
             seconds = time.perf_counter() - t0
-        if result.report is None:  # a control records no members: score against the members classifier's
+        if result.report is None or method.startswith("control"):  # controls: score against the members classifier's
             evaluated = run_reconstruction_evaluation(out, cache / f"{name}-{method}-eval", members=members,
                                                       non_members=non_members, force=True)
             report, gallery = evaluated.report, cache / f"{name}-{method}-eval" / "matches.png"
