@@ -88,6 +88,13 @@ def _control(kind: str, members_run: Path, data: Dataset, cache: Path, name: str
     return run
 
 
+def _same_run(card: dict[str, Any], config: ReconstructConfig, classifier: Path) -> bool:
+    """Whether a finished reconstruction card is ``config`` on this very classifier (runs from before ``method``
+    existed were generator runs)."""
+    recorded = {"method": "generator", **(card.get("config") or {})}
+    return recorded == config.to_dict() and card.get("classifier_sha256") == weights_sha256(classifier)
+
+
 def measure(name: str, dataset: str, n: int, hidden: list[int], epochs: int, wd: float, steps: int, cache: Path,
             results: Path) -> dict[str, Any]:
     data = load_dataset(dataset)
@@ -109,8 +116,7 @@ def measure(name: str, dataset: str, n: int, hidden: list[int], epochs: int, wd:
                                    device="cpu", threads=1)
         out = cache / f"{name}-{method}"
         t0 = time.perf_counter()
-        if (out / CARD_NAME).is_file() and read_card(out).get("config") == config.to_dict() \
-                and read_card(out).get("classifier_sha256") == weights_sha256(target):  # finished before: rescore it
+        if (out / CARD_NAME).is_file() and _same_run(read_card(out), config, target):  # finished before: rescore it
             result = run_reconstruction_evaluation(out)
             seconds = float(json.loads((out / "metrics.json").read_text())["fit_seconds"])
         else:
