@@ -117,7 +117,7 @@ def measure(name: str, dataset: str, n: int, hidden: list[int], epochs: int, wd:
         out = cache / f"{name}-{method}"
         t0 = time.perf_counter()
         if (out / CARD_NAME).is_file() and _same_run(read_card(out), config, target):  # finished before: rescore it
-            result = run_reconstruction_evaluation(out)
+            result = run_reconstruction_evaluation(out, members=members, non_members=non_members)
             seconds = float(json.loads((out / "metrics.json").read_text())["fit_seconds"])
         else:
             result = run_reconstruction(config, out, force=True, progress=False)
