@@ -29,7 +29,8 @@ BENCH := classifiers inversion bnn bnn_robustness threads ood bnn_garbage explai
 bench: install
 	set -e; for b in $(BENCH); do NETINVERT_THREADS=1 $(BIN)/python bench/$$b.py; done
 
-# A reduced set of every benchmark for a smoke check (< 15 min), into bench/.cache/quick/ (never committed).
+# A reduced set of every benchmark for a smoke check (under 15 min before the application benchmarks joined; each of
+# those takes a few minutes with --quick), into bench/.cache/quick/ (never committed).
 bench-quick: install
 	set -e; for b in $(BENCH); do NETINVERT_THREADS=1 $(BIN)/python bench/$$b.py --quick --results bench/.cache/quick; done
 
