@@ -8,6 +8,7 @@ from pathlib import Path
 from ..apps.reconstruct import ReconstructConfig, run_reconstruction, run_reconstruction_evaluation
 from ..inversion import list_presets
 from ._common import add_common, add_out, emit_json
+from ._invert import add_resume
 
 __all__ = ["register"]
 
@@ -31,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     budget.add_argument("--seconds", type=float, default=None)
     p.add_argument("-n", type=int, default=None, help="reconstructions, class-balanced (default: as many as the members)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_resume(p)
     add_out(p, required=False)
     add_common(p)
     p.set_defaults(func=cmd_reconstruct)
@@ -52,7 +54,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         raise ValueError("netinvert reconstruct needs --classifier RUN and --out DIR (or: netinvert reconstruct evaluate RUN).")
     config = ReconstructConfig(classifier=args.classifier, preset=args.preset, method=args.method, losses=args.losses, steps=args.steps,
                                seconds=args.seconds, n=args.n, seed=args.seed, device=args.device, threads=args.threads)
-    emit_json(run_reconstruction(config, args.out, force=args.force, progress=not args.no_progress))
+    emit_json(run_reconstruction(config, args.out, force=args.force, resume=args.resume, progress=not args.no_progress,
+                                 checkpoint_seconds=args.checkpoint_seconds, checkpoint_steps=args.checkpoint_steps))
     return 0
 
 

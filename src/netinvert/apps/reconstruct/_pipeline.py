@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from ..._checkpoint import CHECKPOINT_NAME, check_resume, discard_checkpoint, resume_point
 from ..._device import resolve_device, seed_everything
 from ..._threads import restores_threads, set_threads
 from ...data import load_dataset
@@ -174,8 +175,9 @@ def _recorded_members(classifier: Path, card: dict[str, Any]) -> tuple[torch.Ten
 
 
 @restores_threads
-def run_reconstruction(config: ReconstructConfig, out: str | Path, *, force: bool = False,
-                       progress: bool = True) -> ReconstructionResult:
+def run_reconstruction(config: ReconstructConfig, out: str | Path, *, force: bool = False, resume: bool = False,
+                       progress: bool = True, checkpoint_seconds: float | None = 60.0,
+                       checkpoint_steps: int | None = None) -> ReconstructionResult:
     """Invert ``config.classifier`` with the reconstruction recipe and write the run folder ``out``.
 
     ``out`` holds the generator (``weights.safetensors`` and the inversion card fields), the
@@ -183,6 +185,11 @@ def run_reconstruction(config: ReconstructConfig, out: str | Path, *, force: boo
     classifier recorded members, ``metrics.json`` with :func:`membership_report`'s numbers,
     ``matching.json`` and ``matches.png`` (the best reconstructions beside their matched member and
     non-member).
+
+    The generator's training writes a checkpoint into the staging folder ``.OUT.partial`` every
+    ``checkpoint_seconds`` and/or ``checkpoint_steps`` and on Ctrl-C or SIGTERM; ``resume=True``
+    continues it (to the reconstructions an uninterrupted run makes, on the CPU). Per-sample
+    optimisation keeps no checkpoint: rerun it.
 
     Raises
     ------
@@ -197,6 +204,7 @@ def run_reconstruction(config: ReconstructConfig, out: str | Path, *, force: boo
         raise ValueError(f"run_reconstruction takes a ReconstructConfig. Got {type(config).__name__} instead.")
     config.validate()
     classifier = Path(config.classifier)
+    check_resume(out, force=force, resume=resume)
     out = check_out(out, force=force, inputs=[classifier])
     device = resolve_device(config.device)
     threads = set_threads(config.threads)
@@ -209,22 +217,26 @@ def run_reconstruction(config: ReconstructConfig, out: str | Path, *, force: boo
     recorded = _recorded_members(classifier, card)
     k = int(clf.n_classes)
     n = config.n or (len(recorded[0]) if recorded is not None else 100)
+    resume_info = {"config": config.to_dict(), "classifier_sha256": weights_sha256(classifier)}
+    resume_from = resume_point(out, resume_info, resume=resume, force=force)
     seed_everything(config.seed)
-    t0 = time.perf_counter()
     steps = config.steps if config.steps is not None or config.seconds is not None else 2000
     inverter = None
-    if config.method == "generator":
-        inverter = Inverter(clf, **settings, seed=config.seed, device=device)
-        inverter.fit(steps=steps, seconds=config.seconds, progress=progress)
-        x, y = inverter.sample_classes(-(-n // k), seed=config.seed)
-        keep = torch.randperm(len(x), generator=torch.Generator().manual_seed(config.seed))[:n].sort().values
-        x, y = x[keep], y[keep]
-        done = len(inverter.history_["step"])
-    else:
-        losses = settings.get("losses") or default_losses(clf)  # what the generator would use
-        x, y, done = optimise_inputs(clf, losses, n, steps=steps, seconds=config.seconds, seed=config.seed)
-    fit_seconds = time.perf_counter() - t0
-    with staged_run(out, force=force, inputs=[classifier]) as tmp:
+    with staged_run(out, force=force, resume=resume, keep_on_interrupt=True, inputs=[classifier]) as tmp:
+        t0 = time.perf_counter()
+        if config.method == "generator":
+            inverter = Inverter(clf, **settings, seed=config.seed, device=device)
+            inverter.fit(steps=steps, seconds=config.seconds, progress=progress, checkpoint=tmp / CHECKPOINT_NAME,
+                         checkpoint_steps=checkpoint_steps, checkpoint_seconds=checkpoint_seconds,
+                         checkpoint_info=resume_info, resume_from=resume_from)
+            x, y = inverter.sample_classes(-(-n // k), seed=config.seed)
+            keep = torch.randperm(len(x), generator=torch.Generator().manual_seed(config.seed))[:n].sort().values
+            x, y = x[keep], y[keep]
+            done = len(inverter.history_["step"])
+        else:
+            losses = settings.get("losses") or default_losses(clf)  # what the generator would use
+            x, y, done = optimise_inputs(clf, losses, n, steps=steps, seconds=config.seconds, seed=config.seed)
+        fit_seconds = time.perf_counter() - t0
         fields_ = {"config": config.to_dict(), "classifier_run": str(classifier.absolute()),
                    "classifier_sha256": weights_sha256(classifier)}
         if inverter is not None:
@@ -241,6 +253,7 @@ def run_reconstruction(config: ReconstructConfig, out: str | Path, *, force: boo
         extra.update({"kind": "reconstruction", "seed": config.seed, "device": str(device), "threads": threads,
                       "reconstructions_sha256": file_sha256(tmp / RECONSTRUCTIONS_NAME), "membership": report})
         write_card(tmp, extra)
+        discard_checkpoint(tmp)
     log.info("wrote %s (%d reconstructions%s)", out, len(x),
              "" if report is None else f", advantage {report['advantage']:+.4f}")
     return ReconstructionResult(run_dir=out, n=len(x), steps=metrics["steps"], report=report)
