@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._checks import check_param
 from .._registry import Registry
 from ._encode import encode
 from ._estimate import estimate_label_shares
@@ -85,11 +86,6 @@ def _source(name: str, description: str) -> Callable:
     return deco
 
 
-def _check(cond: bool, owner: str, name: str, want: str, got: Any) -> None:
-    if not cond:
-        raise ValueError(f"The {name!r} parameter of {owner} must be {want}. Got {got!r} instead.")
-
-
 def _is_int(x: Any) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
@@ -99,12 +95,12 @@ def check_garbage_params(owner: str, prefix: str, *, rounds: Any, source: Any, s
     """Refuse bad garbage settings with sklearn-style messages naming ``owner``'s fields (``prefix`` +
     name); :class:`GarbageConfig` and :class:`~netinvert.bnn.BNNRunConfig` share it."""
     sources = list_garbage_sources()
-    _check(_is_int(rounds) and rounds >= 0, owner, f"{prefix}rounds", "an int in [0, inf)", rounds)
-    _check(isinstance(source, str) and source in sources, owner, f"{prefix}source", f"one of {', '.join(sources)}", source)
-    _check(_is_int(samples) and samples >= 1, owner, f"{prefix}samples", "an int in [1, inf)", samples)
-    _check(_is_int(preimages) and preimages >= 1, owner, f"{prefix}preimages", "an int in [1, inf)", preimages)
-    _check(_is_int(epochs) and epochs >= 1, owner, f"{prefix}epochs", "an int in [1, inf)", epochs)
-    _check(isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and 0 < seconds < float("inf"), owner,
+    check_param(_is_int(rounds) and rounds >= 0, owner, f"{prefix}rounds", "an int in [0, inf)", rounds)
+    check_param(isinstance(source, str) and source in sources, owner, f"{prefix}source", f"one of {', '.join(sources)}", source)
+    check_param(_is_int(samples) and samples >= 1, owner, f"{prefix}samples", "an int in [1, inf)", samples)
+    check_param(_is_int(preimages) and preimages >= 1, owner, f"{prefix}preimages", "an int in [1, inf)", preimages)
+    check_param(_is_int(epochs) and epochs >= 1, owner, f"{prefix}epochs", "an int in [1, inf)", epochs)
+    check_param(isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and 0 < seconds < float("inf"), owner,
            f"{prefix}seconds", "a float in (0, inf)", seconds)
 
 
@@ -146,9 +142,9 @@ class GarbageConfig:
     def __post_init__(self) -> None:
         check_garbage_params("GarbageConfig", "", rounds=self.rounds, source=self.source, samples=self.samples,
                              preimages=self.preimages, epochs=self.epochs, seconds=self.seconds)
-        _check(isinstance(self.quantile, float) and 0 < self.quantile <= 1, "GarbageConfig", "quantile",
+        check_param(isinstance(self.quantile, float) and 0 < self.quantile <= 1, "GarbageConfig", "quantile",
                "a float in (0, 1]", self.quantile)
-        _check(isinstance(self.lr_scale, float) and 0 < self.lr_scale <= 1, "GarbageConfig", "lr_scale",
+        check_param(isinstance(self.lr_scale, float) and 0 < self.lr_scale <= 1, "GarbageConfig", "lr_scale",
                "a float in (0, 1]", self.lr_scale)
 
     def to_dict(self) -> dict[str, Any]:

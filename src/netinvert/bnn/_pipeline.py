@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._checks import check_param
 from .._registry import Registry
 from .._threads import set_threads, restores_threads
 from ..runs import check_out, staged_run, versions, write_card, write_json
@@ -45,11 +46,6 @@ __all__ = ["BNNRunConfig", "BNNTrainingResult", "run_bnn_training", "BNNQueryPar
            "QUERIES", "list_bnn_queries", "run_bnn_query"]
 
 log = logging.getLogger(__name__)
-
-
-def _check(cond: bool, owner: str, name: str, want: str, got: Any) -> None:
-    if not cond:
-        raise ValueError(f"The {name!r} parameter of {owner} must be {want}. Got {got!r} instead.")
 
 
 def _is_int(x: Any) -> bool:
@@ -122,15 +118,15 @@ class BNNRunConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         own = "BNNRunConfig"
-        _check(all(h >= 1 for h in self.hidden), own, "hidden", "a tuple of ints in [1, inf)", self.hidden)
-        _check(_is_int(self.pool) and self.pool >= 1, own, "pool", "an int in [1, inf)", self.pool)
-        _check(_is_int(self.epochs) and self.epochs >= 1, own, "epochs", "an int in [1, inf)", self.epochs)
-        _check(_is_int(self.batch_size) and self.batch_size >= 1, own, "batch_size", "an int in [1, inf)", self.batch_size)
-        _check(self.lr > 0, own, "lr", "a float in (0, inf)", self.lr)
-        _check(0 <= self.prune_at < 1, own, "prune_at", "a float in [0, 1)", self.prune_at)
-        _check(self.fan_in is None or (_is_int(self.fan_in) and self.fan_in >= 1), own, "fan_in",
+        check_param(all(h >= 1 for h in self.hidden), own, "hidden", "a tuple of ints in [1, inf)", self.hidden)
+        check_param(_is_int(self.pool) and self.pool >= 1, own, "pool", "an int in [1, inf)", self.pool)
+        check_param(_is_int(self.epochs) and self.epochs >= 1, own, "epochs", "an int in [1, inf)", self.epochs)
+        check_param(_is_int(self.batch_size) and self.batch_size >= 1, own, "batch_size", "an int in [1, inf)", self.batch_size)
+        check_param(self.lr > 0, own, "lr", "a float in (0, inf)", self.lr)
+        check_param(0 <= self.prune_at < 1, own, "prune_at", "a float in [0, 1)", self.prune_at)
+        check_param(self.fan_in is None or (_is_int(self.fan_in) and self.fan_in >= 1), own, "fan_in",
                "None or an int in [1, inf)", self.fan_in)
-        _check(self.sparsity_weight >= 0, own, "sparsity_weight", "a float in [0, inf)", self.sparsity_weight)
+        check_param(self.sparsity_weight >= 0, own, "sparsity_weight", "a float in [0, inf)", self.sparsity_weight)
         check_garbage_params(own, "garbage_", rounds=self.garbage_rounds, source=self.garbage_source,
                              samples=self.garbage_samples, preimages=self.garbage_preimages,
                              epochs=self.garbage_epochs, seconds=self.garbage_seconds)
@@ -336,31 +332,31 @@ class BNNQueryParams:
 
     def __post_init__(self) -> None:
         own = "BNNQueryParams"
-        _check(self.hint in _HINTS, own, "hint", f"one of {', '.join(_HINTS)}", self.hint)
-        _check(_is_real(self.search_seconds) and 0 <= self.search_seconds < math.inf, own, "search_seconds",
+        check_param(self.hint in _HINTS, own, "hint", f"one of {', '.join(_HINTS)}", self.hint)
+        check_param(_is_real(self.search_seconds) and 0 <= self.search_seconds < math.inf, own, "search_seconds",
                "a float in [0, inf)", self.search_seconds)
-        _check(self.seconds is None or (_is_real(self.seconds) and self.seconds > 0), own, "seconds",
+        check_param(self.seconds is None or (_is_real(self.seconds) and self.seconds > 0), own, "seconds",
                "None or a float in (0, inf]", self.seconds)
-        _check(self.n is None or (_is_int(self.n) and self.n >= 1), own, "n", "None or an int in [1, inf)", self.n)
-        _check(self.label is None or _is_int(self.label), own, "label", "None or an int", self.label)
-        _check(_is_int(self.max_states) and self.max_states >= 1, own, "max_states", "an int in [1, inf)", self.max_states)
-        _check(_is_real(self.epsilon) and 0 < self.epsilon < math.inf, own, "epsilon", "a float in (0, inf)", self.epsilon)
-        _check(_is_real(self.delta) and 0 < self.delta < 1, own, "delta", "a float in (0, 1)", self.delta)
-        _check(self.near_index is None or (_is_int(self.near_index) and self.near_index >= 0), own, "near_index",
+        check_param(self.n is None or (_is_int(self.n) and self.n >= 1), own, "n", "None or an int in [1, inf)", self.n)
+        check_param(self.label is None or _is_int(self.label), own, "label", "None or an int", self.label)
+        check_param(_is_int(self.max_states) and self.max_states >= 1, own, "max_states", "an int in [1, inf)", self.max_states)
+        check_param(_is_real(self.epsilon) and 0 < self.epsilon < math.inf, own, "epsilon", "a float in (0, inf)", self.epsilon)
+        check_param(_is_real(self.delta) and 0 < self.delta < 1, own, "delta", "a float in (0, 1)", self.delta)
+        check_param(self.near_index is None or (_is_int(self.near_index) and self.near_index >= 0), own, "near_index",
                "None or an int in [0, inf)", self.near_index)
-        _check(self.max_flips is None or (_is_int(self.max_flips) and self.max_flips >= 0), own, "max_flips",
+        check_param(self.max_flips is None or (_is_int(self.max_flips) and self.max_flips >= 0), own, "max_flips",
                "None or an int in [0, inf)", self.max_flips)
-        _check(_is_int(self.index) and self.index >= 0, own, "index", "an int in [0, inf)", self.index)
-        _check(self.max_k is None or (_is_int(self.max_k) and self.max_k >= 0), own, "max_k",
+        check_param(_is_int(self.index) and self.index >= 0, own, "index", "an int in [0, inf)", self.index)
+        check_param(self.max_k is None or (_is_int(self.max_k) and self.max_k >= 0), own, "max_k",
                "None or an int in [0, inf)", self.max_k)
-        _check(_is_int(self.enumerate_up_to) and self.enumerate_up_to >= 0, own, "enumerate_up_to",
+        check_param(_is_int(self.enumerate_up_to) and self.enumerate_up_to >= 0, own, "enumerate_up_to",
                "an int in [0, inf)", self.enumerate_up_to)
         for name in ("memory_gb", "cpu_seconds"):
             v = getattr(self, name)
-            _check(v is None or (_is_real(v) and v > 0), own, name, "None or a float in (0, inf]", v)
-        _check(isinstance(self.fixed, Mapping) and all(_is_int(k) and k >= 0 and v in (0, 1) for k, v in self.fixed.items()),
+            check_param(v is None or (_is_real(v) and v > 0), own, name, "None or a float in (0, inf]", v)
+        check_param(isinstance(self.fixed, Mapping) and all(_is_int(k) and k >= 0 and v in (0, 1) for k, v in self.fixed.items()),
                own, "fixed", "a mapping of ints in [0, inf) to 0 or 1", self.fixed)
-        _check(isinstance(self.hidden_values, Mapping) and all(
+        check_param(isinstance(self.hidden_values, Mapping) and all(
             isinstance(k, tuple) and len(k) == 2 and all(_is_int(i) and i >= 0 for i in k) and v in (0, 1)
             for k, v in self.hidden_values.items()), own, "hidden_values",
             "a mapping of (layer, neuron) pairs of ints in [0, inf) to 0 or 1", self.hidden_values)
@@ -420,23 +416,23 @@ class BNNQuery:
         if self.label == "required" and p.label is None:
             raise ValueError(f"The 'label' parameter of {own} is required (an int in [0, {k - 1}]).")
         if self.label != "unused" and p.label is not None:
-            _check(0 <= int(p.label) < k, own, "label", f"an int in [0, {k - 1}]", p.label)
+            check_param(0 <= int(p.label) < k, own, "label", f"an int in [0, {k - 1}]", p.label)
         if self.constraints:
             n = net.n_inputs
             for j in p.fixed:
-                _check(0 <= int(j) < n, own, "fixed", f"a mapping of input indices in [0, {n - 1}] to 0 or 1", dict(p.fixed))
+                check_param(0 <= int(j) < n, own, "fixed", f"a mapping of input indices in [0, {n - 1}] to 0 or 1", dict(p.fixed))
             widths = [len(bounds) for _, bounds in net.layers]
             for layer, i in p.hidden_values:
-                _check(0 <= int(layer) < len(widths), own, "hidden_values",
+                check_param(0 <= int(layer) < len(widths), own, "hidden_values",
                        f"a mapping of (layer, neuron) with layer in [0, {len(widths) - 1}] to 0 or 1"
                        if widths else "empty (the net has no hidden layer)", _pairs_text(p.hidden_values))
-                _check(0 <= int(i) < widths[int(layer)], own, "hidden_values",
+                check_param(0 <= int(i) < widths[int(layer)], own, "hidden_values",
                        f"a mapping of (layer, neuron) with neuron in [0, {widths[int(layer)] - 1}] in layer {layer} to 0 or 1",
                        _pairs_text(p.hidden_values))
         index = None if self.test_index is None else getattr(p, self.test_index)
         if index is not None:
             n_test = len(_bits(run, p)[0])
-            _check(0 <= int(index) < n_test, own, self.test_index, f"an int in [0, {n_test - 1}]", index)
+            check_param(0 <= int(index) < n_test, own, self.test_index, f"an int in [0, {n_test - 1}]", index)
 
 
 def _pairs_text(hidden: Mapping[tuple[int, int], int]) -> str:
@@ -479,7 +475,7 @@ def _label(run: BNNRun, p: BNNQueryParams, query: str, required: bool = True) ->
         if required:
             raise ValueError(f"The 'label' parameter of bnn {query} is required (an int in [0, {k - 1}]).")
         return None
-    _check(0 <= int(p.label) < k, f"bnn {query}", "label", f"an int in [0, {k - 1}]", p.label)
+    check_param(0 <= int(p.label) < k, f"bnn {query}", "label", f"an int in [0, {k - 1}]", p.label)
     return int(p.label)
 
 

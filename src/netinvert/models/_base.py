@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._checks import bad_param
 from .._registry import Registry
 
 __all__ = ["Classifier", "MODELS", "register_model", "build_model", "list_models"]
@@ -140,21 +141,17 @@ def _is_real(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _bad(name: str, owner: str, wanted: str, value: Any) -> ValueError:
-    return ValueError(f"The {name!r} parameter of {owner} must be {wanted}. Got {value!r} instead.")
-
-
 def check_int(value: Any, name: str, owner: str, *, low: int = 1) -> int:
     """``value`` as an int in ``[low, inf)``, or a ValueError in scikit-learn's words."""
     if not _is_int(value) or value < low:
-        raise _bad(name, owner, f"an int in [{low}, inf)", value)
+        raise bad_param(owner, name, f"an int in [{low}, inf)", value)
     return int(value)
 
 
 def check_float(value: Any, name: str, owner: str, *, low: float = 0.0, high: float = 1.0) -> float:
     """``value`` as a float in ``[low, high)`` (NaN refused), or a ValueError."""
     if not _is_real(value) or not low <= float(value) < high:
-        raise _bad(name, owner, f"a float in [{low:g}, {high:g})", value)
+        raise bad_param(owner, name, f"a float in [{low:g}, {high:g})", value)
     return float(value)
 
 
@@ -165,7 +162,7 @@ def check_int_list(value: Any, name: str, owner: str, *, low: int = 1, length: i
         and (length is None or len(value) == length) and all(_is_int(v) and v >= low for v in value)
     if not ok:
         count = f"{length} " if length is not None else ""
-        raise _bad(name, owner, f"a list of {count}ints in [{low}, inf){f' {what}' if what else ''}", value)
+        raise bad_param(owner, name, f"a list of {count}ints in [{low}, inf){f' {what}' if what else ''}", value)
     return tuple(int(v) for v in value)
 
 
@@ -175,5 +172,5 @@ def check_float_list(value: Any, name: str, owner: str, *, length: int, positive
         and all(_is_real(v) and math.isfinite(v) and (v > 0 or not positive) for v in value)
     if not ok:
         span = "(0, inf)" if positive else "(-inf, inf)"
-        raise _bad(name, owner, f"a list of {length} floats in {span} (one per channel)", value)
+        raise bad_param(owner, name, f"a list of {length} floats in {span} (one per channel)", value)
     return [float(v) for v in value]

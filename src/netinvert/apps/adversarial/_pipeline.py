@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from ..._checks import bad_param
 from ..._device import resolve_device, seed_everything
 from ..._threads import restores_threads, set_threads
 from ...data import DATASETS, Dataset, load_dataset
@@ -54,13 +55,9 @@ TORCHATTACKS_CLASSES = {"linf": "PGD", "l2": "PGDL2"}
 REFERENCE_STEPS = 20
 
 
-def _bad(owner: str, name: str, wanted: str, value: Any) -> ValueError:
-    return ValueError(f"The '{name}' parameter of {owner} must be {wanted}. Got {value!r} instead.")
-
-
 def _int(owner: str, name: str, value: Any, low: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise _bad(owner, name, f"an int in [{low}, inf)", value)
+        raise bad_param(owner, name, f"an int in [{low}, inf)", value)
 
 
 def _real(value: Any) -> bool:
@@ -133,18 +130,18 @@ class AdversarialRunConfig:
         """Raise ``ValueError`` on the first invalid field that needs no model (sklearn's message shape); returns ``self``."""
         owner = type(self).__name__
         if self.norm not in list_norms():
-            raise _bad(owner, "norm", f"one of {list_norms()}", self.norm)
+            raise bad_param(owner, "norm", f"one of {list_norms()}", self.norm)
         check_eps(self.eps, make_norm(self.norm), None, owner)
         if self.conditioning not in GENERATOR_CONDITIONINGS:
-            raise _bad(owner, "conditioning", f"one of {list(GENERATOR_CONDITIONINGS)}", self.conditioning)
+            raise bad_param(owner, "conditioning", f"one of {list(GENERATOR_CONDITIONINGS)}", self.conditioning)
         if self.steps is not None:
             _int(owner, "steps", self.steps, 1)
         if self.seconds is not None and (not _real(self.seconds) or not self.seconds > 0):
-            raise _bad(owner, "seconds", "a finite float > 0 or None", self.seconds)
+            raise bad_param(owner, "seconds", "a finite float > 0 or None", self.seconds)
         if self.threads is not None:
             _int(owner, "threads", self.threads, 1)
         if self.device not in ("cpu", "cuda", "auto"):
-            raise _bad(owner, "device", "one of ['cpu', 'cuda', 'auto']", self.device)
+            raise bad_param(owner, "device", "one of ['cpu', 'cuda', 'auto']", self.device)
         return self
 
 
@@ -375,7 +372,7 @@ class AttackConfig:
     def validate(self) -> AttackConfig:
         owner = type(self).__name__
         if self.split not in SPLITS:
-            raise _bad(owner, "split", f"one of {sorted(SPLITS)}", self.split)
+            raise bad_param(owner, "split", f"one of {sorted(SPLITS)}", self.split)
         if self.dataset is not None:
             DATASETS.get(self.dataset)
         for name, low in (("batch_size", 1), ("samples_per_input", 2), ("counterfeit_steps", 0),
@@ -389,11 +386,11 @@ class AttackConfig:
         steps = self.pgd_steps
         if not isinstance(steps, tuple) or REFERENCE_STEPS not in steps or not all(
                 isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in steps):
-            raise _bad(owner, "pgd_steps", f"a tuple of ints >= 1 that holds {REFERENCE_STEPS}", steps)
+            raise bad_param(owner, "pgd_steps", f"a tuple of ints >= 1 that holds {REFERENCE_STEPS}", steps)
         if not _real(self.counterfeit_confidence) or not 0 < self.counterfeit_confidence < 1:
-            raise _bad(owner, "counterfeit_confidence", "a float in (0, 1)", self.counterfeit_confidence)
+            raise bad_param(owner, "counterfeit_confidence", "a float in (0, 1)", self.counterfeit_confidence)
         if self.device not in ("cpu", "cuda", "auto"):
-            raise _bad(owner, "device", "one of ['cpu', 'cuda', 'auto']", self.device)
+            raise bad_param(owner, "device", "one of ['cpu', 'cuda', 'auto']", self.device)
         return self
 
 
@@ -549,7 +546,7 @@ def run_attack(config: AttackConfig, out: str | Path | None = None, *, force: bo
     classifier = attacker.classifier
     k = int(classifier.n_classes)
     if config.target is not None and config.target >= k:
-        raise _bad(type(config).__name__, "target", f"an int in [0, {k - 1}] (a label of the classifier)", config.target)
+        raise bad_param(type(config).__name__, "target", f"an int in [0, {k - 1}] (a label of the classifier)", config.target)
     if config.target is not None and attacker.targeted_fraction == 0:
         raise ValueError(f"The 'target' parameter of AttackConfig needs a generator trained for targeted attacks; {run} "
                          "was trained with targeted_fraction=0.")

@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from ..._checks import bad_param
 from ..._device import resolve_device, seed_everything
 from ..._threads import restores_threads, set_threads
 from ...data import load_dataset
@@ -47,10 +48,6 @@ log = logging.getLogger(__name__)
 
 #: The randomisation test's pass mark: SSIM to the trained model's maps below this after randomising.
 SSIM_PASS = 0.5
-
-
-def _bad(name: str, wanted: str, value: Any) -> ValueError:
-    return ValueError(f"The '{name}' parameter of ExplainConfig must be {wanted}. Got {value!r} instead.")
 
 
 @dataclass(frozen=True)
@@ -122,21 +119,21 @@ class ExplainConfig:
                           ("bnn_samples", 1), ("seed", 0)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
-                raise _bad(name, f"an int in [{low}, inf)", v)
+                raise bad_param("ExplainConfig", name, f"an int in [{low}, inf)", v)
         for name in ("sanity_steps", "shuffle_epochs", "threads"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                raise _bad(name, "None or an int in [1, inf)", v)
+                raise bad_param("ExplainConfig", name, "None or an int in [1, inf)", v)
         if self.bnn_seconds is not None and (isinstance(self.bnn_seconds, bool) or not isinstance(self.bnn_seconds, (int, float))
                                              or not self.bnn_seconds > 0):
-            raise _bad("bnn_seconds", "None or a float > 0", self.bnn_seconds)
+            raise bad_param("ExplainConfig", "bnn_seconds", "None or a float > 0", self.bnn_seconds)
         ATTRIBUTIONS.get(self.attribution)
         if self.device not in ("cpu", "cuda", "auto"):
-            raise _bad("device", "one of ['cpu', 'cuda', 'auto']", self.device)
+            raise bad_param("ExplainConfig", "device", "one of ['cpu', 'cuda', 'auto']", self.device)
         if self.pairs is not None and (not self.pairs or any(
                 len(p) != 2 or any(isinstance(v, bool) or not isinstance(v, int) for v in p) or p[0] == p[1]
                 for p in self.pairs)):
-            raise _bad("pairs", "None or pairs (a, b) of two different class indices", self.pairs)
+            raise bad_param("ExplainConfig", "pairs", "None or pairs (a, b) of two different class indices", self.pairs)
         return self
 
 
@@ -287,7 +284,7 @@ def run_explain(config: ExplainConfig, out: str | Path, *, force: bool = False, 
     if config.pairs is not None:
         for a, b in config.pairs:
             if not (0 <= a < k and 0 <= b < k):
-                raise _bad("pairs", f"pairs of class indices in [0, {k - 1}]", config.pairs)
+                raise bad_param("ExplainConfig", "pairs", f"pairs of class indices in [0, {k - 1}]", config.pairs)
     clf_card = info.get("card") or {}
     dataset = (card.get("config") or {}).get("dataset") or clf_card.get("dataset")
     if not isinstance(dataset, str):

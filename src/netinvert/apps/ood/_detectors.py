@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..._checks import bad_param
 from ..._registry import Registry
 from ...data import Dataset
 from ...exceptions import NotFittedError, UnsupportedLayerError
@@ -43,20 +44,16 @@ BATCH_SIZE = 512
 # --------------------------------------------------------------------------- checks and helpers
 
 
-def _bad(name: str, owner: str, wanted: str, value: Any) -> ValueError:
-    return ValueError(f"The {name!r} parameter of {owner} must be {wanted}. Got {value!r} instead.")
-
-
 def _check_positive_int(value: Any, name: str, owner: str) -> int:
     if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-        raise _bad(name, owner, "an int in [1, inf)", value)
+        raise bad_param(owner, name, "an int in [1, inf)", value)
     return int(value)
 
 
 def _check_positive_float(value: Any, name: str, owner: str) -> float:
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value > 0
     if not ok:
-        raise _bad(name, owner, "a float in (0, inf)", value)
+        raise bad_param(owner, name, "a float in (0, inf)", value)
     return float(value)
 
 
@@ -377,7 +374,7 @@ class GarbageProbability(Detector):
         ok = isinstance(garbage_index, numbers.Integral) and not isinstance(garbage_index, bool) \
             and -k <= garbage_index < k
         if not ok:
-            raise _bad("garbage_index", "GarbageProbability", f"an int in [-{k}, {k}) for {k} logits", garbage_index)
+            raise bad_param("GarbageProbability", "garbage_index", f"an int in [-{k}, {k}) for {k} logits", garbage_index)
         return torch.softmax(logits, 1)[:, int(garbage_index)]
 
 
@@ -513,7 +510,7 @@ class Mahalanobis(Detector):
         owner = type(self).__name__
         eps = self.eps
         if not isinstance(eps, numbers.Real) or isinstance(eps, bool) or not math.isfinite(eps) or eps < 0:
-            raise _bad("eps", owner, "a float in [0, inf)", eps)
+            raise bad_param(owner, "eps", "a float in [0, inf)", eps)
         if not isinstance(z, torch.Tensor) or z.dim() != 2:
             raise ValueError(f"{owner}.fit_features expects features of shape (N, D). Got {getattr(z, 'shape', type(z).__name__)} instead.")
         if not isinstance(y, torch.Tensor) or y.dim() != 1 or len(y) != len(z) or y.is_floating_point():

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from ..._checks import bad_param
 from ..._checkpoint import (CHECKPOINT_NAME, check_resume, discard_checkpoint, prefixed, read_checkpoint, restore_rng,
                             resume_point, rng_state, rng_to_checkpoint, strip_prefix, write_checkpoint)
 from ..._device import resolve_device, seed_everything
@@ -58,13 +59,9 @@ HELD_OUT = "held-out"
 _GENERATED = ("uniform", "gaussian")
 
 
-def _bad(owner: str, name: str, wanted: str, value: Any) -> ValueError:
-    return ValueError(f"The '{name}' parameter of {owner} must be {wanted}. Got {value!r} instead.")
-
-
 def _int(owner: str, name: str, value: Any, low: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise _bad(owner, name, f"an int in [{low}, inf)", value)
+        raise bad_param(owner, name, f"an int in [{low}, inf)", value)
 
 
 @dataclass(frozen=True)
@@ -195,26 +192,26 @@ class OODRunConfig:
                 _int(owner, name, getattr(self, name), 2 if name == "inverter_batch_size" else 1)
         if self.seconds is not None and (isinstance(self.seconds, bool) or not isinstance(self.seconds, (int, float))
                                          or not self.seconds > 0 or not math.isfinite(self.seconds)):
-            raise _bad(owner, "seconds", "a finite float > 0 or None", self.seconds)
+            raise bad_param(owner, "seconds", "a finite float > 0 or None", self.seconds)
         for name in ("lr",):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-                raise _bad(owner, name, "a float > 0", v)
+                raise bad_param(owner, name, "a float > 0", v)
         if isinstance(self.weight_decay, bool) or not isinstance(self.weight_decay, (int, float)) or self.weight_decay < 0:
-            raise _bad(owner, "weight_decay", "a float >= 0", self.weight_decay)
+            raise bad_param(owner, "weight_decay", "a float >= 0", self.weight_decay)
         if isinstance(self.val_fraction, bool) or not isinstance(self.val_fraction, (int, float)) or not 0 < self.val_fraction < 1:
-            raise _bad(owner, "val_fraction", "a float in (0, 1)", self.val_fraction)
+            raise bad_param(owner, "val_fraction", "a float in (0, 1)", self.val_fraction)
         if self.selection not in list_selections():
-            raise _bad(owner, "selection", f"one of {list_selections()}", self.selection)
+            raise bad_param(owner, "selection", f"one of {list_selections()}", self.selection)
         if self.device not in ("cpu", "cuda", "auto"):
-            raise _bad(owner, "device", "one of ['cpu', 'cuda', 'auto']", self.device)
+            raise bad_param(owner, "device", "one of ['cpu', 'cuda', 'auto']", self.device)
         cw = self.class_weights
         if isinstance(cw, str):
             if cw not in _CLASS_WEIGHTS:
-                raise _bad(owner, "class_weights", f"one of {list(_CLASS_WEIGHTS)} or a sequence of n+1 floats > 0", cw)
+                raise bad_param(owner, "class_weights", f"one of {list(_CLASS_WEIGHTS)} or a sequence of n+1 floats > 0", cw)
         elif not isinstance(cw, tuple) or not cw or not all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in cw):
-            raise _bad(owner, "class_weights", f"one of {list(_CLASS_WEIGHTS)} or a sequence of n+1 floats > 0", cw)
+            raise bad_param(owner, "class_weights", f"one of {list(_CLASS_WEIGHTS)} or a sequence of n+1 floats > 0", cw)
         return self
 
 

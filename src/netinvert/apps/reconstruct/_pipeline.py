@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from ..._checks import bad_param
 from ..._checkpoint import CHECKPOINT_NAME, check_resume, discard_checkpoint, resume_point
 from ..._device import resolve_device, seed_everything
 from ..._threads import restores_threads, set_threads
@@ -35,10 +36,6 @@ log = logging.getLogger(__name__)
 RECONSTRUCTIONS_NAME = "reconstructions.safetensors"
 #: How reconstructions are made (see :class:`ReconstructConfig`).
 METHODS = ("generator", "per-sample")
-
-
-def _bad(name: str, wanted: str, value: Any) -> ValueError:
-    return ValueError(f"The '{name}' parameter of ReconstructConfig must be {wanted}. Got {value!r} instead.")
 
 
 @dataclass(frozen=True)
@@ -90,20 +87,20 @@ class ReconstructConfig:
         from ...inversion import list_presets
 
         if self.preset not in list_presets():
-            raise _bad("preset", f"one of {list_presets()}", self.preset)
+            raise bad_param("ReconstructConfig", "preset", f"one of {list_presets()}", self.preset)
         if self.method not in METHODS:
-            raise _bad("method", f"one of {list(METHODS)}", self.method)
+            raise bad_param("ReconstructConfig", "method", f"one of {list(METHODS)}", self.method)
         for name in ("steps", "n", "threads"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                raise _bad(name, "None or an int in [1, inf)", v)
+                raise bad_param("ReconstructConfig", name, "None or an int in [1, inf)", v)
         if self.seconds is not None and (isinstance(self.seconds, bool) or not isinstance(self.seconds, (int, float))
                                          or not self.seconds > 0):
-            raise _bad("seconds", "None or a float > 0", self.seconds)
+            raise bad_param("ReconstructConfig", "seconds", "None or a float > 0", self.seconds)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise _bad("seed", "an int in [0, inf)", self.seed)
+            raise bad_param("ReconstructConfig", "seed", "an int in [0, inf)", self.seed)
         if self.device not in ("cpu", "cuda", "auto"):
-            raise _bad("device", "one of ['cpu', 'cuda', 'auto']", self.device)
+            raise bad_param("ReconstructConfig", "device", "one of ['cpu', 'cuda', 'auto']", self.device)
         return self
 
 
