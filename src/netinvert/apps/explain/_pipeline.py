@@ -313,14 +313,13 @@ def run_explain(config: ExplainConfig, out: str | Path, *, force: bool = False, 
         cascade = list(cascading_randomisation(classifier, seed=config.seed + 1))
         per_level = []
         for i, (layer, model) in enumerate(cascade):
-            level = {"randomised_from": layer, "layers_randomised": i + 1,
-                     "attribution_ssim": map_ssim(attr, class_attribution_maps(model, x_attr, y_attr, k, config.attribution)).tolist()}
+            theirs = class_attribution_maps(model, x_attr, y_attr, k, config.attribution)
+            level = {"randomised_from": layer, "layers_randomised": i + 1, "attribution_ssim": map_ssim(attr, theirs).tolist()}
             if i in (0, len(cascade) - 1):  # our maps need a re-inversion each: the two ends of the cascade
-                level["ours_ssim"] = map_ssim(means, mine := _reinvert_maps(inverter, model, steps, k, config.samples_per_class,
-                                                                           config.seed, progress)).tolist()
+                mine = _reinvert_maps(inverter, model, steps, k, config.samples_per_class, config.seed, progress)
+                level["ours_ssim"] = map_ssim(means, mine).tolist()
                 rows_ours.append((f"random {i + 1}/{len(cascade)}", mine))
-                rows_attr.append((f"random {i + 1}/{len(cascade)}",
-                                  class_attribution_maps(model, x_attr, y_attr, k, config.attribution)))
+                rows_attr.append((f"random {i + 1}/{len(cascade)}", theirs))
             per_level.append(level)
         sanity["cascade"] = per_level
         sanity["layers"] = layers
