@@ -36,3 +36,31 @@ def write_results(folder: Path, name: str, result: dict[str, Any], render: Calla
     path.write_text(json.dumps(result, indent=1) + "\n")
     path.with_suffix(".md").write_text(render(result))
     return path
+
+
+def bench_arguments(doc: str, name: str, results: Path, cache: Path, *, only: bool = False) -> Any:
+    """Parse the flags the application benchmarks share and set up the run (logging, one torch thread, the cache).
+
+    ``--quick`` (a smoke check), ``--results`` (default: the committed figures), ``--cache`` (default ``cache``;
+    with ``--quick`` its ``quick`` sub-folder, so a smoke run never replaces the committed figures' runs) and,
+    with ``only``, ``--only NAME ...``.
+    """
+    import argparse
+    import logging
+
+    import torch
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="digits with small budgets (minutes): a smoke check")
+    if only:
+        parser.add_argument("--only", nargs="*", default=None, help="measure only these settings")
+    parser.add_argument("--results", type=Path, default=results,
+                        help=f"folder for {name}.json, {name}.md and figures (default: bench/results, the committed figures)")
+    parser.add_argument("--cache", type=Path, default=cache, help=f"where the runs go (default: bench/.cache/{name})")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    torch.set_num_threads(1)
+    if args.quick and args.cache == cache:
+        args.cache = cache / "quick"
+    args.cache.mkdir(parents=True, exist_ok=True)
+    return args

@@ -19,16 +19,14 @@ Writes ``RESULTS/explain.json`` and ``RESULTS/explain.md`` and copies the figure
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import shutil
 from pathlib import Path
 from typing import Any
 
-import torch
 from _machine import commit_record, machine_record
-from _results import machine_line, write_results
+from _results import bench_arguments, machine_line, write_results
 from _targets import ensure_target
 
 from netinvert.apps.explain import SSIM_PASS, ExplainConfig, run_explain
@@ -123,17 +121,8 @@ def render(result: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="digits with small budgets (minutes): a smoke check")
-    parser.add_argument("--results", type=Path, default=RESULTS, help="folder for explain.json, .md and figures")
-    parser.add_argument("--cache", type=Path, default=CACHE, help="where the runs go (default: bench/.cache/explain)")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    torch.set_num_threads(1)
+    args = bench_arguments(__doc__, "explain", RESULTS, CACHE)
     settings = QUICK if args.quick else SETTINGS
-    if args.quick and args.cache == CACHE:  # a smoke run never replaces the committed figures' runs
-        args.cache = CACHE / "quick"
-    args.cache.mkdir(parents=True, exist_ok=True)
     rows = [measure(n, *settings[n], args.cache, args.results) for n in settings]
     result: dict[str, Any] = {"quick": args.quick, "runs": rows, "commit": commit_record(), "machine": machine_record("cpu")}
     log.info("wrote %s", write_results(args.results, "explain", result, render))

@@ -26,7 +26,6 @@ record) and copies each run's garbage grid, round grids and ROC curves to ``RESU
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import shutil
@@ -35,9 +34,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import torch
 from _machine import commit_record, machine_record
-from _results import machine_line, write_results
+from _results import bench_arguments, machine_line, write_results
 from _targets import FASHION_MODEL
 
 from netinvert.apps.ood import OODRunConfig, run_ood, run_ood_evaluation
@@ -204,20 +202,9 @@ def render(result: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="digits in-distribution only (minutes): a smoke check")
-    parser.add_argument("--only", nargs="*", default=None, help="measure only these settings (names as in SETTINGS)")
-    parser.add_argument("--results", type=Path, default=RESULTS,
-                        help="folder for ood.json, ood.md and figures (default: bench/results, the committed figures)")
-    parser.add_argument("--cache", type=Path, default=CACHE, help="where the runs go (default: bench/.cache/ood)")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    torch.set_num_threads(1)
+    args = bench_arguments(__doc__, "ood", RESULTS, CACHE, only=True)
     settings = QUICK if args.quick else SETTINGS
-    if args.quick and args.cache == CACHE:  # a smoke run never replaces the committed figures' runs
-        args.cache = CACHE / "quick"
     names = args.only or list(settings)
-    args.cache.mkdir(parents=True, exist_ok=True)
     rows = {n: measure(n, *settings[n], args.cache, args.results) for n in names}
     result: dict[str, Any] = {"quick": args.quick, "targets_issue": TARGETS, "runs": list(rows.values()),
                               "targets": [] if args.quick else check_targets(rows), "commit": commit_record(),

@@ -23,7 +23,6 @@ All are scored against the same members and non-members by :func:`membership_rep
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import shutil
@@ -33,7 +32,7 @@ from typing import Any
 
 import torch
 from _machine import commit_record, machine_record
-from _results import machine_line, write_results
+from _results import bench_arguments, machine_line, write_results
 
 from netinvert.apps.reconstruct import ReconstructConfig, run_reconstruction, run_reconstruction_evaluation
 from netinvert.data import Dataset, load_dataset
@@ -187,18 +186,8 @@ def render(result: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="digits only with small budgets: a smoke check")
-    parser.add_argument("--only", nargs="*", default=None, help="measure only these settings")
-    parser.add_argument("--results", type=Path, default=RESULTS, help="folder for reconstruct.json, .md and galleries")
-    parser.add_argument("--cache", type=Path, default=CACHE, help="where the runs go (default: bench/.cache/reconstruct)")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    torch.set_num_threads(1)
+    args = bench_arguments(__doc__, "reconstruct", RESULTS, CACHE, only=True)
     settings = QUICK if args.quick else SETTINGS
-    if args.quick and args.cache == CACHE:  # a smoke run never replaces the committed figures' runs
-        args.cache = CACHE / "quick"
-    args.cache.mkdir(parents=True, exist_ok=True)
     rows = {n: measure(n, *settings[n], args.cache, args.results) for n in (args.only or settings)}
     result: dict[str, Any] = {"quick": args.quick, "runs": list(rows.values()), "targets": [] if args.quick else check_targets(rows),
                               "commit": commit_record(), "machine": machine_record("cpu")}
