@@ -22,7 +22,8 @@ from ..exceptions import NetinvertError
 __all__ = ["main", "build_parser"]
 
 #: Modules that contribute sub-commands, in the order they appear in --help.
-COMMAND_MODULES = ("_core", "_data", "_invert", "_bnn", "_ood", "_reconstruct", "_adversarial", "_explain", "_demo")
+COMMAND_MODULES = ("_core", "_data", "_invert", "_bnn", "_ood", "_reconstruct", "_adversarial", "_explain", "_report", "_demo",
+                   "_rerun")
 
 #: Errors reported as one clean line; anything else is a bug and keeps its traceback.
 USER_ERRORS = (NetinvertError, OSError, ValueError, KeyError, ImportError)
