@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..models import ClassifierRunConfig, TrainConfig, list_models, run_evaluation, run_training
+from ..models import OPTIMIZERS, ClassifierRunConfig, TrainConfig, list_models, run_evaluation, run_training
 from ._common import add_common, add_model_param, add_out, emit_json
 
 
@@ -21,6 +21,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     p.add_argument("--lr", type=float, default=TrainConfig.lr)
+    p.add_argument("--weight-decay", type=float, default=TrainConfig.weight_decay,
+                   help=f"weight decay (default: {TrainConfig.weight_decay}); decoupled with adamw, an L2 penalty with sgd")
+    p.add_argument("--optimizer", default=TrainConfig.optimizer, choices=sorted(OPTIMIZERS),
+                   help="adamw (default) or sgd (momentum 0.9); full-batch sgd with weight decay, trained long, is the "
+                        "regime of the KKT reconstruction attack (reconstruct --method kkt)")
     p.add_argument("--adv-eps", type=float, default=0.0,
                    help="adversarial (PGD, L-inf) training radius in [0,1] pixel units; 0 trains plainly")
     p.add_argument("--adv-steps", type=int, default=TrainConfig.adv_steps, help="PGD steps per batch with --adv-eps")
@@ -73,8 +78,8 @@ def _shape(text: str) -> tuple[int, int, int]:
 def cmd_train(args: argparse.Namespace) -> int:
     config = ClassifierRunConfig(
         dataset=args.dataset, data_root=args.data_root, model=args.model, model_params=dict(args.model_param),
-        train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, adv_eps=args.adv_eps,
-                          adv_steps=args.adv_steps),
+        train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                          optimizer=args.optimizer, adv_eps=args.adv_eps, adv_steps=args.adv_steps),
         subset=args.subset, subset_seed=args.subset_seed, seed=args.seed, device=args.device, threads=args.threads,
     )
     emit_json(run_training(config, args.out, force=args.force, resume=args.resume, progress=not args.no_progress,

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..apps.reconstruct import ReconstructConfig, run_reconstruction, run_reconstruction_evaluation
+from ..apps.reconstruct._pipeline import METHODS
 from ..inversion import list_presets
 from ._common import add_common, add_out, emit_json
 from ._invert import add_resume
@@ -23,8 +24,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--classifier", type=Path, help="classifier run folder (netinvert train; --subset records members)")
     p.add_argument("--preset", default=ReconstructConfig.preset, choices=list_presets(),
                    help="inverter settings (default tldr; 'default' is plain inversion, the baseline)")
-    p.add_argument("--method", default=ReconstructConfig.method, choices=("generator", "per-sample"),
-                   help="one generator for all reconstructions (default), or each image's pixels optimised directly")
+    p.add_argument("--method", default=ReconstructConfig.method, choices=METHODS,
+                   help="one generator for all reconstructions (default), each image's pixels optimised directly "
+                        "(per-sample), or the KKT attack of Haim et al. (kkt; for models trained with --optimizer sgd "
+                        "and weight decay)")
+    p.add_argument("--kkt-candidates", type=float, default=ReconstructConfig.kkt_candidates, metavar="R",
+                   help="with --method kkt: optimise R candidates per reconstruction and keep those with the largest "
+                        "multipliers (default 2)")
     p.add_argument("--loss", action="append", default=None, dest="losses", metavar="NAME:WEIGHT",
                    help="replace the preset's loss terms (repeatable), e.g. for an ablation")
     budget = p.add_argument_group("budget (whichever ends first; neither: 2,000 steps)")
@@ -53,7 +59,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     if args.classifier is None or args.out is None:
         raise ValueError("netinvert reconstruct needs --classifier RUN and --out DIR (or: netinvert reconstruct evaluate RUN).")
     config = ReconstructConfig(classifier=args.classifier, preset=args.preset, method=args.method, losses=args.losses, steps=args.steps,
-                               seconds=args.seconds, n=args.n, seed=args.seed, device=args.device, threads=args.threads)
+                               seconds=args.seconds, n=args.n, kkt_candidates=args.kkt_candidates, seed=args.seed, device=args.device, threads=args.threads)
     emit_json(run_reconstruction(config, args.out, force=args.force, resume=args.resume, progress=not args.no_progress,
                                  checkpoint_seconds=args.checkpoint_seconds, checkpoint_steps=args.checkpoint_steps))
     return 0

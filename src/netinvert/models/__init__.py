@@ -5,7 +5,7 @@ from ._base import MODELS, Classifier, build_model, list_models, register_model
 from ._checkpoint import check_finite, check_sha256, load_classifier_run, path_for_card, read_weights, registry_name, resolve_recorded_path, save_classifier
 from ._foreign import HookedClassifier, load_classifier
 from ._pipeline import MEMBERS_NAME, ClassifierRunConfig, EvaluationResult, TrainingResult, load_members, run_evaluation, run_training
-from ._train import TrainConfig, evaluate_classifier, pgd_attack, predict, train_classifier
+from ._train import OPTIMIZERS, TrainConfig, evaluate_classifier, pgd_attack, predict, train_classifier
 from ._zoo import MLP, ResNetCNN, SmallCNN
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "MLP",
     "ResNetCNN",
     "SmallCNN",
+    "OPTIMIZERS",
     "TrainConfig",
     "TrainingResult",
     "build_model",

@@ -28,6 +28,7 @@ from ...exceptions import RunFormatError
 from ...runs import (check_out, file_sha256, load_weights, read_card, save_weights, staged_run, weights_sha256, write_card,
                      write_json)
 from ._evaluate import membership_report
+from ._kkt import kkt_reconstruct
 from ._per_sample import optimise_inputs
 
 __all__ = ["ReconstructConfig", "ReconstructionResult", "run_reconstruction", "run_reconstruction_evaluation"]
@@ -35,7 +36,7 @@ __all__ = ["ReconstructConfig", "ReconstructionResult", "run_reconstruction", "r
 log = logging.getLogger(__name__)
 RECONSTRUCTIONS_NAME = "reconstructions.safetensors"
 #: How reconstructions are made (see :class:`ReconstructConfig`).
-METHODS = ("generator", "per-sample")
+METHODS = ("generator", "per-sample", "kkt")
 
 
 @dataclass(frozen=True)
@@ -55,10 +56,14 @@ class ReconstructConfig:
         The generator's budget (whichever ends first); neither: 2,000 steps.
     n : int, optional
         Reconstructions, drawn class-balanced (default: as many as the members, else 100).
-    method : {"generator", "per-sample"}, default="generator"
+    method : {"generator", "per-sample", "kkt"}, default="generator"
         ``generator``: one conditioned generator for all reconstructions (TLDR); ``per-sample``: each
         reconstruction's pixels optimised directly under the same losses
-        (:func:`~netinvert.apps.reconstruct.optimise_inputs`, the baseline without a generator).
+        (:func:`~netinvert.apps.reconstruct.optimise_inputs`, the baseline without a generator); ``kkt``:
+        the KKT attack of Haim et al. in its multi-class form (:func:`~netinvert.apps.reconstruct.kkt_reconstruct`;
+        the preset and losses are not used), keeping the ``n`` candidates with the largest multipliers.
+    kkt_candidates : float, default=2.0
+        With ``kkt``: candidates per reconstruction kept (the papers optimise about twice the training set).
     seed, device, threads
     """
 
@@ -69,6 +74,7 @@ class ReconstructConfig:
     steps: int | None = None
     seconds: float | None = None
     n: int | None = None
+    kkt_candidates: float = 2.0
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
@@ -97,6 +103,9 @@ class ReconstructConfig:
         if self.seconds is not None and (isinstance(self.seconds, bool) or not isinstance(self.seconds, (int, float))
                                          or not self.seconds > 0):
             raise bad_param("ReconstructConfig", "seconds", "None or a float > 0", self.seconds)
+        if isinstance(self.kkt_candidates, bool) or not isinstance(self.kkt_candidates, (int, float)) \
+                or not self.kkt_candidates >= 1:
+            raise bad_param("ReconstructConfig", "kkt_candidates", "a float >= 1", self.kkt_candidates)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise bad_param("ReconstructConfig", "seed", "an int in [0, inf)", self.seed)
         if self.device not in ("cpu", "cuda", "auto"):
@@ -186,7 +195,7 @@ def run_reconstruction(config: ReconstructConfig, out: str | Path, *, force: boo
     The generator's training writes a checkpoint into the staging folder ``.OUT.partial`` every
     ``checkpoint_seconds`` and/or ``checkpoint_steps`` and on Ctrl-C or SIGTERM; ``resume=True``
     continues it (to the reconstructions an uninterrupted run makes, on the CPU). Per-sample
-    optimisation keeps no checkpoint: rerun it.
+    optimisation and the KKT attack keep no checkpoint: rerun them.
 
     Raises
     ------
@@ -219,6 +228,7 @@ def run_reconstruction(config: ReconstructConfig, out: str | Path, *, force: boo
     seed_everything(config.seed)
     steps = config.steps if config.steps is not None or config.seconds is not None else 2000
     inverter = None
+    kkt_fields: dict[str, Any] = {}
     with staged_run(out, force=force, resume=resume, keep_on_interrupt=True, inputs=[classifier]) as tmp:
         t0 = time.perf_counter()
         if config.method == "generator":
@@ -230,6 +240,12 @@ def run_reconstruction(config: ReconstructConfig, out: str | Path, *, force: boo
             keep = torch.randperm(len(x), generator=torch.Generator().manual_seed(config.seed))[:n].sort().values
             x, y = x[keep], y[keep]
             done = len(inverter.history_["step"])
+        elif config.method == "kkt":
+            kkt = kkt_reconstruct(clf, max(n, round(config.kkt_candidates * n)), steps=steps, seconds=config.seconds,
+                                  seed=config.seed, progress=progress)
+            x, y = kkt.top(n)
+            done = kkt.steps
+            kkt_fields = {"kkt_residual": kkt.residual, "kkt_candidates": len(kkt.x), "kkt_residual_history": kkt.history}
         else:
             losses = settings.get("losses") or default_losses(clf)  # what the generator would use
             x, y, done = optimise_inputs(clf, losses, n, steps=steps, seconds=config.seconds, seed=config.seed)
@@ -238,13 +254,16 @@ def run_reconstruction(config: ReconstructConfig, out: str | Path, *, force: boo
                    "classifier_sha256": weights_sha256(classifier)}
         if inverter is not None:
             inverter.save(tmp, fields_)
+        elif config.method == "kkt":
+            write_card(tmp, {"kind": "reconstruction", **fields_})
+            save_weights(tmp / "candidates.safetensors", {"x": kkt.x.contiguous(), "labels": kkt.labels.contiguous(),
+                                                          "lambdas": kkt.lambdas.contiguous()})
         else:
             write_card(tmp, {"kind": "reconstruction", **fields_})
         save_weights(tmp / RECONSTRUCTIONS_NAME, {"x": x.contiguous(), "labels": y.contiguous()})
         save_class_grid(x, y, tmp / "samples.png", class_names=card.get("class_names"), title="reconstructions per class")
         report = None if recorded is None else _write_report(tmp, x, recorded[0], recorded[1], config.seed)
-        metrics = {"n": len(x), "steps": done, "fit_seconds": fit_seconds,
-                   "membership": report}
+        metrics = {"n": len(x), "steps": done, "fit_seconds": fit_seconds, **kkt_fields, "membership": report}
         write_json(tmp / "metrics.json", metrics)
         extra = read_card(tmp)
         extra.update({"kind": "reconstruction", "seed": config.seed, "device": str(device), "threads": threads,
