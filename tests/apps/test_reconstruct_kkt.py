@@ -23,14 +23,17 @@ def sgd_classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("kkt") / "clf"
     assert main(["train", "--dataset", "digits", "--model", "mlp", "--model-param", "hidden=[100,100]", "--model-param",
                  "dropout=0", "--subset", "10", "--subset-seed", "0", "--batch-size", "10", "--epochs", "2000",
-                 "--optimizer", "sgd", "--lr", "0.05", "--weight-decay", "0.01", "--out", str(out), "--no-progress",
+                 "--optimizer", "sgd", "--eval-every", "500", "--lr", "0.05", "--weight-decay", "0.01", "--out", str(out), "--no-progress",
                  "--checkpoint-seconds", "600", *ARGS]) == 0
     return out
 
 
 def test_sgd_and_weight_decay_are_recorded_in_the_run(sgd_classifier: Path) -> None:
-    train = read_card(sgd_classifier)["config"]["train"]
+    card = read_card(sgd_classifier)
+    train = card["config"]["train"]
     assert train["optimizer"] == "sgd" and train["weight_decay"] == 0.01 and train["batch_size"] == 10
+    accuracy = card["history"]["test_accuracy"]  # measured every 500 epochs only
+    assert len(accuracy) == 2000 and sum(a is not None for a in accuracy) == 4 and accuracy[-1] == card["test_accuracy"]
 
 
 def test_kkt_recovers_the_members_of_a_tiny_net_and_not_the_non_members(sgd_classifier: Path, tmp_path: Path) -> None:

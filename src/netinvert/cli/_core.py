@@ -26,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--optimizer", default=TrainConfig.optimizer, choices=sorted(OPTIMIZERS),
                    help="adamw (default) or sgd (momentum 0.9); full-batch sgd with weight decay, trained long, is the "
                         "regime of the KKT reconstruction attack (reconstruct --method kkt)")
+    p.add_argument("--eval-every", type=int, default=TrainConfig.eval_every, metavar="E",
+                   help="measure test accuracy every E epochs and after the last (default 1)")
     p.add_argument("--adv-eps", type=float, default=0.0,
                    help="adversarial (PGD, L-inf) training radius in [0,1] pixel units; 0 trains plainly")
     p.add_argument("--adv-steps", type=int, default=TrainConfig.adv_steps, help="PGD steps per batch with --adv-eps")
@@ -79,7 +81,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = ClassifierRunConfig(
         dataset=args.dataset, data_root=args.data_root, model=args.model, model_params=dict(args.model_param),
         train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-                          optimizer=args.optimizer, adv_eps=args.adv_eps, adv_steps=args.adv_steps),
+                          optimizer=args.optimizer, eval_every=args.eval_every, adv_eps=args.adv_eps, adv_steps=args.adv_steps),
         subset=args.subset, subset_seed=args.subset_seed, seed=args.seed, device=args.device, threads=args.threads,
     )
     emit_json(run_training(config, args.out, force=args.force, resume=args.resume, progress=not args.no_progress,

@@ -50,6 +50,10 @@ class TrainConfig:
     weights are a combination of the training points' gradients: the regime in which the KKT
     reconstruction attack (``netinvert reconstruct --method kkt``) is known to work.
 
+    ``eval_every`` epochs the test accuracy is measured (and after the last epoch; the history
+    holds ``None`` for the others): thousands of full-batch epochs on a few hundred images would
+    otherwise spend most of their time on the test set.
+
     ``adv_eps`` > 0 trains adversarially (PGD in the L-infinity ball of that radius, in [0, 1]
     pixel units, ``adv_steps`` steps): such *robust* classifiers serve as sceptical verifiers of
     inverted samples, because they do not share a plain model's non-robust cues.
@@ -68,9 +72,10 @@ class TrainConfig:
     adv_steps: int = 5
     device: str = "auto"
     optimizer: str = "adamw"
+    eval_every: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "adv_steps"):
+        for name in ("epochs", "batch_size", "adv_steps", "eval_every"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"The '{name}' parameter of TrainConfig must be an int in [1, inf). Got {getattr(self, name)} instead.")
         if not (self.lr > 0):
@@ -202,7 +207,7 @@ def _fit(model: Classifier, data: Dataset, config: TrainConfig, *, progress: boo
     bs = config.batch_size
     steps_per_epoch = math.ceil(n / bs)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch)
-    history: dict[str, list[float]] = {"loss": [], "test_accuracy": []}
+    history: dict[str, list[float | None]] = {"loss": [], "test_accuracy": []}
     identity = _identity(model, config, n)
     # Where training stands, replaced as a whole so that an interrupt sees one consistent value:
     # (epoch, batch index in it, the epoch's batch order, loss sum and sample count of the epoch so far).
@@ -285,13 +290,15 @@ def _fit(model: Classifier, data: Dataset, config: TrainConfig, *, progress: boo
                 bar.update(1)
                 continue
             # the epoch's batches are done: evaluation changes nothing a checkpoint holds
-            acc = evaluate_classifier(model, data.x_test, data.y_test)
+            measured = (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs
+            acc = evaluate_classifier(model, data.x_test, data.y_test) if measured else None
             mean = total / max(seen, 1)
             history["loss"].append(mean)
             history["test_accuracy"].append(acc)
             cursor = (epoch + 1, 0, None, 0.0, 0)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{mean:.3f}", test_acc=f"{acc:.3f}")
-            log.info("epoch %d/%d: loss %.4f, test accuracy %.4f", epoch + 1, config.epochs, mean, acc)
+            if acc is not None:
+                bar.set_postfix(epoch=epoch + 1, loss=f"{mean:.3f}", test_acc=f"{acc:.3f}")
+                log.info("epoch %d/%d: loss %.4f, test accuracy %.4f", epoch + 1, config.epochs, mean, acc)
         if path is not None and position() > saved_pos:  # a resume goes straight to what follows
             save(rng_state(gen, device))
     except KeyboardInterrupt:
