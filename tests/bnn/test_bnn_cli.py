@@ -62,7 +62,7 @@ def test_train_writes_a_complete_verified_run(tmp_path, capsys):
     assert rc == 0 and d["export_agreement"] == "360/360" and d["n_inputs"] == 16 and d["hidden"] == [6]
     assert run.card["weights_sha256"] == file_sha256(out / "weights.safetensors") == d["weights_sha256"]
     assert run.card["threads"] == torch.get_num_threads() and run.card["config"]["epochs"] == 1
-    assert sorted(p.name for p in out.iterdir()) == ["card.json", "metrics.json", "weights.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == ["card.json", "config.toml", "metrics.json", "weights.safetensors"]
     rc, _, err = run_cli(capsys, *argv)  # refused: it holds a run
     assert rc == 2 and "already holds files" in err
     rc, _, _ = run_cli(capsys, *argv, "--force")
@@ -171,7 +171,7 @@ def test_out_is_refused_when_it_holds_files_or_overlaps_the_input(hand_run, caps
     rc, _, err = run_cli(capsys, *argv)
     assert rc == 2 and "already holds files" in err and (out / "keep.txt").is_file()
     rc, d, _ = run_cli(capsys, *argv, "--force")
-    assert rc == 0 and sorted(p.name for p in out.iterdir()) == ["card.json"]
+    assert rc == 0 and sorted(p.name for p in out.iterdir()) == ["card.json", "config.toml"]
     rc, _, err = run_cli(capsys, "bnn", "count", "--classifier", run, "--label", 0, "--dp", "--out", run / "sub")
     assert rc == 2 and "never writes into" in err
 

@@ -204,4 +204,4 @@ def test_train_refuses_a_full_out_without_force(tmp_path, capsys):
     assert sorted(p.name for p in run.iterdir()) == ["old.txt"]
     rc, _, err = run_cli(capsys, *argv, "--force")
     assert rc == 0, err
-    assert sorted(p.name for p in run.iterdir()) == ["card.json", "metrics.json", "weights.safetensors"]
+    assert sorted(p.name for p in run.iterdir()) == ["card.json", "config.toml", "metrics.json", "weights.safetensors"]

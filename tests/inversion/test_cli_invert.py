@@ -33,8 +33,8 @@ def invert_run(digits_cnn_run, tmp_path_factory):
 
 def test_invert_writes_one_run_folder_whose_card_agrees_with_its_metrics(invert_run, digits_cnn_run) -> None:
     out, printed = invert_run
-    assert sorted(p.name for p in out.iterdir()) == ["card.json", "history.json", "losses.png", "metrics.json", "samples.png",
-                                                     "verifiers", "weights.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == ["card.json", "config.toml", "history.json", "losses.png", "metrics.json",
+                                                     "samples.png", "verifiers", "weights.safetensors"]
     card, metrics = read_card(out), json.loads((out / "metrics.json").read_text())
     assert card["metrics"] == {k: metrics[k] for k in HEADLINE} == {k: printed[k] for k in HEADLINE}
     assert printed["run_dir"] == str(out) and printed["steps"] == 5
@@ -64,7 +64,7 @@ def test_sample_writes_pngs_an_npz_and_a_card_and_reproduces_with_the_seed(inver
     assert main(["sample", str(out), "--label", "7", "-n", "4", "--out", str(tmp_path / "s"), "--seed", "3", "--device", "cpu"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["label"] == 7 and report["n"] == 4 and report["seed"] == 3 and report["run_dir"] == str(tmp_path / "s")
-    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["card.json", *[f"label7_{i:04d}.png" for i in range(4)], "samples.npz"]
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["card.json", "config.toml", *[f"label7_{i:04d}.png" for i in range(4)], "samples.npz"]
     with Image.open(tmp_path / "s" / "label7_0000.png") as img:
         assert img.size == (8, 8)
     npz = np.load(tmp_path / "s" / "samples.npz")

@@ -3,6 +3,8 @@
 Each concern adds its sub-commands from its own module (``_core``, ``_invert``, ``_bnn``, ...):
 a module exposes ``register(subparsers)`` and each sub-command sets ``func(args) -> int``.
 Errors a user can cause are printed to stderr without a traceback (unless ``--debug``).
+Every runnable command takes ``--config FILE.toml`` and every run folder it writes gets the resolved
+``config.toml`` (``_config``; ``docs/config.md``), which ``netinvert rerun RUN`` replays.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Sequence
 from .._progress import PROGRESS_LOGGER
 from .._threads import set_threads
 from ..exceptions import NetinvertError
+from ._config import add_config_option, parse_args, record_config
 
 __all__ = ["main", "build_parser"]
 
@@ -42,12 +45,20 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # that concern has no commands yet
             raise
         module.register(sub)
+    add_config_option(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:  # a bad config file is a user error like a bad flag, refused before any work
+        parsed = parse_args(parser, argv)
+    except USER_ERRORS as exc:
+        if "--debug" in argv:
+            raise
+        return _user_error(exc)
+    args = parsed.args
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger(PROGRESS_LOGGER).setLevel(logging.INFO)  # progress lines show without -v where no bar can
     if not getattr(args, "func", None):
@@ -58,13 +69,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if hasattr(args, "threads"):
             args.threads = set_threads(args.threads)  # before any torch work; the run card records it
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        if code == 0:
+            record_config(parsed)  # the options the run used, beside what it wrote, for `netinvert rerun`
+        return code
     except USER_ERRORS as exc:
         if args.debug:
             raise
-        msg = str(exc) if not isinstance(exc, KeyError) or not exc.args else str(exc.args[0])
-        sys.stderr.write(f"netinvert: error: {msg}\n")
-        return 2
+        return _user_error(exc)
     except KeyboardInterrupt:
         sys.stderr.write("netinvert: interrupted; --out was not written (commands with --resume continue from "
                          "their last checkpoint).\n")
@@ -72,6 +84,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if in_main:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _user_error(exc: BaseException) -> int:
+    msg = str(exc) if not isinstance(exc, KeyError) or not exc.args else str(exc.args[0])
+    sys.stderr.write(f"netinvert: error: {msg}\n")
+    return 2
 
 
 def _terminate(signum: int, frame: object) -> None:
