@@ -13,7 +13,7 @@ from netinvert.cli import build_parser
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 #: Commands that compute nothing take none of --device/--seed/--threads.
-NO_COMPUTE = {"datasets"}
+NO_COMPUTE = {"datasets", "report"}
 #: Commands that compute on the CPU only (SAT solvers; SSIM matching in scikit-image): no --device.
 CPU_ONLY = re.compile(r"^(bnn |reconstruct evaluate$)")
 #: Old spellings that must not show in --help any more (they may stay as hidden aliases).

@@ -35,6 +35,7 @@ from .inversion import (  # noqa: E402
 #: SciPy's statistics, which ``netinvert --help`` and generator-only users should not wait for.
 _LAZY = {name: "bnn" for name in ("BNNQueryResult", "BNNRunConfig", "BNNTrainingResult", "run_bnn_query", "run_bnn_training")}
 _LAZY.update({name: "report" for name in ("DemoConfig", "DemoResult", "run_demo")})
+_LAZY.update({name: "report" for name in ("ReportResult", "write_html_report")})
 
 
 def __getattr__(name: str):
@@ -69,6 +70,7 @@ __all__ = [
     "BNNRunConfig", "BNNTrainingResult", "run_bnn_training",
     "BNNQueryResult", "run_bnn_query",
     "DemoConfig", "DemoResult", "run_demo",
+    "ReportResult", "write_html_report",
     "Classifier",
     "Inverter",
     "ImagePrior",

@@ -10,7 +10,7 @@ from ._common import add_common, add_out, emit_json
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="train, invert and report on the embedded digits data (the main job)")
-    add_out(p, what="folder for every run of the demo and report.md", default=Path("runs/demo"))
+    add_out(p, what="folder for every run of the demo, report.md and report.html", default=Path("runs/demo"))
     p.add_argument("--seconds", type=float, default=60.0, help="generator training budget (default 60)")
     p.add_argument("--bnn-preimages", type=int, default=8, help="SAT preimages per label for the BNN gallery")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars and lines")

@@ -2,7 +2,8 @@
 
 It trains a digits classifier, inverts it with a generator (per-class gallery, loss curves,
 honest metrics), trains a binarised net and inverts it exactly with SAT, and writes a short
-``report.md`` that shows the pictures beside the numbers. Each stage is the pipeline function a
+``report.md`` that shows the pictures beside the numbers, and ``report.html``: every run of the demo on
+one self-contained page (pictures inlined) that a browser opens without the folder beside it. Each stage is the pipeline function a
 user (or ``bench/``) calls, so the demo doubles as a smoke test of the whole tool.
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ..runs import read_json, staged_run, write_card, write_json
+from ..runs import atomic_write_bytes, read_json, staged_run, write_card, write_json
 
 __all__ = ["DemoConfig", "DemoResult", "run_demo"]
 
@@ -39,6 +40,7 @@ class DemoResult:
 
     run_dir: Path
     report: Path
+    html_report: Path
     classifier_accuracy: float
     validity: float
     robust_verifier_accuracy: float | None
@@ -75,8 +77,17 @@ def run_demo(config: DemoConfig, out: str | Path, *, force: bool = False, progre
                   "robust_verifier_accuracy": (inv.verifier_accuracy or {}).get("robust"),
                   "bnn_test_accuracy": bnn.test_accuracy, "bnn_preimages": sum(r["found"] for r in gallery["labels"])}
         write_card(tmp, {"kind": "demo", "config": config.to_dict(), "threads": torch.get_num_threads(), "metrics": result})
+        _write_html(tmp, Path(out))
     out = Path(out).absolute()
-    return DemoResult(run_dir=out, report=out / "report.md", **result)
+    return DemoResult(run_dir=out, report=out / "report.md", html_report=out / "report.html", **result)
+
+
+def _write_html(tmp: Path, out: Path) -> None:
+    """``report.html``: the demo and its runs on one page, the folder named as it will be once complete."""
+    from ._html import render_html_report
+
+    html = render_html_report([tmp], title="netinvert demo: digits", names=[str(out)])
+    atomic_write_bytes(tmp / "report.html", html.encode("utf-8"))
 
 
 def _bnn_gallery(run: Path, n_per_label: int, out_png: Path) -> dict[str, Any]:
@@ -108,6 +119,8 @@ def _write_report(out: Path, clf_card: dict, metrics: dict, bnn_card: dict, bnn:
     m = metrics
     lines = [
         "# netinvert demo: digits",
+        "",
+        "The same on one page, pictures inlined, for a browser: [report.html](report.html).",
         "",
         f"Classifier: `{clf_card['model']}` on `{clf_card['dataset']}`, test accuracy {clf_card['test_accuracy']:.3f}.",
         "",
