@@ -7,6 +7,7 @@ the CLI (or the user) calls these functions with its results.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -67,7 +68,11 @@ def save_class_grid(images: torch.Tensor, labels: torch.Tensor, path: str | Path
     grid = image_grid(torch.cat(rows), len(classes))
     height, width = grid.shape[:2]
     scale = 0.5 / h  # inches per grid pixel: each image about half an inch, whatever its resolution
-    fig, ax = plt.subplots(figsize=(1.8 + width * scale, 0.6 + height * scale), dpi=100)
+    fig_w = 1.8 + width * scale
+    if title:  # wrapped to the figure's width: a narrow grid (few images per class) would cut a long title off
+        title = textwrap.fill(title, max(16, int(fig_w * 72 / (9 * 0.6))))
+    lines = 0 if not title else title.count("\n")
+    fig, ax = plt.subplots(figsize=(fig_w, 0.6 + 0.16 * lines + height * scale), dpi=100)
     ax.imshow(grid[..., 0] if c == 1 else grid, cmap="gray" if c == 1 else None, vmin=0, vmax=1, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([1 + (h + 1) * i + h / 2 for i in range(len(classes))])
