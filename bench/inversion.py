@@ -120,8 +120,8 @@ def _grids(args: argparse.Namespace) -> Path:
 
 
 #: Keys of a row's settings that are fields of InversionRunConfig as they are.
-_CONFIG_KEYS = ("losses", "dropout", "latent_dim", "width", "lr", "batch_size", "lr_schedule", "augment", "ema", "generator",
-                "image_prior")
+_CONFIG_KEYS = ("losses", "dropout", "latent_dim", "width", "top_width", "lr", "batch_size", "pairs", "lr_schedule", "augment",
+                "ema", "generator", "image_prior")
 
 
 def _config(target: Path, data: Any, args: argparse.Namespace, settings: dict[str, Any], seed: int, seconds: float | None,

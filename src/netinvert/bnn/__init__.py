@@ -71,3 +71,7 @@ __all__ = [
     "train_with_garbage",
     "BNNQueryParams", "BNNQuery", "BNNQueryResult", "QUERIES", "list_bnn_queries", "run_bnn_query",
 ]
+
+from ._factored import count_labels_factored, input_groups, neuron_blocks  # noqa: E402 (exact counts by blocks)
+
+__all__ += ["count_labels_factored", "input_groups", "neuron_blocks"]

@@ -8,7 +8,9 @@ function of the inputs, so the projected and unprojected counts agree; projectin
 exact for any encoding.) Neither counter can be stopped, so each runs in a forked child process
 killed at the time limit, in its own process group, dying with its parent and under its own CPU-time
 and memory limits (:func:`netinvert.bnn.run_streaming`). ``dp`` counts every label exactly without SAT (:func:`count_all_labels`)
-and ``sampled`` estimates from uniform inputs (:func:`estimate_label_shares`).
+``factored`` does the same by input groups, independent neuron blocks and dead classes
+(:func:`~netinvert.bnn._factored.count_labels_factored`), and ``sampled`` estimates from uniform inputs
+(:func:`estimate_label_shares`).
 """
 
 from __future__ import annotations
@@ -141,6 +143,18 @@ def _dp(net: IntegerBNN, label: int, time_s: float | None, p: dict[str, Any]) ->
     return CountResult(label, r.count, True, r.status, r.seconds, "dp", net.n_inputs, all_labels=counts)
 
 
+def _factored(net: IntegerBNN, label: int, time_s: float | None, p: dict[str, Any]) -> CountResult:
+    from ._factored import count_labels_factored
+
+    counts, info = count_labels_factored(net, max_states=int(p["max_states"]), time_s=time_s)
+    secs = info.get("seconds", 0.0)
+    if counts is None:
+        return CountResult(label, None, True, SatResult.UNKNOWN, secs, "factored", net.n_inputs)
+    c = counts[label]
+    return CountResult(label, c, True, SatResult.SAT if c else SatResult.UNSAT, secs, "factored", net.n_inputs,
+                       all_labels=tuple(counts))
+
+
 def _sampled(net: IntegerBNN, label: int, time_s: float | None, p: dict[str, Any]) -> CountResult:
     t0 = time.perf_counter()
     shares = estimate_label_shares(net, int(p["n_samples"]), confidence=float(p["confidence"]), seed=int(p["seed"]))
@@ -157,6 +171,8 @@ for _m in (
     CountMethod("approx", _model_counter(_approxmc, False), True, 60.0,
                 "ApproxMC: within a factor 1 + epsilon with probability >= 1 - delta"),
     CountMethod("dp", _dp, False, 900.0, "exact, every label at once, by dynamic programming over the inputs (no SAT)"),
+    CountMethod("factored", _factored, False, 900.0,
+                "exact, every label at once: input groups, independent neuron blocks, dead classes (one hidden layer)"),
     CountMethod("sampled", _sampled, False, None, "share of uniform random inputs, with a Wilson interval (no solver)"),
 ):
     COUNTERS.add(_m.name, _m)
@@ -176,11 +192,14 @@ def count_preimages(target: Encoding | IntegerBNN, label: int, *, method: str = 
     label : int
     method : str
         One of :func:`list_counters`: ``exact`` (Ganak), ``approx`` (ApproxMC, PAC), ``dp`` (exact,
-        every label at once, by :func:`count_all_labels`; nets with a small fan-in), ``sampled``
+        every label at once, by :func:`count_all_labels`; nets with a small fan-in), ``factored`` (exact,
+        every label at once, one hidden layer: inputs with equal columns are read as one group, neurons
+        that share no input are counted block by block, classes that can no longer win are dropped;
+        nets whose first layer reads the image in disjoint blocks), ``sampled``
         (an estimate from ``n_samples`` uniform inputs, :func:`estimate_label_shares`).
     time_s : float or None
         Wall-clock limit; on expiry the result is UNKNOWN with ``count=None``. ``None``: the
-        method's default (60 s for ``exact``/``approx``, 900 s for ``dp``; ``sampled`` has none);
+        method's default (60 s for ``exact``/``approx``, 900 s for ``dp`` and ``factored``; ``sampled`` has none);
         ``math.inf``: unlimited.
     epsilon, delta : float
         ApproxMC's tolerance and confidence (``approx`` only).
@@ -189,7 +208,7 @@ def count_preimages(target: Encoding | IntegerBNN, label: int, *, method: str = 
     n_samples, confidence : int, float
         ``sampled`` only: draws and the level of the interval.
     max_states, progress : int, bool
-        ``dp`` only: state limit (UNKNOWN beyond it) and a progress bar.
+        ``dp`` and ``factored``: state limit (UNKNOWN beyond it); ``dp`` only: a progress bar.
     memory_gb, cpu_seconds : float or None
         ``exact`` and ``approx`` only: limits of the counter's child process, which dies with this
         one. ``memory_gb``: address space beyond what the child inherits at fork (``None``: 8 GiB);

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from .._checks import check_param
+from .._parallel import check_jobs, map_tasks, scheduler_workers, split
 from .._registry import Registry
 from .._threads import set_threads, restores_threads
 from ..runs import check_out, staged_run, versions, write_card, write_json
@@ -37,7 +38,7 @@ from ._count import COUNTERS, count_preimages
 from ._encode import Encoding, encode
 from ._export import BNNRun, export_bnn, load_bnn_run, save_bnn_run
 from ._garbage import GarbageConfig, check_garbage_params, train_with_garbage
-from ._invert import SatInverter, infer_all
+from ._invert import InferenceSummary, SatInverter
 from ._local_search import candidate_hint
 from ._model import BNN, BNNTrainConfig, InputBinarizer, train_bnn
 from ._sample import sample_preimages, save_marginal_heatmap
@@ -293,6 +294,9 @@ class BNNQueryParams:
         ``count``: one of :func:`list_counters` and its options.
     index, max_k, enumerate_up_to : int, int or None, int
         ``robustness``: test image, most flips, listing threshold.
+    indices : tuple of int or None
+        ``robustness`` over several test images (one row each, in this order, each with its own
+        budget); replaces ``index``.
     progress : bool
         A progress bar (``count`` by ``dp``).
     memory_gb, cpu_seconds : float or None
@@ -324,6 +328,7 @@ class BNNQueryParams:
     epsilon: float = 0.8
     delta: float = 0.2
     index: int = 0
+    indices: tuple[int, ...] | None = None
     max_k: int | None = None
     enumerate_up_to: int = 100_000
     progress: bool = False
@@ -347,6 +352,11 @@ class BNNQueryParams:
         check_param(self.max_flips is None or (_is_int(self.max_flips) and self.max_flips >= 0), own, "max_flips",
                "None or an int in [0, inf)", self.max_flips)
         check_param(_is_int(self.index) and self.index >= 0, own, "index", "an int in [0, inf)", self.index)
+        if self.indices is not None:
+            check_param(isinstance(self.indices, (list, tuple)) and len(self.indices) > 0
+                        and all(_is_int(i) and i >= 0 for i in self.indices), own, "indices",
+                        "None or a non-empty sequence of ints in [0, inf)", self.indices)
+            object.__setattr__(self, "indices", tuple(int(i) for i in self.indices))
         check_param(self.max_k is None or (_is_int(self.max_k) and self.max_k >= 0), own, "max_k",
                "None or an int in [0, inf)", self.max_k)
         check_param(_is_int(self.enumerate_up_to) and self.enumerate_up_to >= 0, own, "enumerate_up_to",
@@ -379,6 +389,7 @@ class BNNQueryParams:
         d = asdict(self)
         d["fixed"] = {str(k): int(v) for k, v in self.fixed.items()}
         d["hidden_values"] = {f"{k[0]}:{k[1]}": int(v) for k, v in self.hidden_values.items()}
+        d["indices"] = None if self.indices is None else list(self.indices)
         return d
 
 
@@ -406,6 +417,7 @@ class BNNQuery:
     label: str = "unused"
     constraints: bool = False
     test_index: str | None = None
+    parallel: bool = False
 
     def check(self, run: BNNRun, p: BNNQueryParams) -> None:
         """Refuse the parameters that do not fit ``run`` (before any work): the label (``label`` is
@@ -433,6 +445,10 @@ class BNNQuery:
         if index is not None:
             n_test = len(_bits(run, p)[0])
             check_param(0 <= int(index) < n_test, own, self.test_index, f"an int in [0, {n_test - 1}]", index)
+        if self.test_index is not None and p.indices is not None:
+            n_test = len(_bits(run, p)[0])
+            check_param(all(0 <= i < n_test for i in p.indices), own, "indices",
+                        f"a sequence of ints in [0, {n_test - 1}]", list(p.indices))
 
 
 def _pairs_text(hidden: Mapping[tuple[int, int], int]) -> str:
@@ -498,16 +514,67 @@ def _encode_query(run: BNNRun, p: BNNQueryParams, writing: bool) -> _Answer:
     return _Answer({"encoding": p.encoding, "label": label, **files, **enc.stats}, enc, write)
 
 
-@_query("infer", "label test inputs by SAT and compare with PyTorch", 10.0)
-def _infer_query(run: BNNRun, p: BNNQueryParams, writing: bool) -> _Answer:
+@dataclass(frozen=True)
+class _Execution:
+    """Where a query's independent tasks run: here (``jobs=1``), in ``jobs`` worker processes, or on the
+    Dask cluster at ``scheduler`` (:func:`netinvert._parallel.map_tasks`)."""
+
+    jobs: int = 1
+    scheduler: str | None = None
+
+    @property
+    def serial(self) -> bool:
+        return self.jobs <= 1 and self.scheduler is None
+
+    def parts(self, n_items: int, per_worker: int | None = None) -> int:
+        """How many tasks ``n_items`` items become: 1 serially (one encoding and one solver for all, as
+        always), else one per item, or ``per_worker`` per worker for many short items (each task encodes
+        the net once, so thousands of one-input tasks would mostly encode)."""
+        if self.serial:
+            return 1
+        if per_worker is None:
+            return max(1, n_items)
+        workers = self.jobs if self.scheduler is None else scheduler_workers(self.scheduler)
+        return max(1, min(n_items, per_worker * workers))
+
+    def map(self, fn: Callable[..., Any], shared: Any, chunks: list[Any], children: bool = False) -> list[Any]:
+        return map_tasks(fn, shared, chunks, jobs=self.jobs, scheduler=self.scheduler, children=children)
+
+
+_SERIAL = _Execution()
+
+
+def _infer_task(shared: tuple[BNNRun, BNNQueryParams], chunk: tuple[np.ndarray, np.ndarray]) -> tuple[str, dict[str, Any], list[tuple[int, int, int, float]]]:
+    """Label a chunk of inputs by SAT with one solver: the solver's name, the encoding's statistics and one
+    ``(agrees, by propagation, conflicts, seconds)`` row per input."""
+    run, p = shared
+    bits, reference = chunk
     enc = encode(run.net, p.encoding)
+    rows = []
+    with _inverter(run, enc, p, "infer") as inv:
+        for x, want in zip(bits, reference):
+            r = inv.infer(x)
+            rows.append((int(r.label == int(want)), int(r.by_propagation), r.conflicts, r.seconds))
+        solver = inv.solver_name
+    return solver, dict(enc.stats), rows
+
+
+@_query("infer", "label test inputs by SAT and compare with PyTorch", 10.0, parallel=True)
+def _infer_query(run: BNNRun, p: BNNQueryParams, writing: bool, ex: _Execution = _SERIAL) -> _Answer:
     bits, _ = _bits(run, p)
     bits = bits[: p.n] if p.n else bits
     torch_pred = run.model.predict(torch.as_tensor(bits)).numpy()
-    with _inverter(run, enc, p, "infer") as inv:
-        summary = infer_all(inv, bits, torch_pred)
-        solver = inv.solver_name
-    return _Answer({"encoding": p.encoding, "solver": solver, **summary.to_dict(), **enc.stats}, summary)
+    spans = split(range(len(bits)), ex.parts(len(bits), per_worker=4))
+    chunks = [(bits[c[0] : c[-1] + 1], torch_pred[c[0] : c[-1] + 1]) if c else (bits[:0], torch_pred[:0]) for c in spans]
+    done = ex.map(_infer_task, (run, p), chunks)
+    solver, stats = done[0][0], done[0][1]
+    rows = [row for _, _, part in done for row in part]
+    times = [row[3] for row in rows]
+    # the formula of infer_all, over the rows of every chunk
+    summary = InferenceSummary(len(rows), sum(row[0] for row in rows) / max(len(rows), 1), sum(row[1] for row in rows),
+                               sum(row[2] for row in rows), float(np.median(times)) if times else None,
+                               float(np.max(times)) if times else None)
+    return _Answer({"encoding": p.encoding, "solver": solver, **summary.to_dict(), **stats}, summary)
 
 
 @_query("invert", "an input the network labels L, under optional constraints", 10.0, label="required",
@@ -551,22 +618,34 @@ def _count_query(run: BNNRun, p: BNNQueryParams, writing: bool) -> _Answer:
     return _Answer({**r.to_dict(), "encoding": p.encoding if m.needs_cnf else None}, r)
 
 
-@_query("sample", "near-uniform preimages (CMSGen) and a per-pixel marginal heat map per label", 60.0,
-        label="optional")
-def _sample_query(run: BNNRun, p: BNNQueryParams, writing: bool) -> _Answer:
-    label = _label(run, p, "sample", required=False)
+def _sample_task(shared: tuple[BNNRun, BNNQueryParams], labels: list[int]) -> list[dict[str, Any]]:
+    """Sample each of ``labels`` with one encoding: one JSON row per label (``heatmap`` filled in later)."""
+    run, p = shared
     enc = encode(run.net, p.encoding)
-    labels = [label] if label is not None else list(range(run.net.n_classes))
-    shape = run.image_shape
-    rows, maps = [], []
+    rows = []
     for k in labels:
         r = sample_preimages(enc, k, p.n or 50, time_s=_seconds(p, "sample"), seed=p.seed, model=run.model,
                              memory_gb=p.memory_gb, cpu_seconds=p.cpu_seconds)
-        png = f"marginals_label{k}.png" if writing and len(r.samples) else None
-        if png:
-            maps.append((png, r.marginals, f"label {k}: {len(r.samples)} samples"))
         rows.append({"label": k, "status": r.status.value, "n_samples": len(r.samples), "seconds": r.seconds,
-                     "heatmap": png, "samples": r.samples.tolist(), "marginals": r.marginals.tolist()})
+                     "heatmap": None, "samples": r.samples.tolist(), "marginals": r.marginals.tolist()})
+    return rows
+
+
+@_query("sample", "near-uniform preimages (CMSGen) and a per-pixel marginal heat map per label", 60.0,
+        label="optional", parallel=True)
+def _sample_query(run: BNNRun, p: BNNQueryParams, writing: bool, ex: _Execution = _SERIAL) -> _Answer:
+    label = _label(run, p, "sample", required=False)
+    labels = [label] if label is not None else list(range(run.net.n_classes))
+    shape = run.image_shape
+    # CMSGen runs in a child process of each task
+    rows = [row for part in ex.map(_sample_task, (run, p), split(labels, ex.parts(len(labels))), children=True)
+            for row in part]
+    maps = []
+    for row in rows:
+        k = row["label"]
+        if writing and row["n_samples"]:
+            row["heatmap"] = f"marginals_label{k}.png"
+            maps.append((row["heatmap"], np.asarray(row["marginals"]), f"label {k}: {row['n_samples']} samples"))
 
     def write(folder: Path) -> None:
         for png, marginals, title in maps:
@@ -575,11 +654,28 @@ def _sample_query(run: BNNRun, p: BNNQueryParams, writing: bool) -> _Answer:
     return _Answer({"encoding": p.encoding, "results": rows}, rows, write)
 
 
-@_query("robustness", "least number of flipped input bits that changes a test image's label", 10.0,
-        test_index="index")
-def _robustness_query(run: BNNRun, p: BNNQueryParams, writing: bool) -> _Answer:
+def _robustness_task(shared: tuple[BNNRun, BNNQueryParams], images: list[tuple[int, np.ndarray]]) -> tuple[str, list[dict[str, Any]]]:
+    """Least flips of each ``(index, bits)`` with one solver, each within the query's budget: the solver's name
+    and one row per image."""
+    run, p = shared
     enc = encode(run.net, p.encoding)
+    with _inverter(run, enc, p, "robustness") as inv:
+        rows = [{"index": i, **inv.min_flips(x, max_k=p.max_k, enumerate_up_to=p.enumerate_up_to).to_dict()}
+                for i, x in images]
+        solver = inv.solver_name
+    return solver, rows
+
+
+@_query("robustness", "least number of flipped input bits that changes a test image's label", 10.0,
+        test_index="index", parallel=True)
+def _robustness_query(run: BNNRun, p: BNNQueryParams, writing: bool, ex: _Execution = _SERIAL) -> _Answer:
     bits = _bits(run, p)[0]
+    if p.indices is not None:  # many images: one row each, in the order asked
+        images = [(i, bits[i]) for i in p.indices]
+        done = ex.map(_robustness_task, (run, p), split(images, ex.parts(len(images))))
+        rows = [row for _, part in done for row in part]
+        return _Answer({"encoding": p.encoding, "solver": done[0][0], "results": rows}, rows)
+    enc = encode(run.net, p.encoding)
     with _inverter(run, enc, p, "robustness") as inv:
         r = inv.min_flips(bits[p.index], max_k=p.max_k, enumerate_up_to=p.enumerate_up_to)
         solver = inv.solver_name
@@ -607,7 +703,8 @@ class BNNQueryResult:
 
 @restores_threads
 def run_bnn_query(query: str, bnn_run: str | Path | BNNRun, params: Mapping[str, Any] | BNNQueryParams | None = None,
-                  out: str | Path | None = None, *, force: bool = False) -> BNNQueryResult:
+                  out: str | Path | None = None, *, force: bool = False, jobs: int = 1,
+                  scheduler: str | None = None) -> BNNQueryResult:
     """Run the query named ``query`` on a BNN run and, with ``out``, write its run folder.
 
     Parameters
@@ -623,6 +720,16 @@ def run_bnn_query(query: str, bnn_run: str | Path | BNNRun, params: Mapping[str,
         files, unless ``force``, or if it overlaps the input run) that receives ``card.json`` (query,
         params, input run, its weights sha256, result) and the query's artefacts.
     force : bool
+    jobs : int, default=1
+        Worker processes for the queries made of independent tasks: ``infer`` (chunks of inputs),
+        ``sample`` (one task per label) and ``robustness`` with ``indices`` (one task per image). Each task
+        keeps the query's per-input, per-label or per-image budget, and the answer is assembled in the
+        serial order: the same answer as ``jobs=1`` but for the measured seconds (and, for ``infer``, the
+        conflict counts, which depend on what one solver learnt from the inputs before).
+    scheduler : str, optional
+        Run those tasks on the Dask cluster at this address instead (``pip install "netinvert[scale]"``;
+        the workers need netinvert installed; the run and the query's inputs are sent to them, so they need
+        neither the run folder nor the dataset).
 
     Returns
     -------
@@ -637,6 +744,12 @@ def run_bnn_query(query: str, bnn_run: str | Path | BNNRun, params: Mapping[str,
     """
     q = QUERIES.get(query)
     p = BNNQueryParams.from_mapping(params)
+    check_jobs(jobs, scheduler, "run_bnn_query")
+    ex = _Execution(jobs, scheduler)
+    if not ex.serial and not q.parallel:
+        parallel = ", ".join(n for n in list_bnn_queries() if QUERIES.get(n).parallel)
+        raise ValueError(f"bnn {query} is a single query: jobs and scheduler apply to the queries made of many "
+                         f"independent ones ({parallel}). Drop --jobs/--scheduler.")
     run_dir = Path(bnn_run.run_dir if isinstance(bnn_run, BNNRun) else bnn_run)
     if out is not None:
         check_out(out, force=force, inputs=[run_dir])
@@ -645,7 +758,7 @@ def run_bnn_query(query: str, bnn_run: str | Path | BNNRun, params: Mapping[str,
     q.check(run, p)  # refuse what does not fit the run before any encoding, training or solving
     sha = run.weights_sha256
     t0 = time.perf_counter()
-    answer = q.fn(run, p, out is not None)
+    answer = q.fn(run, p, out is not None, ex) if q.parallel else q.fn(run, p, out is not None)
     seconds = time.perf_counter() - t0
     if out is not None:
         with staged_run(out, force=force, inputs=[run_dir]) as tmp:
@@ -653,6 +766,7 @@ def run_bnn_query(query: str, bnn_run: str | Path | BNNRun, params: Mapping[str,
                 answer.write(tmp)
             write_card(tmp, {"kind": "bnn-query", "query": query, "params": p.to_dict(), "input_run": str(run_dir),
                              "input_weights_sha256": sha, "seed": p.seed, "device": "cpu", "threads": threads,
+                             "execution": {"jobs": jobs, "scheduler": scheduler},
                              "seconds": seconds, "versions": versions(), "result": answer.result})
     return BNNQueryResult(query, run_dir, sha, p.to_dict(), answer.result, None if out is None else Path(out), answer.value)
 

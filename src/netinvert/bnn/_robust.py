@@ -21,6 +21,7 @@ from math import comb
 import numpy as np
 
 from ._export import IntegerBNN
+from ._solve import SatResult
 
 __all__ = ["FlipBounds", "exhaustive_flip_search", "flip_bounds"]
 
@@ -201,7 +202,7 @@ class PatternSearch:
 
 
 def _bad_patterns(net: IntegerBNN, fb: FlipBounds, free1: np.ndarray, *, deadline: float | None = None,
-                  max_states: int = 1 << 18) -> np.ndarray | None:
+                  max_states: int = 1 << 18, need1: np.ndarray | None = None) -> np.ndarray | None:
     """Sorted codes of the change patterns of the free first-layer neurons that change the label
     (bit ``i``: neuron ``free1[i]`` differs from its value at the centre), deeper fixed neurons
     held at their values; None if more than ``max_states`` partial patterns stay open or
@@ -237,13 +238,21 @@ def _bad_patterns(net: IntegerBNN, fb: FlipBounds, free1: np.ndarray, *, deadlin
     need[fb.label] = -np.inf
     # the decided neurons' effect on the next layer's counts (or, with one hidden layer, the head)
     d1 = stages[0][0] if stages else np.eye(m, dtype=np.float32)
-    order = np.argsort(-np.abs(d1 if stages else dfree).sum(1), kind="stable")
+    # with ``need1`` (each free neuron's distance to its threshold): neurons far from it first; on
+    # 784-100-100-10 images this visited half the partial patterns of the effect order (141k vs 281k
+    # at k = 8, 485k vs 813k at k = 10)
+    order = (np.argsort(-np.asarray(need1), kind="stable") if need1 is not None
+             else np.argsort(-np.abs(d1 if stages else dfree).sum(1), kind="stable"))
     up_left = np.vstack([np.cumsum(np.maximum(d1[order], 0)[::-1], 0)[::-1], np.zeros((1, d1.shape[1]), np.float32)])
     down_left = np.vstack([np.cumsum(np.maximum(-d1[order], 0)[::-1], 0)[::-1], np.zeros((1, d1.shape[1]), np.float32)])
     moved = np.zeros((1, d1.shape[1]), dtype=np.float32)  # next-layer count change of the decided neurons
     codes = np.zeros(1, dtype=np.int64)
+    t_level = 0.0
     for t in range(m + 1):
-        if deadline is not None and time.perf_counter() > deadline:
+        now = time.perf_counter()
+        # a level costs about twice the last one (the open set at most doubles): give up before
+        # starting one that would overrun the deadline by seconds (levels took up to 3 s at 2^20)
+        if deadline is not None and now + 2 * t_level > deadline:
             return None
         lo, hi = moved - down_left[t], moved + up_left[t]
         if not stages:  # the free first-layer neurons feed the head: decided ones are in ``moved``
@@ -267,6 +276,7 @@ def _bad_patterns(net: IntegerBNN, fb: FlipBounds, free1: np.ndarray, *, deadlin
         j = order[t]
         moved = np.concatenate([moved, moved + d1[j][None, :]])
         codes = np.concatenate([codes, codes | (1 << int(j))])
+        t_level = time.perf_counter() - now
     return np.sort(codes)
 
 
@@ -297,7 +307,7 @@ def _subcube_table(bad_codes: np.ndarray, q: int) -> np.ndarray:
 
 def pattern_flip_search(net: IntegerBNN, bits: np.ndarray, k: int, *, bounds: FlipBounds | None = None,
                         max_free: int = 60, deadline: float | None = None, max_states: int = 1 << 18,
-                        max_children: int = 1 << 18) -> PatternSearch:
+                        max_children: int = 1 << 18, lp: bool = True) -> PatternSearch:
     """Exact search for at most ``k`` flips that change the label, through the free first-layer neurons.
 
     By :func:`flip_bounds`, only the ``m`` free first-layer neurons can change within the ball, so
@@ -313,6 +323,12 @@ def pattern_flip_search(net: IntegerBNN, bits: np.ndarray, k: int, *, bounds: Fl
     agrees with those decisions (checked on up to 13 neurons by a precomputed table, and on all of
     them when few patterns change the label). The pruning only drops sets that cannot reach such
     a pattern, so a finished search is a proof, and a flip set reaching one is a witness.
+
+    With ``lp`` (default), step (2) is first done pattern by pattern by linear reasoning over the
+    flips (:func:`~netinvert.bnn._pattern_sat.realise_patterns`: exact integer certificates from
+    the LP duals, a branch and bound where those fail); the listing of flip sets runs only if that
+    leaves a pattern undecided. On the 784-input nets the listing took minutes at ``k`` >= 8
+    where the linear step answers in one to a few LPs per pattern.
     """
     x = np.asarray(bits, dtype=np.int64).reshape(-1)
     fb = flip_bounds(net, x, k) if bounds is None else bounds
@@ -322,11 +338,18 @@ def pattern_flip_search(net: IntegerBNN, bits: np.ndarray, k: int, *, bounds: Fl
         return PatternSearch(None, True, m)
     if m > min(max_free, 62):  # patterns are int64 codes
         return PatternSearch(None, False, m)
-    bad_codes = _bad_patterns(net, fb, free1, deadline=deadline, max_states=max_states)
+    bad_codes = _bad_patterns(net, fb, free1, deadline=deadline, max_states=max_states,
+                              need1=_moves(net, x, fb, free1)[0])
     if bad_codes is None:
         return PatternSearch(None, False, m)
     if not len(bad_codes):
         return PatternSearch(None, True, m)
+    if lp:
+        from ._pattern_sat import realise_patterns  # imports this module
+
+        rp = realise_patterns(net, x, k, fb, free1, bad_codes, deadline=deadline)
+        if rp.status is not SatResult.UNKNOWN:
+            return PatternSearch(rp.indices, True, m, len(bad_codes), rp.n_patterns)
     need, towards = _moves(net, x, fb, free1)
     classes, inverse, mult = np.unique(towards, axis=0, return_inverse=True, return_counts=True)
     inverse = inverse.reshape(-1)

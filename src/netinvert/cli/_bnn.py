@@ -17,7 +17,11 @@ from ._common import add_alias, add_common, add_out, emit_json
 
 #: The counting methods of bnn.count_preimages, named here so that --help need not import the SAT side
 #: (tests/bnn/test_bnn_cli.py checks they are the registry's).
-COUNT_METHODS = ("approx", "dp", "exact", "sampled")
+COUNT_METHODS = ("approx", "dp", "exact", "factored", "sampled")
+
+#: The queries made of independent tasks (inputs, labels, test images), which take --jobs and --scheduler
+#: (tests/bnn/test_parallel_queries.py checks they are the registry's parallel ones).
+PARALLEL_QUERIES = ("infer", "sample", "robustness")
 
 #: query -> one-line help (the queries themselves live in netinvert.bnn.QUERIES)
 _QUERIES = {
@@ -82,6 +86,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         add_out(a, required=False, what="run folder to write (card.json and the query's files)")
         add_common(a, device=False)
         a.set_defaults(func=cmd_query, query=name)
+        if name in PARALLEL_QUERIES:
+            a.add_argument("--jobs", type=int, default=1, metavar="N",
+                           help="worker processes for the independent tasks (inputs, labels or images), each within "
+                                "its own budget; the answer is the serial one (default 1: this process)")
+            a.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                           help="run those tasks on the Dask cluster at ADDRESS (tcp://host:8786; needs "
+                                "pip install 'netinvert[scale]')")
 
     q["encode"].add_argument("--label", type=int, default=None, help="add the unit clause 'label is L'")
     q["infer"].add_argument("-n", type=int, default=None, dest="n", help="number of test inputs (default: all)")
@@ -122,6 +133,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_alias(a, "--n", dest="n", type=int)
     a = q["robustness"]
     a.add_argument("--index", type=int, default=0, help="test image index")
+    a.add_argument("--indices", type=_index_list, default=None, metavar="LIST",
+                   help="several test images, e.g. '0-19' or '3,5,8' (one row each; with --jobs, in parallel)")
     a.add_argument("--max-k", type=int, default=None)
     a.add_argument("--enumerate-up-to", type=int, default=100_000,
                    help="list all k-flip neighbours exactly when C(n, k) is at most this (0: SAT only)")
@@ -151,7 +164,7 @@ def cmd_query(args: argparse.Namespace) -> int:
                               "search_seconds": args.search_s, "data_root": args.data_root, "seed": args.seed,
                               "threads": args.threads, "memory_gb": args.memory_gb, "cpu_seconds": args.cpu_seconds}
     for key in ("label", "n", "near_index", "max_flips", "hint", "method", "max_states", "epsilon", "delta",
-                "index", "max_k", "enumerate_up_to"):
+                "index", "indices", "max_k", "enumerate_up_to"):
         if hasattr(args, key):
             params[key] = getattr(args, key)
     if hasattr(args, "fixed"):
@@ -159,8 +172,23 @@ def cmd_query(args: argparse.Namespace) -> int:
         params["hidden_values"] = _pairs(args.hidden_values, "--hidden-values", _layer_neuron)
     if hasattr(args, "no_progress"):
         params["progress"] = not args.no_progress
-    emit_json(run_bnn_query(args.query, args.classifier or args.run, params, args.out, force=args.force))
+    emit_json(run_bnn_query(args.query, args.classifier or args.run, params, args.out, force=args.force,
+                            jobs=getattr(args, "jobs", 1), scheduler=getattr(args, "scheduler", None)))
     return 0
+
+
+def _index_list(text: str) -> tuple[int, ...]:
+    """``'0-3,7'`` as ``(0, 1, 2, 3, 7)`` (ranges inclusive, order kept, a repeat refused)."""
+    out: list[int] = []
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        lo, sep, hi = item.partition("-")
+        if not lo.strip().isdigit() or (sep and not hi.strip().isdigit()) or (sep and int(hi) < int(lo)):
+            raise argparse.ArgumentTypeError(f"expected non-negative ints and ranges such as '0-19' or '3,5,8'. "
+                                             f"Got {item!r} in {text!r} instead.")
+        out += range(int(lo), int(hi) + 1) if sep else [int(lo)]
+    if not out or len(set(out)) != len(out):
+        raise argparse.ArgumentTypeError(f"expected at least one test image, each once. Got {text!r} instead.")
+    return tuple(out)
 
 
 def _widths(text: str) -> tuple[int, ...]:

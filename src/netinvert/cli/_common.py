@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -83,5 +84,11 @@ def _positive_int(text: str) -> int:
 
 
 def emit_json(obj: Any) -> None:
-    """Print a result as JSON on stdout (machine-readable; logs go to stderr)."""
+    """Print a result as JSON on stdout (machine-readable; logs go to stderr).
+
+    Under ``torchrun`` only rank 0 prints: every rank returns the same result, and N copies of it
+    would not be one JSON document.
+    """
+    if os.environ.get("RANK", "0") not in ("", "0"):
+        return
     sys.stdout.write(json.dumps(jsonable(obj), indent=2) + "\n")

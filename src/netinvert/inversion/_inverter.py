@@ -8,6 +8,7 @@ once. Only ``G`` is trained; once trained, each new sample costs one generator f
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import logging
@@ -38,7 +39,7 @@ from .._checkpoint import (
     write_training_checkpoint,
 )
 from ._augment import Augmentation, make_augmentation
-from ._conditioning import Conditioning, list_conditionings, make_conditioning
+from ._conditioning import ConditionBatch, Conditioning, list_conditionings, make_conditioning
 from ._generators import Generator, auto_generator_name, list_generators, make_generator
 from ._losses import LossContext, Objective, bn_layers, capture_bn_stats, make_objective
 from ._presets import LR_SCHEDULES, list_lr_schedules
@@ -123,11 +124,21 @@ class Inverter:
         Generator capacity (channels of the conv generator, hidden units / 4 of the MLP one).
         Default: 32 for inputs of at most 16x16 (digits: twice the steps per second of 64 at
         the same validity), 64 above.
+    top_width : int, optional
+        Channels of the conv generator's last block, the one at full resolution (default: ``width``).
+        That block's cost grows with the image's area: at 28x28 it is most of a step's arithmetic, so a
+        narrower one buys steps per second (``bench/results/throughput.md``). Conv generator only.
     lr : float, default=2e-3
         Adam learning rate of the generator (betas 0.5, 0.999, as for GAN generators).
     batch_size : int, default=64
         Generated samples per step, spread evenly over the classes. On digits, 64 at lr 2e-3
         beat 100 at lr 1e-3 for the same CPU time (validity 0.971 vs 0.956 after 600 steps).
+    pairs : {"extra", "batch"}, default="extra"
+        Where a pair-reading term (``mode_seeking``) gets its same-condition pairs. ``extra``: a second
+        generator pass over half a batch of fresh latents with the first half's conditioning (half a
+        batch more generator work per step). ``batch``: the batch itself is ``ceil(N / 2)`` conditionings
+        drawn once and given twice, each with its own latent, and the pairs are its two halves: no
+        extra pass, but half as many distinct conditionings per step. No effect without such a term.
     lr_schedule : {"constant", "cosine"}, default="cosine"
         Learning-rate decay over the fit budget (steps or seconds, whichever ends first).
     augment : str or Augmentation, default="none"
@@ -190,6 +201,8 @@ class Inverter:
         width: int | None = None,
         lr: float = 2e-3,
         batch_size: int = 64,
+        pairs: str = "extra",
+        top_width: int | None = None,
         lr_schedule: str = "cosine",
         augment: str | Augmentation = "none",
         ema: float | None = None,
@@ -207,6 +220,8 @@ class Inverter:
         self.width = width
         self.lr = lr
         self.batch_size = batch_size
+        self.pairs = pairs
+        self.top_width = top_width
         self.lr_schedule = lr_schedule
         self.augment = augment
         self.ema = ema
@@ -217,8 +232,8 @@ class Inverter:
     # ------------------------------------------------------------------ configuration
     def get_params(self) -> dict[str, Any]:
         """The constructor's parameters except the classifier (sklearn convention)."""
-        return {k: getattr(self, k) for k in ("conditioning", "generator", "image_prior", "losses", "dropout", "latent_dim", "width", "lr",
-                                              "batch_size", "lr_schedule", "augment", "ema", "checkpoint_every", "seed", "device")}
+        return {k: getattr(self, k) for k in ("conditioning", "generator", "image_prior", "losses", "dropout", "latent_dim", "width", "top_width",
+                                              "lr", "batch_size", "pairs", "lr_schedule", "augment", "ema", "checkpoint_every", "seed", "device")}
 
     def _validate(self) -> None:
         owner = type(self).__name__
@@ -230,6 +245,13 @@ class Inverter:
         _check_int(owner, "latent_dim", self.latent_dim, 1)
         if self.width is not None:
             _check_int(owner, "width", self.width, 1)
+        if self.top_width is not None:
+            _check_int(owner, "top_width", self.top_width, 1)
+            if self._generator_name() != "conv":
+                raise ValueError(f"The 'top_width' parameter of {owner} applies to the conv generator only; this inverter "
+                                 f"uses {self._generator_name()!r}. Leave top_width as None.")
+        if self.pairs not in _PAIR_SOURCES:
+            raise ValueError(f"The 'pairs' parameter of {owner} must be one of {list(_PAIR_SOURCES)}. Got {self.pairs!r} instead.")
         _check_int(owner, "batch_size", self.batch_size, 2)
         _check_int(owner, "checkpoint_every", self.checkpoint_every, 1)
         _check_int(owner, "seed", self.seed, 0)
@@ -291,6 +313,8 @@ class Inverter:
             if name != "prior":
                 raise ValueError(f"An image_prior is used by the 'prior' generator only; got generator={self.generator!r}.")
             extra["prior"] = self.image_prior if isinstance(self.image_prior, nn.Module) else load_image_prior(self.image_prior)
+        if self.top_width is not None:
+            extra["top_width"] = int(self.top_width)
         return make_generator(name, input_shape=tuple(self.classifier.input_shape), latent_dim=int(self.latent_dim),
                               code_dim=k if cond.uses_code else 0, matrix_size=k if cond.uses_matrix else 0,
                               dropout=float(self.dropout), width=self._width(), **extra)
@@ -412,7 +436,8 @@ class Inverter:
     def _identity(self, G: Generator, cond: Conditioning, objective: Objective, augmentation: Augmentation) -> dict[str, Any]:
         """What a checkpoint must have been made by to be resumed by this fit (JSON values)."""
         params = {k: v for k, v in self.get_params().items()
-                  if k not in ("conditioning", "generator", "image_prior", "losses", "augment", "device", "checkpoint_every")}
+                  if k not in ("conditioning", "generator", "image_prior", "losses", "augment", "device", "checkpoint_every")
+                  and not (k in _NEW_PARAM_DEFAULTS and v == _NEW_PARAM_DEFAULTS[k])}  # older checkpoints still match
         ident = {"generator": self._generator_name(), "generator_params": G.get_params(), "conditioning": cond.name,
                  "conditioning_params": cond.get_params(), "losses": objective.spec(),
                  "augment": {"name": augmentation.name, "params": dict(augmentation.params)}, "params": params,
@@ -429,10 +454,13 @@ class Inverter:
         G_ema = copy.deepcopy(G) if self.ema is not None else None
         self.history_: dict[str, list[float]] = {"step": [], "seconds": [], "lr": [], "loss": [], "validity": []}
         self.fingerprint_ = classifier_fingerprint(clf)
-        opt = torch.optim.Adam(G.parameters(), lr=float(self.lr), betas=(0.5, 0.999))
+        # the fused kernel is Adam's update in one pass over every tensor (the same math); the default for-loop
+        # version spent ~100 small ops a step, 3-5% of a digits step on a CPU
+        opt = torch.optim.Adam(G.parameters(), lr=float(self.lr), betas=(0.5, 0.999), fused=device.type in ("cpu", "cuda"))
         schedule = LR_SCHEDULES.get(self.lr_schedule)
         k, bs = cond.n_classes, int(self.batch_size)
         base_labels = torch.arange(bs) % k
+        half_labels = torch.arange((bs + 1) // 2) % k
         good_state, good_step = copy.deepcopy(G.state_dict()), 0
         identity = self._identity(G, cond, objective, augmentation)
         step, elapsed, running_validity = 0, 0.0, None
@@ -475,12 +503,21 @@ class Inverter:
                 for group in opt.param_groups:
                     group["lr"] = lr
                 G.train()
-                labels = base_labels[torch.randperm(bs, generator=gen)].to(device)
-                batch = cond(labels, gen)
-                z = torch.randn(bs, G.latent_dim, generator=gen).to(device)
-                x = G(z, batch.code, batch.matrix)
                 pair = None
-                if objective.needs_pair:
+                if objective.needs_pair and self.pairs == "batch":
+                    labels = half_labels[torch.randperm(len(half_labels), generator=gen)].to(device)
+                    batch = _twice(cond(labels, gen), bs)
+                    labels = batch.labels
+                    z = torch.randn(bs, G.latent_dim, generator=gen).to(device)
+                    x = G(z, batch.code, batch.matrix)
+                    h = bs // 2
+                    pair = (x[:h], x[-h:], z[:h], z[-h:])  # the two halves share their conditionings
+                else:
+                    labels = base_labels[torch.randperm(bs, generator=gen)].to(device)
+                    batch = cond(labels, gen)
+                    z = torch.randn(bs, G.latent_dim, generator=gen).to(device)
+                    x = G(z, batch.code, batch.matrix)
+                if objective.needs_pair and self.pairs == "extra":
                     h = max(bs // 2, 1)
                     z2 = torch.randn(h, G.latent_dim, generator=gen).to(device)
                     code2 = None if batch.code is None else batch.code[:h]
@@ -840,7 +877,20 @@ class Inverter:
 
 
 #: The ``params`` of a card that :meth:`Inverter.load` passes back to the constructor.
-_LOADABLE_PARAMS = frozenset({"dropout", "latent_dim", "width", "lr", "batch_size", "lr_schedule", "ema", "checkpoint_every", "seed"})
+_LOADABLE_PARAMS = frozenset({"dropout", "latent_dim", "width", "top_width", "lr", "batch_size", "pairs", "lr_schedule", "ema",
+                              "checkpoint_every", "seed"})
+
+#: Where pair-reading terms get their pairs (see the ``pairs`` parameter).
+_PAIR_SOURCES = ("extra", "batch")
+
+#: Parameters added after checkpoints were first written: left out of a fit's identity at these values.
+_NEW_PARAM_DEFAULTS = {"pairs": "extra", "top_width": None}
+
+
+def _twice(batch: ConditionBatch, n: int) -> ConditionBatch:
+    """``batch`` followed by itself, cut to ``n`` rows: each conditioning given twice (``pairs="batch"``)."""
+    return ConditionBatch(*(None if t is None else torch.cat([t, t])[:n] for t in
+                            (getattr(batch, f.name) for f in dataclasses.fields(batch))))
 
 _JSON_TYPE = {dict: "a JSON object", list: "a JSON list", str: "a string"}
 

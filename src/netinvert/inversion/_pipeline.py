@@ -97,7 +97,7 @@ class InversionRunConfig:
         A folder written by :func:`run_image_prior`; the generator then picks the decoder's codes.
     losses : tuple of str, optional
         ``"name:weight[:key=value,...]"`` terms replacing the default objective.
-    dropout, latent_dim, width, lr, batch_size, lr_schedule, augment, ema
+    dropout, latent_dim, width, top_width, lr, batch_size, pairs, lr_schedule, augment, ema
         As in :class:`Inverter`.
     seconds, steps : optional
         Training budget, whichever ends first; neither: 1,000 steps. ``steps`` makes a run reproducible.
@@ -127,8 +127,10 @@ class InversionRunConfig:
     dropout: float | None = None
     latent_dim: int | None = None
     width: int | None = None
+    top_width: int | None = None
     lr: float | None = None
     batch_size: int | None = None
+    pairs: str | None = None
     lr_schedule: str | None = None
     augment: str | Augmentation | None = None
     ema: float | None = None
@@ -167,6 +169,9 @@ class InversionRunConfig:
         _check_optional_int(owner, "steps", self.steps, 1)
         _check_optional_int(owner, "latent_dim", self.latent_dim, 1)
         _check_optional_int(owner, "width", self.width, 1)
+        _check_optional_int(owner, "top_width", self.top_width, 1)
+        if self.pairs is not None:
+            _check_choice(owner, "pairs", self.pairs, ["extra", "batch"])
         _check_optional_int(owner, "batch_size", self.batch_size, 2)
         _check_optional_int(owner, "threads", self.threads, 1)
         _check_int(owner, "seed", self.seed, 0)
@@ -193,7 +198,7 @@ class InversionRunConfig:
     def inverter_settings(self) -> dict[str, Any]:
         """The :class:`Inverter` keyword arguments (besides classifier, conditioning, seed and device): preset, then overrides."""
         options = {"losses": self.losses, "dropout": self.dropout, "latent_dim": self.latent_dim, "width": self.width,
-                   "lr": self.lr, "batch_size": self.batch_size, "lr_schedule": self.lr_schedule, "augment": self.augment,
+                   "top_width": self.top_width, "lr": self.lr, "batch_size": self.batch_size, "pairs": self.pairs, "lr_schedule": self.lr_schedule, "augment": self.augment,
                    "ema": self.ema}
         settings = {**preset(self.preset), **{k: v for k, v in options.items() if v is not None}}
         if self.image_prior is not None:

@@ -21,6 +21,7 @@ from torch import nn
 
 from .._checkpoint import CHECKPOINT_NAME, check_resume, discard_checkpoint, resume_point
 from .._device import resolve_device, seed_everything
+from .._distributed import World, on_rank0, process_group, rank0_first
 from .._threads import set_threads, restores_threads
 from ..data import Dataset, dataset_status, load_dataset
 from ..exceptions import RunFormatError
@@ -28,7 +29,7 @@ from ..runs import WEIGHTS_NAME, check_out, file_sha256, save_weights, staged_ru
 from ._base import MODELS, Classifier, build_model
 from ._checkpoint import save_classifier
 from ._foreign import load_classifier
-from ._train import TrainConfig, _check_every, _fit, evaluate_classifier
+from ._train import TrainConfig, _check_every, _fit, check_world, evaluate_classifier
 
 __all__ = ["ClassifierRunConfig", "TrainingResult", "EvaluationResult", "run_training", "run_evaluation"]
 
@@ -309,6 +310,15 @@ def run_training(config: ClassifierRunConfig, out: str | Path, *, force: bool = 
     Returns
     -------
     TrainingResult
+        The same on every process of a distributed run.
+
+    Notes
+    -----
+    Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment), or with a process group the caller
+    initialised, training is data parallel (:mod:`netinvert._distributed`): gloo on the CPU, nccl with
+    one GPU per process on CUDA. ``train.batch_size`` stays the global batch, each process training on
+    an equal share of it, so equal epochs are equal total steps. Rank 0 alone checks ``out``, writes
+    checkpoints and the run folder (its card records ``distributed``); a refusal there stops every rank.
 
     Raises
     ------
@@ -336,8 +346,25 @@ def run_training(config: ClassifierRunConfig, out: str | Path, *, force: bool = 
     device = resolve_device(config.device)
     _check_every("checkpoint_steps", checkpoint_steps, int, "run_training")
     _check_every("checkpoint_seconds", checkpoint_seconds, float, "run_training")
-    check_resume(out, force=force, resume=resume)
-    out = check_out(out, force=force)  # a bad --out costs nothing either
+    with process_group(device) as (world, device):
+        check_world(config.train, world)
+        return _train_run(config, out, world, device, force=force, resume=resume, progress=progress,
+                          checkpoint_seconds=checkpoint_seconds, checkpoint_steps=checkpoint_steps)
+
+
+def _train_run(config: ClassifierRunConfig, out: str | Path, world: World, device: torch.device, *, force: bool,
+               resume: bool, progress: bool, checkpoint_seconds: float | None,
+               checkpoint_steps: int | None) -> TrainingResult:
+    """:func:`run_training` once the world is known: rank 0 checks and writes, every rank trains."""
+    params = config.params
+    resume_info = {"config": config.to_dict()}
+
+    def refuse_early() -> tuple[Path, Path | None]:
+        check_resume(out, force=force, resume=resume)
+        checked = check_out(out, force=force)  # a bad --out costs nothing either
+        return checked, resume_point(checked, resume_info, resume=resume, force=force)
+
+    out, resume_from = rank0_first(refuse_early, world)
     threads = set_threads(config.threads)
     data = load_dataset(config.dataset, config.data_root)
     members = non_members = None
@@ -348,45 +375,54 @@ def run_training(config: ClassifierRunConfig, out: str | Path, *, force: bool = 
                                                  balanced=balanced)
         train_data = Dataset(data.name, data.x_train[members], data.y_train[members], data.x_test, data.y_test,
                              data.class_names, data.source, data.mean, data.std)
-    resume_info = {"config": config.to_dict()}
-    resume_from = resume_point(out, resume_info, resume=resume, force=force)
-    with staged_run(out, force=force, resume=resume, keep_on_interrupt=True) as tmp:
-        checkpoint = tmp / CHECKPOINT_NAME
+
+    def train(checkpoint: Path | None) -> tuple[Classifier, dict[str, list[float]], float]:
         seed_everything(config.seed)  # the initial weights depend on the seed too
         try:
             model = build_model(config.model, input_shape=data.input_shape, n_classes=data.n_classes,
                                 mean=data.mean, std=data.std, **params)
         except TypeError as exc:
             raise ValueError(f"Bad model_params (--model-param) for model {config.model!r}: {exc}") from None
-        history, seconds = _fit(model, train_data, config.train, progress=progress, checkpoint=checkpoint,
-                                checkpoint_steps=checkpoint_steps, checkpoint_seconds=checkpoint_seconds,
-                                checkpoint_info=resume_info, resume_from=resume_from)
-        acc = evaluate_classifier(model, data.x_test, data.y_test)
-        metrics = {"test_accuracy": acc, "n_test": len(data.x_test), "n_train": len(train_data.x_train),
-                   "train_seconds": seconds, "history": history}
-        card = {
-            "config": config.to_dict(),
-            "dataset": data.name,
-            "dataset_info": data.describe(),
-            "data_root": config.data_root,
-            "train_config": config.train.to_dict(),
-            "seed": config.seed,
-            "device": str(device),
-            "threads": threads,
-            **metrics,
-        }
-        if members is not None:
-            save_weights(tmp / MEMBERS_NAME, {"members": members.contiguous(), "non_members": non_members.contiguous()})
-            card["members"] = {"file": MEMBERS_NAME, "sha256": file_sha256(tmp / MEMBERS_NAME), "n": len(members),
-                               "n_non_members": len(non_members), "split": "train",
-                               "balanced": config.subset_seed is not None}
-        save_classifier(model.cpu(), tmp, card)
-        write_json(tmp / "metrics.json", metrics)
-        sha = file_sha256(tmp / WEIGHTS_NAME)
-        discard_checkpoint(tmp)
-    log.info("wrote %s (test accuracy %.4f)", out, acc)
-    return TrainingResult(run_dir=out, dataset=data.name, model=config.model, test_accuracy=acc,
-                          n_test=len(data.x_test), train_seconds=seconds, weights_sha256=sha)
+        history, seconds = _fit(model, train_data, config.train, progress=progress and world.is_main,
+                                checkpoint=checkpoint, checkpoint_steps=checkpoint_steps,
+                                checkpoint_seconds=checkpoint_seconds, checkpoint_info=resume_info,
+                                resume_from=resume_from, world=world)
+        return model, history, seconds
+
+    def train_and_write() -> TrainingResult:
+        with staged_run(out, force=force, resume=resume, keep_on_interrupt=True) as tmp:
+            model, history, seconds = train(tmp / CHECKPOINT_NAME)
+            acc = evaluate_classifier(model, data.x_test, data.y_test)
+            metrics = {"test_accuracy": acc, "n_test": len(data.x_test), "n_train": len(train_data.x_train),
+                       "train_seconds": seconds, "history": history}
+            card = {
+                "config": config.to_dict(),
+                "dataset": data.name,
+                "dataset_info": data.describe(),
+                "data_root": config.data_root,
+                "train_config": config.train.to_dict(),
+                "seed": config.seed,
+                "device": str(device),
+                "threads": threads,
+                **metrics,
+            }
+            if world.distributed:
+                card["distributed"] = {**world.to_dict(), "batch_per_process": config.train.batch_size // world.size}
+            if members is not None:
+                save_weights(tmp / MEMBERS_NAME, {"members": members.contiguous(), "non_members": non_members.contiguous()})
+                card["members"] = {"file": MEMBERS_NAME, "sha256": file_sha256(tmp / MEMBERS_NAME), "n": len(members),
+                                   "n_non_members": len(non_members), "split": "train",
+                                   "balanced": config.subset_seed is not None}
+            save_classifier(model.cpu(), tmp, card)
+            write_json(tmp / "metrics.json", metrics)
+            sha = file_sha256(tmp / WEIGHTS_NAME)
+            discard_checkpoint(tmp)
+        log.info("wrote %s (test accuracy %.4f)", out, acc)
+        return TrainingResult(run_dir=out, dataset=data.name, model=config.model, test_accuracy=acc,
+                              n_test=len(data.x_test), train_seconds=seconds, weights_sha256=sha)
+
+    # the other ranks train alongside rank 0 without a checkpoint or a folder, and return rank 0's result
+    return on_rank0(train_and_write, lambda: train(None), world)
 
 
 @restores_threads

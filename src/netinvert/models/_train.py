@@ -22,6 +22,7 @@ from .._checkpoint import (
     write_training_checkpoint,
 )
 from .._device import resolve_device, seed_everything
+from .._distributed import SINGLE, World, all_reduce_sum, pad, rank_device, shard
 from .._progress import progress_bar
 from ..data import Dataset
 from ..exceptions import RunFormatError, TrainingDivergedError
@@ -179,23 +180,44 @@ def _check_every(name: str, value: Any, kind: type, owner: str = "train_classifi
     return kind(value)
 
 
-def _identity(model: Classifier, config: TrainConfig, n: int) -> dict[str, Any]:
-    """What a checkpoint must have been made by to be resumed (JSON values); the device is not part of it."""
+def _identity(model: Classifier, config: TrainConfig, n: int, world: World = SINGLE) -> dict[str, Any]:
+    """What a checkpoint must have been made by to be resumed (JSON values); the device is not part of it.
+
+    The world size is, when above 1: each process's batch norm sees its own share of the batch, so
+    resuming with another number of processes would not end where the interrupted run would have.
+    """
     train = {k: v for k, v in config.to_dict().items() if k != "device"}
     shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
-    return json.loads(json.dumps(jsonable({"model": type(model).__name__, "shapes": shapes, "train": train, "n_train": n})))
+    ident = {"model": type(model).__name__, "shapes": shapes, "train": train, "n_train": n}
+    if world.distributed:
+        ident["world_size"] = world.size
+    return json.loads(json.dumps(jsonable(ident)))
+
+
+def check_world(config: TrainConfig, world: World) -> None:
+    """Refuse a global batch the processes cannot share equally (before any work)."""
+    if world.distributed and config.batch_size % world.size:
+        raise ValueError(f"The 'batch_size' parameter of TrainConfig is the global batch, shared equally by the "
+                         f"{world.size} processes, so it must be a multiple of {world.size}. Got {config.batch_size} instead.")
 
 
 def _fit(model: Classifier, data: Dataset, config: TrainConfig, *, progress: bool, checkpoint: str | Path | None,
          checkpoint_steps: int | None, checkpoint_seconds: float | None, checkpoint_info: Mapping[str, Any] | None,
-         resume_from: str | Path | None) -> tuple[dict[str, list[float]], float]:
-    """:func:`train_classifier`, also returning the training seconds (those before a resume included)."""
+         resume_from: str | Path | None, world: World = SINGLE) -> tuple[dict[str, list[float]], float]:
+    """:func:`train_classifier`, also returning the training seconds (those before a resume included).
+
+    With a distributed ``world`` (:mod:`netinvert._distributed`) the model is wrapped in
+    DistributedDataParallel and each process trains on its share of every global batch of
+    ``config.batch_size``; only a process given ``checkpoint`` writes one, and only rank 0 measures
+    test accuracy (the others record ``None``). The epoch losses are summed over the processes.
+    """
+    check_world(config, world)
     every_steps = _check_every("checkpoint_steps", checkpoint_steps, int)
     every_seconds = _check_every("checkpoint_seconds", checkpoint_seconds, float)
     path = None if checkpoint is None else Path(checkpoint)
     info = jsonable(dict(checkpoint_info or {}))
     resume = read_checkpoint(resume_from) if resume_from is not None else None
-    device = resolve_device(config.device)
+    device = rank_device(resolve_device(config.device), world)
     gen = seed_everything(config.seed)
     model.to(device)
     # channels_last lets the CPU kernels for batch norm and pooling run ~1.5x faster (measured on
@@ -208,7 +230,7 @@ def _fit(model: Classifier, data: Dataset, config: TrainConfig, *, progress: boo
     steps_per_epoch = math.ceil(n / bs)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch)
     history: dict[str, list[float | None]] = {"loss": [], "test_accuracy": []}
-    identity = _identity(model, config, n)
+    identity = _identity(model, config, n, world)
     # Where training stands, replaced as a whole so that an interrupt sees one consistent value:
     # (epoch, batch index in it, the epoch's batch order, loss sum and sample count of the epoch so far).
     cursor: tuple[int, int, torch.Tensor | None, float, int] = (0, 0, None, 0.0, 0)
@@ -216,6 +238,7 @@ def _fit(model: Classifier, data: Dataset, config: TrainConfig, *, progress: boo
     if resume is not None:
         cursor, elapsed, history = _restore(resume, None if resume_from is None else Path(resume_from), identity, model,
                                             opt, sched, gen, device, steps_per_epoch)
+    net = _wrap(model, device, world)
     # One bar over all batches: a Fashion-MNIST epoch takes tens of seconds on a CPU, too long
     # for a bar that only moves once per epoch.
     bar = progress_bar(total=config.epochs * steps_per_epoch, desc=f"train {type(model).__name__}", enabled=progress)
@@ -267,31 +290,35 @@ def _fit(model: Classifier, data: Dataset, config: TrainConfig, *, progress: boo
                 snapshot = (cursor, rng_state(gen, device), [b.detach().clone() for b in model.buffers()])
             phase = "compute"
             if perm is None:  # an epoch starts: draw its batch order
-                cursor = (epoch, 0, torch.randperm(n, generator=gen), 0.0, 0)
+                cursor = (epoch, 0, pad(torch.randperm(n, generator=gen), world), 0.0, 0)
                 continue
             if batch < steps_per_epoch:
                 model.train()
-                idx = perm[batch * bs : (batch + 1) * bs]
-                if len(idx) >= 2:  # batch norm cannot normalise a single sample in train mode
+                if world.distributed:
+                    torch.manual_seed(_step_seed(config.seed, epoch, batch, world.rank))
+                idx = shard(perm[batch * bs : (batch + 1) * bs], world)
+                if len(idx) >= 2:  # batch norm cannot normalise a single sample in train mode (every rank agrees)
                     x = data.x_train[idx].to(device).contiguous(memory_format=memory_format)
                     y = data.y_train[idx].to(device)
                     if config.adv_eps > 0:
                         x = pgd_attack(model, x, y, config.adv_eps, config.adv_steps, gen)
-                    loss = F.cross_entropy(model(x), y)
-                    if not torch.isfinite(loss):
-                        raise TrainingDivergedError(f"Classifier loss became {loss.item()}; lower the learning rate (lr={config.lr}).")
+                    loss = F.cross_entropy(net(x), y)
+                    # summed over the ranks, so that every rank sees the same loss and stops together
+                    loss_sum, count = all_reduce_sum([loss.item() * len(idx), float(len(idx))], world)
+                    if not math.isfinite(loss_sum):
+                        raise TrainingDivergedError(f"Classifier loss became {loss_sum / count}; lower the learning rate (lr={config.lr}).")
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     phase = "commit"
                     opt.step()
                     sched.step()
-                    total, seen = total + loss.item() * len(idx), seen + len(idx)
+                    total, seen = total + loss_sum, seen + int(count)
                 cursor = (epoch, batch + 1, perm, total, seen)
                 bar.update(1)
                 continue
             # the epoch's batches are done: evaluation changes nothing a checkpoint holds
             measured = (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs
-            acc = evaluate_classifier(model, data.x_test, data.y_test) if measured else None
+            acc = evaluate_classifier(model, data.x_test, data.y_test) if measured and world.is_main else None
             mean = total / max(seen, 1)
             history["loss"].append(mean)
             history["test_accuracy"].append(acc)
@@ -312,6 +339,27 @@ def _fit(model: Classifier, data: Dataset, config: TrainConfig, *, progress: boo
     log.info("trained %s in %.1fs", type(model).__name__, seconds)
     model.eval()
     return history, seconds
+
+
+def _step_seed(seed: int, epoch: int, batch: int, rank: int) -> int:
+    """The seed of the global torch RNG (dropout) for one step of one rank in a distributed run.
+
+    Every rank starts from the same seed (the same initial weights), so without this the ranks would
+    draw the same dropout masks for their different samples. A pure function of the position also
+    makes a resumed distributed run draw what the uninterrupted one drew, although the checkpoint
+    holds rank 0's random state only.
+    """
+    return ((((seed * 1_000_003) + epoch) * 1_000_003 + batch) * 1_009 + rank) % (2**63)
+
+
+def _wrap(model: Classifier, device: torch.device, world: World) -> torch.nn.Module:
+    """``model`` itself for one process; DistributedDataParallel around it for several (it broadcasts
+    rank 0's weights and buffers, and averages the gradients over the ranks in each backward)."""
+    if not world.distributed:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
 
 
 def _save_on_interrupt(phase: str, snapshot: Any, cursor: Any, model: Classifier, gen: torch.Generator,
