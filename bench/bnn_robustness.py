@@ -9,8 +9,8 @@ pipeline and configs as ``bench/bnn.py``)::
 
 For the first ``--n`` test images of each net, ``SatInverter.min_flips`` (native encoding,
 Minicard, ``enumerate_up_to`` as in ``bench/bnn.py``, no cap on ``k``) runs with a per-image
-budget, once as before (``bounds=False``: listing, then SAT), once with the flip bounds and the
-pattern search (``bounds=True``), and once with the bounds but no listing. It writes
+budget, once per config of ``--configs`` (:data:`CONFIGS`: by default with the flip bounds and the
+pattern search, with and without listing; ``no-bounds`` is the SAT-only baseline). It writes
 ``bench/results/bnn_robustness.json`` and ``.md`` with the machine record and the sha256 of
 every net's weights. Every flipped input reported was re-checked by
 the PyTorch forward pass (``SatInverter`` raises otherwise).
@@ -29,6 +29,7 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import time  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -54,8 +55,29 @@ TIERS: dict[str, dict[str, Any]] = {
     "fashion-7x7-49-20-10": {"enumerate_up_to": 20_000},
 }
 
-#: name -> (bounds, use the listing threshold)
-CONFIGS: dict[str, tuple[bool, bool]] = {"before": (False, True), "bounds": (True, True), "bounds-no-listing": (True, False)}
+@dataclass(frozen=True)
+class Config:
+    """One way of calling ``min_flips``, and the sentence the markdown header says about it."""
+
+    bounds: bool
+    listing: bool  # use the net's listing threshold (else enumerate_up_to=0)
+    description: str
+
+
+#: name -> config; the header describes the ones a result holds
+CONFIGS: dict[str, Config] = {
+    "no-bounds": Config(False, True, "`min_flips(bounds=False)`, the baseline: each k with C(n, k) <= `enumerate_up_to` "
+                        "decided by listing its flip sets, every larger k by SAT."),
+    "bounds": Config(True, True, "each k with C(n, k) <= `enumerate_up_to` decided by listing its flip sets (checked "
+                     "against the free neurons' label-changing patterns); for a larger k, `flip_bounds` fixes neurons over "
+                     "the Hamming ball and rules k out when the label is fixed; otherwise `pattern_flip_search` decides k "
+                     "exactly (branch and bound over the change patterns of the free first-layer neurons, then each "
+                     "label-changing pattern refuted by an integer-checked LP certificate or reached by a flip set, then "
+                     "a pruned search over flip sets) unless more than 2^20 patterns stay open; otherwise a local search "
+                     "for a k-flip witness, then SAT with the fixed neurons as assumptions."),
+    "bounds-no-listing": Config(True, False, "the same as `bounds` without listing (`enumerate_up_to=0`): every k takes "
+                                "the bounds path."),
+}
 
 
 def _run(inv: SatInverter, xs: np.ndarray, *, bounds: bool, enumerate_up_to: int, time_s: float) -> dict[str, Any]:
@@ -84,13 +106,8 @@ def _markdown(res: dict[str, Any]) -> str:
              f"{[round(v, 1) for v in m['load_average_end']]} at the end (the CPU was shared, so times are upper bounds). "
              f"First {res['n_images']} test images per net, budget {res['time_s']} s per image; an image that is "
              "not certified counts at the time it used (up to the budget).", "",
-             "`before`: `min_flips(bounds=False)` as shipped before (listing for small k, then SAT). `bounds`: "
-             "`flip_bounds` fixes neurons over the Hamming ball and rules k out when the label is fixed; otherwise "
-             "`pattern_flip_search` decides k exactly (branch and bound over the change patterns of the free first-layer "
-             "neurons, then each label-changing pattern refuted by an integer-checked LP certificate or reached by a flip set, "
-             "then a pruned search over flip sets) unless more than 2^20 patterns stay open; otherwise a local "
-             "search for a k-flip witness, then SAT with the fixed neurons as assumptions. `bounds-no-listing`: the same "
-             "without listing neighbours.", "",
+             " ".join(f"`{name}`: {CONFIGS[name].description}" for name in dict.fromkeys(
+                 cfg for t in res["tiers"].values() for cfg in t["configs"])), "",
              "| net | config | certified | certified in <= 1 s | median s | max s | k (certified minimal; `>=b`: lower bound only) |",
              "|---|---|---:|---:|---:|---:|---|"]
     for name, t in res["tiers"].items():
@@ -155,7 +172,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=None, help="test images per net (default: 20; --quick: 3)")
     ap.add_argument("--time-s", type=float, default=None, help="budget per image (default: 10; --quick: 2)")
     ap.add_argument("--configs", default="bounds,bounds-no-listing",
-                    help=f"of {', '.join(CONFIGS)} (default: the two with bounds; `before` is the SAT-only baseline)")
+                    help=f"of {', '.join(CONFIGS)} (default: the two with bounds; `no-bounds` is the SAT-only baseline)")
     ap.add_argument("--results", "--out", dest="out", type=Path, default=RESULTS, help="default: bench/results")
     ap.add_argument("--quick", action="store_true", help="a reduced smoke run (< 4 minutes)")
     ap.add_argument("--long-n", type=int, default=200, help="images of the long run (default 200; 0: none)")
@@ -184,12 +201,12 @@ def main() -> None:
         tier: dict[str, Any] = {"n_inputs": net.n_inputs, "hidden": [len(b) for _, b in net.layers],
                                 "weights_sha256": weights_sha256(run), "configs": {}}
         for cfg in args.configs.split(","):
-            bounds, listing = CONFIGS[cfg]
-            up_to = TIERS[name]["enumerate_up_to"] if listing else 0
+            config = CONFIGS[cfg]
+            up_to = TIERS[name]["enumerate_up_to"] if config.listing else 0
             log.info("%s: %s", name, cfg)
             t0 = time.perf_counter()
             with SatInverter(enc, model=model, solver="auto", time_s=args.time_s) as inv:
-                tier["configs"][cfg] = _run(inv, xs, bounds=bounds, enumerate_up_to=up_to, time_s=args.time_s)
+                tier["configs"][cfg] = _run(inv, xs, bounds=config.bounds, enumerate_up_to=up_to, time_s=args.time_s)
             tier["configs"][cfg]["wall_seconds"] = time.perf_counter() - t0
         if not args.quick and args.long_n and name in args.long_tiers.split(","):
             xs_long = binarizer(data.x_test[: args.long_n]).numpy().astype(np.int8)

@@ -4,13 +4,15 @@ Classifier training: ``netinvert train`` in one process, and the same command un
 ``torchrun --nproc_per_node 2`` (DistributedDataParallel, gloo), at equal total steps (the batch
 size is the global batch, so equal epochs are equal steps), for a few seeds: training throughput
 (training images per second of training time, and the whole command's wall time including the
-start of the processes) and test accuracy. BNN queries: ``robustness`` over many test images and
-``sample`` over every label, serial against ``--jobs 2``, with a check that the answers are the
-same (seconds aside).
+start of the processes) and test accuracy. Generator inversion: ``netinvert invert`` of the digits
+CNN the same way (equal steps of the same global batch): generated samples per second of fitting
+time and validity. BNN queries: ``robustness`` over many test images and ``sample`` over every
+label, serial against ``--jobs 2``, with a check that the answers are the same (seconds aside).
 
 Usage::
 
     python bench/scale.py                          # writes bench/results/scale.{json,md}
+    python bench/scale.py --only inversion         # measure one part; the others are kept from scale.json
     python bench/scale.py --quick --results /tmp/r # one seed, fewer images: a smoke check
 
 Every figure comes from the commands users run (``netinvert train``, ``run_bnn_query``). On a
@@ -42,7 +44,7 @@ from _machine import commit_record, machine_record  # noqa: E402
 from _results import machine_line, write_results  # noqa: E402
 
 from netinvert.bnn import BNNRunConfig, run_bnn_query, run_bnn_training  # noqa: E402
-from netinvert.runs import jsonable  # noqa: E402
+from netinvert.runs import drop_seconds  # noqa: E402
 
 log = logging.getLogger("bench.scale")
 HERE = Path(__file__).resolve().parent
@@ -55,6 +57,10 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--np
 TRAIN_ARGS = ["--dataset", "digits", "--model", "cnn", "--model-param", "channels=[16, 32]", "--model-param",
               "hidden=64", "--epochs", "10", "--batch-size", "64", "--lr", "3e-3", "--device", "cpu", "--threads", "1",
               "--no-progress"]
+#: The inversion measured: 300 steps of a global batch of 64 against the digits CNN of TRAIN_ARGS (seed 0).
+INVERT_ARGS = ["--steps", "300", "--batch-size", "64", "--device", "cpu", "--threads", "1", "--no-progress"]
+#: The parts of the benchmark, each a section of scale.json.
+PARTS = ("training", "inversion", "bnn")
 #: The BNN the queries read: digits 64-32-10 (a few seconds to train).
 BNN = BNNRunConfig(dataset="digits", hidden=(32,), epochs=10, seed=0, threads=1)
 
@@ -65,16 +71,21 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _train(processes: int, seed: int, out: Path) -> dict[str, Any]:
-    """One ``netinvert train`` (under torchrun for 2 processes): its card's figures and the wall time."""
+def _command(processes: int, args: list[str], out: Path) -> tuple[dict[str, Any], float]:
+    """Run ``netinvert ARGS --out OUT`` (under torchrun for 2 processes): the run's card and the wall seconds."""
     shutil.rmtree(out, ignore_errors=True)
-    cmd = [*(TORCHRUN if processes > 1 else []), *CLI, "train", *TRAIN_ARGS, "--seed", str(seed), "--out", str(out)]
+    cmd = [*(TORCHRUN if processes > 1 else []), *CLI, *args, "--out", str(out)]
     t0 = time.perf_counter()
     done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
     if done.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
-    card = json.loads((out / "card.json").read_text())
+    return json.loads((out / "card.json").read_text()), wall
+
+
+def _train(processes: int, seed: int, out: Path) -> dict[str, Any]:
+    """One ``netinvert train``: its card's figures and the wall time."""
+    card, wall = _command(processes, ["train", *TRAIN_ARGS, "--seed", str(seed)], out)
     images = card["n_train"] * card["train_config"]["epochs"]
     return {"processes": processes, "seed": seed, "test_accuracy": card["test_accuracy"],
             "train_seconds": card["train_seconds"], "wall_seconds": wall,
@@ -82,13 +93,25 @@ def _train(processes: int, seed: int, out: Path) -> dict[str, Any]:
             "weights_sha256": card["weights_sha256"] if "weights_sha256" in card else None}
 
 
-def _untimed(value: Any) -> Any:
-    value = jsonable(value)
-    if isinstance(value, dict):
-        return {k: _untimed(v) for k, v in value.items() if "seconds" not in k}
-    if isinstance(value, list):
-        return [_untimed(v) for v in value]
-    return value
+def _invert(processes: int, seed: int, classifier: Path, out: Path) -> dict[str, Any]:
+    """One ``netinvert invert``: validity, fitting seconds and wall time."""
+    card, wall = _command(processes, ["invert", "--classifier", str(classifier), *INVERT_ARGS, "--seed", str(seed)], out)
+    steps = len(json.loads((out / "history.json").read_text())["step"])
+    samples = steps * int(INVERT_ARGS[INVERT_ARGS.index("--batch-size") + 1])
+    return {"processes": processes, "seed": seed, "validity": card["metrics"]["validity"], "steps": steps,
+            "fit_seconds": card["fit_seconds"], "samples_per_second": samples / card["fit_seconds"],
+            "wall_seconds": wall, "distributed": card.get("distributed")}
+
+
+def _summary(rows: list[dict[str, Any]], figures: tuple[str, ...], medians: tuple[str, ...]) -> dict[str, Any]:
+    """Per process count: every seed's ``figures`` and their mean, the medians of ``medians``."""
+    out = {}
+    for processes in (1, 2):
+        mine = [r for r in rows if r["processes"] == processes]
+        out[str(processes)] = {**{f: [r[f] for r in mine] for f in figures},
+                               **{f"mean_{f}": statistics.fmean(r[f] for r in mine) for f in figures},
+                               **{f"median_{m}": statistics.median(r[m] for r in mine) for m in medians}}
+    return out
 
 
 def _query(name: str, run: Path, params: dict[str, Any], jobs: int) -> tuple[float, Any]:
@@ -102,6 +125,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one seed, fewer images (a smoke check)")
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--cache", type=Path, default=CACHE)
+    parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS),
+                        help="measure these parts; the others are kept from the existing scale.json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(1)
@@ -109,22 +134,37 @@ def main() -> None:
     load_start = [round(v, 2) for v in os.getloadavg()]
     seeds = [0] if args.quick else [0, 1, 2]
 
-    rows = []
-    for seed in seeds:  # interleaved, so a change of load hits both
-        for processes in (1, 2):
-            rows.append(_train(processes, seed, args.cache / f"train-{processes}p-seed{seed}"))
-            log.info("train %d process(es), seed %d: %s", processes, seed, rows[-1])
-    training = {}
-    for processes in (1, 2):
-        mine = [r for r in rows if r["processes"] == processes]
-        training[str(processes)] = {
-            "test_accuracy": [r["test_accuracy"] for r in mine],
-            "mean_test_accuracy": statistics.fmean(r["test_accuracy"] for r in mine),
-            "median_images_per_second": statistics.median(r["images_per_second"] for r in mine),
-            "median_train_seconds": statistics.median(r["train_seconds"] for r in mine),
-            "median_wall_seconds": statistics.median(r["wall_seconds"] for r in mine),
-        }
+    old = args.results / "scale.json"
+    result = json.loads(old.read_text()) if old.is_file() else {}
+    result.update({"benchmark": "scale", "quick": args.quick, "seeds": seeds, "load_avg_at_start": load_start,
+                   "machine": machine_record(), "commit": commit_record(), "measured": list(args.only)})
+    if "training" in args.only:
+        rows = []
+        for seed in seeds:  # interleaved, so a change of load hits both
+            for processes in (1, 2):
+                rows.append(_train(processes, seed, args.cache / f"train-{processes}p-seed{seed}"))
+                log.info("train %d process(es), seed %d: %s", processes, seed, rows[-1])
+        result.update(train_args=TRAIN_ARGS, runs=rows, training=_summary(
+            rows, ("test_accuracy",), ("images_per_second", "train_seconds", "wall_seconds")))
+    if "inversion" in args.only:
+        classifier = args.cache / "train-1p-seed0"
+        if not (classifier / "card.json").is_file():
+            _train(1, 0, classifier)
+        rows = []
+        for seed in seeds:
+            for processes in (1, 2):
+                rows.append(_invert(processes, seed, classifier, args.cache / f"invert-{processes}p-seed{seed}"))
+                log.info("invert %d process(es), seed %d: %s", processes, seed, rows[-1])
+        result.update(invert_args=INVERT_ARGS, invert_runs=rows, inversion=_summary(
+            rows, ("validity",), ("samples_per_second", "fit_seconds", "wall_seconds")))
+    if "bnn" in args.only:
+        result.update(bnn_run=BNN.to_dict(), bnn=_bnn(args))
+    path = write_results(args.results, "scale", result, _markdown)
+    log.info("wrote %s", path)
 
+
+def _bnn(args: argparse.Namespace) -> dict[str, Any]:
+    """The BNN queries, serial against ``--jobs 2``."""
     bnn_run = args.cache / "bnn-digits-64-32-10"
     if not (bnn_run / "card.json").is_file():
         run_bnn_training(BNN, bnn_run, force=True, progress=False)
@@ -136,14 +176,9 @@ def main() -> None:
         serial_s, serial = _query(name, bnn_run, params, 1)
         parallel_s, parallel = _query(name, bnn_run, params, 2)
         bnn[name] = {"params": params, "serial_seconds": serial_s, "jobs2_seconds": parallel_s,
-                     "speedup": serial_s / parallel_s, "same_answer": _untimed(serial) == _untimed(parallel)}
+                     "speedup": serial_s / parallel_s, "same_answer": drop_seconds(serial) == drop_seconds(parallel)}
         log.info("%s: serial %.2f s, --jobs 2 %.2f s, same answer %s", name, serial_s, parallel_s, bnn[name]["same_answer"])
-
-    result = {"benchmark": "scale", "quick": args.quick, "train_args": TRAIN_ARGS, "seeds": seeds, "runs": rows,
-              "training": training, "bnn_run": BNN.to_dict(), "bnn": bnn, "load_avg_at_start": load_start,
-              "machine": machine_record(), "commit": commit_record()}
-    path = write_results(args.results, "scale", result, _markdown)
-    log.info("wrote %s", path)
+    return bnn
 
 
 def _markdown(res: dict[str, Any]) -> str:
@@ -158,8 +193,20 @@ def _markdown(res: dict[str, Any]) -> str:
     for k, t in (("1", t1), ("2", t2)):
         lines.append(f"| {k} | {', '.join(f'{a:.4f}' for a in t['test_accuracy'])} | {t['mean_test_accuracy']:.4f} | "
                      f"{t['median_images_per_second']:.0f} | {t['median_train_seconds']:.2f} | {t['median_wall_seconds']:.1f} |")
-    lines += ["", f"Throughput ratio 2/1 processes: {t2['median_images_per_second'] / t1['median_images_per_second']:.2f}x.",
-              "", "## BNN queries (serial against `--jobs 2`)", "",
+    lines += ["", f"Throughput ratio 2/1 processes: {t2['median_images_per_second'] / t1['median_images_per_second']:.2f}x.", ""]
+    if "inversion" in res:
+        i1, i2 = res["inversion"]["1"], res["inversion"]["2"]
+        lines += ["## Generator inversion (`netinvert invert` against `torchrun --nproc_per_node 2 netinvert invert`)", "",
+                  f"The digits CNN above (seed 0), {' '.join(res['invert_args'][:4])}: equal total steps of the same global "
+                  f"batch (each of 2 processes generates 32 of it). Seeds {res['seeds']}; medians.", "",
+                  "| processes | validity per seed | mean | samples/s (fitting time) | fitting s | wall s (with start-up) |",
+                  "|---:|---|---:|---:|---:|---:|"]
+        for k, t in (("1", i1), ("2", i2)):
+            lines.append(f"| {k} | {', '.join(f'{a:.3f}' for a in t['validity'])} | {t['mean_validity']:.3f} | "
+                         f"{t['median_samples_per_second']:.0f} | {t['median_fit_seconds']:.2f} | {t['median_wall_seconds']:.1f} |")
+        lines += ["", f"Throughput ratio 2/1 processes: "
+                      f"{i2['median_samples_per_second'] / i1['median_samples_per_second']:.2f}x.", ""]
+    lines += ["## BNN queries (serial against `--jobs 2`)", "",
               "| query | params | serial s | --jobs 2 s | speed-up | same answer |", "|---|---|---:|---:|---:|---|"]
     for name, b in res["bnn"].items():
         shown = {k: (f"{v[0]}-{v[-1]}" if isinstance(v, list) else v) for k, v in b["params"].items()}

@@ -18,6 +18,7 @@ from netinvert.exceptions import RunExistsError, RunFormatError, RunLockedError,
 from netinvert.runs import (
     atomic_write_bytes,
     check_out,
+    drop_seconds,
     file_sha256,
     jsonable,
     load_weights,
@@ -58,6 +59,11 @@ def test_jsonable_uses_to_dict() -> None:
             return {"x": torch.tensor(1)}
 
     assert jsonable([Result()]) == [{"x": 1}]
+
+
+def test_drop_seconds_keeps_the_answer_only() -> None:
+    answer = {"label": 3, "solve_seconds": 1.5, "rows": [{"seconds": 0.1, "flips": np.int64(2)}], "p": float("nan")}
+    assert drop_seconds(answer) == {"label": 3, "rows": [{"flips": 2}], "p": None}
 
 
 def test_read_json_and_card_errors(tmp_path: Path) -> None:

@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 import torch
 
 __all__ = ["World", "SINGLE", "env_world_size", "current_world", "process_group", "rank_device", "pad", "shard",
-           "rank0_first", "on_rank0", "broadcast_object", "all_reduce_sum"]
+           "rank0_first", "on_rank0", "broadcast_object", "all_reduce_sum", "step_seed", "data_parallel", "average_buffers"]
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +137,9 @@ def process_group(device: torch.device) -> Iterator[tuple[World, torch.device]]:
     log.info("rank %d of %d (%s) on %s", rank, size, backend, device)
     try:
         yield world, device
+        # every rank is done with the group before any tears it down: gloo aborts a process whose peer
+        # destroys the group under it (seen as "terminate called without an active exception")
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
@@ -228,3 +231,42 @@ def on_rank0(main: Callable[[], T], others: Callable[[], Any], world: World) -> 
     if world.distributed and not world.is_main:
         others()
     return rank0_first(main, world)  # runs ``main`` on rank 0 alone; the others receive its value
+
+
+def step_seed(seed: int, epoch: int, step: int, rank: int) -> int:
+    """The seed of one rank's per-step randomness (dropout masks, augmentations) in a distributed run.
+
+    Every rank starts from the same seed (the same initial weights), so without this the ranks would
+    draw the same dropout masks for their different samples. A pure function of the position also
+    makes a resumed distributed run draw what the uninterrupted one drew, although a checkpoint
+    holds rank 0's random state only.
+    """
+    return ((((seed * 1_000_003) + epoch) * 1_000_003 + step) * 1_009 + rank) % (2**63)
+
+
+def data_parallel(module: torch.nn.Module, device: torch.device, world: World) -> torch.nn.Module:
+    """``module`` itself for one process; DistributedDataParallel around it for several (it broadcasts
+    rank 0's weights and buffers, and averages the gradients over the ranks in each backward)."""
+    if not world.distributed:
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(module, device_ids=[device] if device.type == "cuda" else None)
+
+
+@torch.no_grad()
+def average_buffers(module: torch.nn.Module, world: World) -> None:
+    """Replace ``module``'s floating-point buffers (batch-norm running statistics) by their mean over the ranks.
+
+    DistributedDataParallel hands rank 0's buffers to every rank before each forward, and each rank then
+    updates them from its own share of the batch, so after the last step the ranks hold different
+    statistics; their mean is the estimate from the whole last global batch, the same on every rank.
+    """
+    if not world.distributed:
+        return
+    import torch.distributed as dist
+
+    for b in module.buffers():
+        if b.is_floating_point():
+            dist.all_reduce(b)
+            b.div_(world.size)

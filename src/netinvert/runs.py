@@ -8,6 +8,7 @@ interrupted run never leaves a half-written card or checkpoint behind.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import fcntl
 import hashlib
 import json
@@ -18,7 +19,7 @@ import shutil
 import signal
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +40,12 @@ __all__ = [
     "load_weights",
     "versions",
     "jsonable",
+    "drop_seconds",
     "file_sha256",
     "weights_sha256",
     "check_out",
     "staged_run",
+    "before_commit",
     "partial_dir",
     "paths_overlap",
 ]
@@ -92,6 +95,20 @@ def jsonable(obj: Any) -> Any:
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
+
+
+def drop_seconds(value: Any) -> Any:
+    """``value`` as :func:`jsonable` writes it, less every key that names a measured time (``*seconds*``).
+
+    Two runs of the same query (serial and ``jobs=2``, or on a Dask cluster) promise the same answer but
+    for the seconds they measured; this is what to compare to check that promise.
+    """
+    value = jsonable(value)
+    if isinstance(value, dict):
+        return {k: drop_seconds(v) for k, v in value.items() if "seconds" not in k}
+    if isinstance(value, list):
+        return [drop_seconds(v) for v in value]
+    return value
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
@@ -291,6 +308,36 @@ def _commit(staging: Path, out: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
+#: The ``(out, write)`` of the innermost :func:`before_commit` block, read by the ``staged_run`` of that ``out``.
+_BEFORE_COMMIT: contextvars.ContextVar[tuple[Path, Callable[[Path], object]] | None] = contextvars.ContextVar(
+    "netinvert_before_commit", default=None)
+
+
+@contextlib.contextmanager
+def before_commit(out: str | Path, write: Callable[[Path], object]) -> Iterator[None]:
+    """Within this block, the :func:`staged_run` of ``out`` calls ``write(staging)`` just before its rename.
+
+    Why: a file that describes a run from outside the workflow that writes it (the CLI's ``config.toml``)
+    must be part of the same atomic rename, so that no run ever appears without it, while each workflow
+    owns its staging folder. ``write`` is not called for a run that fails, nor for other ``out`` folders.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> with before_commit(root / "run", lambda tmp: (tmp / "note.txt").write_text("hi")):
+    ...     with staged_run(root / "run") as tmp:
+    ...         _ = (tmp / "card.json").write_text("{}")
+    >>> sorted(p.name for p in (root / "run").iterdir())
+    ['card.json', 'note.txt']
+    """
+    token = _BEFORE_COMMIT.set((Path(out).absolute(), write))
+    try:
+        yield
+    finally:
+        _BEFORE_COMMIT.reset(token)
+
+
 def partial_dir(out: str | Path) -> Path:
     """Where an unfinished run of ``out`` is written: a hidden sibling, kept after an interrupt for ``resume``."""
     out = Path(out).absolute()
@@ -335,6 +382,9 @@ def staged_run(out: str | Path, *, force: bool = False, resume: bool = False, ke
             keep = keep_on_interrupt
             raise
         else:
+            hook = _BEFORE_COMMIT.get()
+            if hook is not None and hook[0] == out:
+                hook[1](staging)
             _commit(staging, out)
         finally:
             if not keep and staging.exists():

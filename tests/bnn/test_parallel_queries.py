@@ -18,7 +18,7 @@ from netinvert._parallel import map_tasks, split
 from netinvert.bnn import QUERIES, InputBinarizer, export_bnn, list_bnn_queries, run_bnn_query, save_bnn_run
 from netinvert.cli import main
 from netinvert.cli._bnn import PARALLEL_QUERIES
-from netinvert.runs import jsonable
+from netinvert.runs import drop_seconds
 
 #: query -> CLI arguments of a query made of several tasks (30 inputs, 3 labels, 5 images)
 QUERY_ARGS = {
@@ -47,17 +47,6 @@ def _cli(capsys, *argv):
     return rc, (json.loads(out) if rc == 0 and out.strip() else None), err
 
 
-def _untimed(value):
-    """``value`` as printed (NaN marginals of a label without preimages as null), without the measured
-    seconds: the one thing two runs of the same query may differ in."""
-    value = jsonable(value)
-    if isinstance(value, dict):
-        return {k: _untimed(v) for k, v in value.items() if "seconds" not in k}
-    if isinstance(value, list):
-        return [_untimed(v) for v in value]
-    return value
-
-
 def test_split_keeps_order_and_sizes():
     assert split(range(7), 3) == [[0, 1, 2], [3, 4], [5, 6]]
     assert split([1, 2], 5) == [[1], [2]] and split([], 3) == [[]] and split("ab", 1) == [["a", "b"]]
@@ -76,7 +65,7 @@ def test_jobs_give_the_serial_answer(small_run, capsys, tmp_path):
         rc, parallel, err = _cli(capsys, "bnn", query, "--classifier", small_run, *args, "--jobs", 2,
                                  "--out", tmp_path / f"{query}-2")
         assert rc == 0, err
-        assert _untimed(parallel["result"]) == _untimed(serial["result"]), query
+        assert drop_seconds(parallel["result"]) == drop_seconds(serial["result"]), query
         assert parallel["params"] == serial["params"]
         card = json.loads((tmp_path / f"{query}-2" / "card.json").read_text())
         assert card["execution"] == {"jobs": 2, "scheduler": None}
@@ -93,7 +82,7 @@ def test_many_images_agree_with_one_image_at_a_time(small_run):
     for row, index in zip(many["results"], (3, 1)):
         one = run_bnn_query("robustness", small_run, {"index": index}).result
         assert one.pop("encoding") == many["encoding"] and one.pop("solver") == many["solver"]
-        assert _untimed(row) == _untimed(one)
+        assert drop_seconds(row) == drop_seconds(one)
 
 
 def test_jobs_on_a_single_query_and_bad_values_are_refused(small_run, capsys):
@@ -143,4 +132,4 @@ def test_dask_cluster_gives_the_serial_answer(small_run):
         for query, params in {"sample": {"n": 3}, "robustness": {"indices": [0, 1, 2, 3, 9]}, "infer": {"n": 30}}.items():
             serial = run_bnn_query(query, small_run, params).result
             on_dask = run_bnn_query(query, small_run, params, scheduler=cluster.scheduler_address).result
-            assert _untimed(on_dask) == _untimed(serial), query
+            assert drop_seconds(on_dask) == drop_seconds(serial), query

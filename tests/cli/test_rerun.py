@@ -56,6 +56,24 @@ def test_rerun_of_a_seeded_training_run_gives_identical_weights(tmp_path: Path, 
     assert (other / "weights.safetensors").read_bytes() != (run / "weights.safetensors").read_bytes()
 
 
+def test_config_is_in_the_staged_run_before_its_rename(tmp_path: Path, monkeypatch, capsys) -> None:
+    """An interrupted run never appears without its config.toml: the file is part of the atomic rename."""
+    from netinvert import runs
+
+    staged: list[list[str]] = []
+    commit = runs._commit
+
+    def spy(staging: Path, out: Path) -> None:
+        staged.append(sorted(p.name for p in staging.iterdir()))
+        commit(staging, out)
+
+    monkeypatch.setattr(runs, "_commit", spy)
+    _run(capsys, "train", "--model", "mlp", "--model-param", "hidden=[8]", "--epochs", "1", "--device", "cpu",
+         "--threads", "1", "--no-progress", "--out", tmp_path / "clf")
+    assert len(staged) == 1 and "config.toml" in staged[0] and "card.json" in staged[0]
+    assert (tmp_path / "clf/config.toml").is_file()
+
+
 def test_rerun_of_an_inversion_run_gives_identical_weights(digits_cnn_run: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     runs = tmp_path / "project/runs"
     shutil.copytree(digits_cnn_run, runs / "clf")

@@ -116,6 +116,29 @@ def test_cli_errors_are_one_clean_line(invert_run, digits_cnn_run, tmp_path, cap
     assert not (tmp_path / "o").exists() and not (tmp_path / "x").exists()
 
 
+def test_top_width_and_pairs_from_flags_and_config_reach_the_run_and_its_config(
+        invert_run, digits_cnn_run, tmp_path, capsys) -> None:
+    """The opt-in speed settings parse as flags and from --config, and the run records them."""
+    from netinvert.cli import build_parser
+    from netinvert.cli._config import tomllib
+
+    args = build_parser().parse_args(["invert", "--classifier", "c", "--out", "o", "--top-width", "4", "--pairs", "batch"])
+    assert (args.top_width, args.pairs) == (4, "batch")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["invert", "--classifier", "c", "--out", "o", "--pairs", "both"])
+    assert "invalid choice: 'both' (choose from 'extra', 'batch')" in capsys.readouterr().err
+
+    (tmp_path / "fast.toml").write_text('top_width = 4\npairs = "batch"\nloss = ["ce:1", "mode_seeking:0.05"]\n')
+    out = tmp_path / "inv"
+    assert main(["invert", "--config", str(tmp_path / "fast.toml"), "--classifier", str(digits_cnn_run), "--out", str(out),
+                 "-n", "2", "--verifiers", str(invert_run[0] / "verifiers"), "--threads", "1", *TINY]) == 0
+    capsys.readouterr()
+    card = read_card(out)
+    assert card["params"]["top_width"] == 4 and card["params"]["pairs"] == "batch"
+    recorded = tomllib.loads((out / "config.toml").read_text())
+    assert recorded["top_width"] == 4 and recorded["pairs"] == "batch"
+
+
 def test_prior_then_invert_through_it(digits_cnn_run, tmp_path, capsys) -> None:
     """`netinvert prior` writes a loadable decoder and a grid of its samples; `invert --image-prior` uses it
     and its run folder (which carries the decoder's weights) samples without the prior folder."""

@@ -69,10 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if hasattr(args, "threads"):
             args.threads = set_threads(args.threads)  # before any torch work; the run card records it
-        code = int(args.func(args) or 0)
-        if code == 0:
-            record_config(parsed)  # the options the run used, beside what it wrote, for `netinvert rerun`
-        return code
+        with record_config(parsed):  # the options the run used, inside the run it writes, for `netinvert rerun`
+            return int(args.func(args) or 0)
     except USER_ERRORS as exc:
         if args.debug:
             raise

@@ -25,6 +25,7 @@ Semantics (``docs/config.md``):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import json
 import math
@@ -35,7 +36,7 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from .. import __version__
-from ..runs import atomic_write_bytes
+from ..runs import atomic_write_bytes, before_commit
 from ._common import _model_param
 
 try:
@@ -196,21 +197,27 @@ def recorded_values(leaf: argparse.ArgumentParser, args: argparse.Namespace, com
     return out
 
 
-def record_config(parsed: ParsedCommand) -> Path | None:
-    """Write ``config.toml`` into the folder the command wrote (its ``--out``), if it wrote one.
+def record_config(parsed: ParsedCommand) -> contextlib.AbstractContextManager[None]:
+    """A block within which the run the command writes to its ``--out`` gets ``config.toml`` before its rename.
 
-    Called once the command returned 0: a failed run leaves no folder to describe. Commands that set
-    ``record_config=False`` (``rerun``, whose inner command records itself) and ``--out`` files (not
-    folders) are skipped.
+    The file is written into the staging folder (:func:`netinvert.runs.before_commit`), so it is part of the
+    same atomic rename as the run: a run that failed or was interrupted never appears, with or without it.
+    Commands that set ``record_config=False`` (``rerun``, whose inner command records itself), commands
+    without ``--out`` and ``--out`` files (not staged folders) record nothing.
     """
     out = getattr(parsed.args, "out", None)
-    if out is None or not parsed.args.__dict__.get("record_config", True) or not Path(out).is_dir():
-        return None
+    if out is None or not parsed.args.__dict__.get("record_config", True):
+        return contextlib.nullcontext()
+    return before_commit(out, lambda staging: _write_config(parsed, Path(out), staging))
+
+
+def _write_config(parsed: ParsedCommand, out: Path, staging: Path) -> Path:
+    """Write ``config.toml`` into ``staging``, the folder that becomes ``out`` (paths are relative to ``out``)."""
     values = recorded_values(parsed.parser, parsed.args, parsed.command, out)
     header = (f"Options of 'netinvert {' '.join(parsed.command)}' as this run used them (netinvert {__version__}).\n"
               f"Paths are relative to this folder. Run it again with 'netinvert rerun RUN [--out NEW]', or reuse it with\n"
               f"'netinvert {' '.join(parsed.command)} --config RUN/{CONFIG_NAME} --out NEW [--OPTION VALUE ...]'.")
-    return atomic_write_bytes(Path(out) / CONFIG_NAME, dumps_toml(values, header=header).encode("utf-8"))
+    return atomic_write_bytes(staging / CONFIG_NAME, dumps_toml(values, header=header).encode("utf-8"))
 
 
 def dumps_toml(values: Mapping[str, Any], *, header: str = "") -> str:

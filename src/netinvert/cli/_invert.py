@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..inversion import (
     DEFAULT_LOSSES,
+    PAIR_SOURCES,
     InversionRunConfig,
     PriorRunConfig,
     list_augmentations,
@@ -40,8 +41,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dropout", type=float, default=None, help="dropout rate of the generator (default 0.5)")
     p.add_argument("--latent-dim", type=int, default=None, help="size of the noise z (default 64)")
     p.add_argument("--width", type=int, default=None, help="generator capacity (channels; default 32 up to 16x16 inputs, else 64)")
+    p.add_argument("--top-width", type=int, default=None,
+                   help="channels of the conv generator's last, full-resolution block (default: --width); narrower is "
+                        "faster on large images (docs/performance.md)")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 2e-3)")
     p.add_argument("--batch-size", type=int, default=None, help="generated samples per step (default 64)")
+    p.add_argument("--pairs", default=None, choices=PAIR_SOURCES,
+                   help="where the mode_seeking term gets its same-condition pairs: a second generator pass over half a "
+                        "batch (extra, the default) or the batch itself, each conditioning given twice (batch, faster)")
     p.add_argument("--lr-schedule", default=None, choices=list_lr_schedules(), help="default cosine")
     p.add_argument("--augment", default=None, choices=list_augmentations(),
                    help="random transformation of generated images before the classifier (default none)")
@@ -120,8 +127,8 @@ def cmd_invert(args: argparse.Namespace) -> int:
         n_classes=args.n_classes, preset=args.preset,
         conditioning=args.conditioning, temperature=args.temperature, generator=args.generator, image_prior=args.image_prior,
         losses=None if args.loss is None else tuple(args.loss), dropout=args.dropout, latent_dim=args.latent_dim,
-        width=args.width, lr=args.lr, batch_size=args.batch_size, lr_schedule=args.lr_schedule, augment=args.augment,
-        ema=args.ema, seconds=args.seconds, steps=args.steps, n_per_class=args.n, verifiers=args.verifiers,
+        width=args.width, top_width=args.top_width, lr=args.lr, batch_size=args.batch_size, pairs=args.pairs,
+        lr_schedule=args.lr_schedule, augment=args.augment, ema=args.ema, seconds=args.seconds, steps=args.steps, n_per_class=args.n, verifiers=args.verifiers,
         verifier_epochs=args.verifier_epochs, seed=args.seed, device=args.device, threads=args.threads)
     emit_json(run_inversion(config, args.out, force=args.force, resume=args.resume, progress=not args.no_progress,
                             checkpoint_steps=args.checkpoint_steps, checkpoint_seconds=args.checkpoint_seconds))

@@ -41,6 +41,7 @@ from ._conditioning import (
 )
 from ._generators import GENERATORS, ConvGenerator, Generator, MLPGenerator, list_generators, make_generator, register_generator
 from .._checkpoint import CHECKPOINT_NAME, read_checkpoint
+from ._inverter import PAIR_SOURCES  # the choices of Inverter(pairs=...)
 from ._inverter import DEFAULT_LOSSES, Inverter, default_losses
 from ._pipeline import (
     InversionResult,
@@ -129,6 +130,7 @@ __all__ = [
     "DEFAULT_LOSSES",
     "default_losses",
     "Inverter",
+    "PAIR_SOURCES",
     "validity_report",
     "LOSSES",
     "LossContext",

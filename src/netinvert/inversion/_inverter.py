@@ -28,6 +28,7 @@ from torch import nn
 from .._progress import progress_bar
 
 from .._device import resolve_device
+from .._distributed import SINGLE, World, all_reduce_sum, average_buffers, current_world, data_parallel, shard, step_seed
 from ..exceptions import NotFittedError, RunFormatError, TrainingDivergedError, UnsafeCheckpointError
 from ..runs import WEIGHTS_NAME, file_sha256, jsonable, read_card, read_json, save_weights, write_card, write_json
 from .._checkpoint import (
@@ -250,8 +251,8 @@ class Inverter:
             if self._generator_name() != "conv":
                 raise ValueError(f"The 'top_width' parameter of {owner} applies to the conv generator only; this inverter "
                                  f"uses {self._generator_name()!r}. Leave top_width as None.")
-        if self.pairs not in _PAIR_SOURCES:
-            raise ValueError(f"The 'pairs' parameter of {owner} must be one of {list(_PAIR_SOURCES)}. Got {self.pairs!r} instead.")
+        if self.pairs not in PAIR_SOURCES:
+            raise ValueError(f"The 'pairs' parameter of {owner} must be one of {list(PAIR_SOURCES)}. Got {self.pairs!r} instead.")
         _check_int(owner, "batch_size", self.batch_size, 2)
         _check_int(owner, "checkpoint_every", self.checkpoint_every, 1)
         _check_int(owner, "seed", self.seed, 0)
@@ -363,6 +364,18 @@ class Inverter:
         -------
         self
 
+        Notes
+        -----
+        Inside an initialised ``torch.distributed`` process group (``torchrun``, see
+        :mod:`netinvert._distributed`) the fit is data parallel: every rank draws the same global batch of
+        ``batch_size`` labels, conditionings and latent codes from the shared seed and keeps an equal share of it,
+        and DistributedDataParallel averages the generator's gradients, so equal ``steps`` are equal total steps.
+        Dropout masks and augmentations are drawn per rank; the generator's batch norm and the batch terms
+        (cosine, Gram orthogonality, batch-norm statistics) see each rank's share, as in any DDP training. Losses,
+        validity and a ``seconds`` budget are agreed over the ranks every step, so every rank stops together.
+        Rank 0 alone writes ``checkpoint``; ``batch_size`` must be a multiple of the world size (of twice it
+        with ``pairs="batch"``) with at least two samples per rank.
+
         Raises
         ------
         TrainingDivergedError
@@ -395,8 +408,11 @@ class Inverter:
             checkpoint_steps = _check_int(f"{owner}.fit", "checkpoint_steps", checkpoint_steps, 1)
         if checkpoint_seconds is not None:
             checkpoint_seconds = _check_positive(f"{owner}.fit", "checkpoint_seconds", checkpoint_seconds)
-        plan = None if checkpoint is None else _CheckpointPlan(Path(checkpoint), checkpoint_steps, checkpoint_seconds,
-                                                               jsonable(dict(checkpoint_info or {})))
+        world = current_world()
+        self._check_world(world)
+        # in a distributed fit rank 0 alone writes; the others train beside it
+        plan = None if checkpoint is None or not world.is_main else _CheckpointPlan(
+            Path(checkpoint), checkpoint_steps, checkpoint_seconds, jsonable(dict(checkpoint_info or {})))
         resume = read_checkpoint(resume_from) if resume_from is not None else None
         device = self._resolve_device()
         clf = self.classifier.to(device)
@@ -412,13 +428,24 @@ class Inverter:
             self._probe(clf, device)
             with torch.random.fork_rng(devices=fork_devices):
                 torch.manual_seed(int(self.seed))
-                self._train(clf, cond, objective, augmentation, device, steps, seconds, progress, plan, resume,
-                            None if resume_from is None else Path(resume_from))
+                self._train(clf, cond, objective, augmentation, device, steps, seconds, progress and world.is_main, plan,
+                            resume, None if resume_from is None else Path(resume_from), world)
         finally:
             clf.train(was_training)
             for p, flag in zip(clf.parameters(), grad_flags):
                 p.requires_grad_(flag)
         return self
+
+    def _check_world(self, world: World) -> None:
+        """Refuse a global batch the ranks of a distributed fit cannot share equally (before any work)."""
+        if not world.distributed:
+            return
+        unit = world.size * (2 if self.pairs == "batch" else 1)
+        bs = int(self.batch_size)
+        if bs % unit or bs < 2 * world.size:
+            raise ValueError(f"The 'batch_size' parameter of {type(self).__name__} is the global batch, shared equally by "
+                             f"the {world.size} processes (at least 2 samples each{', in pairs' if unit > world.size else ''}), "
+                             f"so it must be a multiple of {unit} and at least {2 * world.size}. Got {bs} instead.")
 
     @torch.no_grad()
     def _probe(self, clf: nn.Module, device: torch.device) -> None:
@@ -433,8 +460,13 @@ class Inverter:
             raise ValueError(f"The classifier must return logits (N, {clf.n_classes}) and features (N, D); "
                              f"got {tuple(logits.shape)} and {tuple(features.shape)}.")
 
-    def _identity(self, G: Generator, cond: Conditioning, objective: Objective, augmentation: Augmentation) -> dict[str, Any]:
-        """What a checkpoint must have been made by to be resumed by this fit (JSON values)."""
+    def _identity(self, G: Generator, cond: Conditioning, objective: Objective, augmentation: Augmentation,
+                  world: World = SINGLE) -> dict[str, Any]:
+        """What a checkpoint must have been made by to be resumed by this fit (JSON values).
+
+        The world size is, when above 1: each rank's batch norm sees its own share of the batch, so resuming
+        with another number of processes would not end where the interrupted fit would have.
+        """
         params = {k: v for k, v in self.get_params().items()
                   if k not in ("conditioning", "generator", "image_prior", "losses", "augment", "device", "checkpoint_every")
                   and not (k in _NEW_PARAM_DEFAULTS and v == _NEW_PARAM_DEFAULTS[k])}  # older checkpoints still match
@@ -442,12 +474,14 @@ class Inverter:
                  "conditioning_params": cond.get_params(), "losses": objective.spec(),
                  "augment": {"name": augmentation.name, "params": dict(augmentation.params)}, "params": params,
                  "classifier": self.fingerprint_}
+        if world.distributed:
+            ident["world_size"] = world.size
         return json.loads(json.dumps(jsonable(ident)))
 
     def _train(self, clf: nn.Module, cond: Conditioning, objective: Objective, augmentation: Augmentation,
                device: torch.device, steps: int | None, seconds: float | None, progress: bool,
                plan: _CheckpointPlan | None, resume: tuple[dict[str, torch.Tensor], dict[str, Any]] | None,
-               resume_path: Path | None) -> None:
+               resume_path: Path | None, world: World = SINGLE) -> None:
         gen = torch.Generator().manual_seed(int(self.seed))
         G = self._build_generator(cond).to(device)
         self.conditioning_, self.objective_, self.generator_, self.augmentation_ = cond, objective, G, augmentation
@@ -462,7 +496,8 @@ class Inverter:
         base_labels = torch.arange(bs) % k
         half_labels = torch.arange((bs + 1) // 2) % k
         good_state, good_step = copy.deepcopy(G.state_dict()), 0
-        identity = self._identity(G, cond, objective, augmentation)
+        identity = self._identity(G, cond, objective, augmentation, world)
+        net = data_parallel(G, device, world)
         step, elapsed, running_validity = 0, 0.0, None
         if resume is not None:
             step, elapsed, running_validity, good_state, good_step = self._restore(resume, resume_path, identity, G, G_ema,
@@ -493,7 +528,11 @@ class Inverter:
                 if plan is not None and step > saved_step and plan.due(step, time.perf_counter() - saved_at):
                     save(rng_state(gen, device))
                 elapsed = time.perf_counter() - t0
-                if (steps is not None and step >= steps) or (seconds is not None and elapsed >= seconds):
+                stop = (steps is not None and step >= steps) or (seconds is not None and elapsed >= seconds)
+                if world.distributed and seconds is not None:  # clocks differ: stop together, one schedule for all
+                    votes, total_elapsed = all_reduce_sum([float(stop), elapsed], world)
+                    stop, elapsed = votes > 0, total_elapsed / world.size
+                if stop:
                     break
                 if plan is not None:  # what the step changes before it commits: random states and batch-norm buffers
                     snapshot = (rng_state(gen, device), [b.detach().clone() for b in G.buffers()])
@@ -503,33 +542,60 @@ class Inverter:
                 for group in opt.param_groups:
                     group["lr"] = lr
                 G.train()
+                # every rank draws the global batch from ``gen`` (so the streams stay equal) and keeps its share;
+                # its own dropout masks and augmentations come from a seed of (step, rank)
+                local_gen = gen
+                if world.distributed:
+                    torch.manual_seed(step_seed(int(self.seed), 0, step, world.rank))
+                    local_gen = torch.Generator().manual_seed(step_seed(int(self.seed), 1, step, world.rank))
                 pair = None
                 if objective.needs_pair and self.pairs == "batch":
                     labels = half_labels[torch.randperm(len(half_labels), generator=gen)].to(device)
-                    batch = _twice(cond(labels, gen), bs)
-                    labels = batch.labels
+                    halves = cond(labels, gen)
                     z = torch.randn(bs, G.latent_dim, generator=gen).to(device)
-                    x = G(z, batch.code, batch.matrix)
                     h = bs // 2
+                    if world.distributed:
+                        mine = shard(torch.arange(len(labels)), world)
+                        halves, z = _rows(halves, mine), torch.cat([z[:h][mine], z[-h:][mine]])
+                        h = len(mine)
+                    batch = _twice(halves, len(z))
+                    labels = batch.labels
+                    x = net(z, batch.code, batch.matrix)
                     pair = (x[:h], x[-h:], z[:h], z[-h:])  # the two halves share their conditionings
                 else:
                     labels = base_labels[torch.randperm(bs, generator=gen)].to(device)
                     batch = cond(labels, gen)
                     z = torch.randn(bs, G.latent_dim, generator=gen).to(device)
-                    x = G(z, batch.code, batch.matrix)
+                    if world.distributed:
+                        mine = shard(torch.arange(bs), world)
+                        batch, z = _rows(batch, mine), z[mine]
+                        labels = batch.labels
+                    x = net(z, batch.code, batch.matrix)
                 if objective.needs_pair and self.pairs == "extra":
                     h = max(bs // 2, 1)
                     z2 = torch.randn(h, G.latent_dim, generator=gen).to(device)
+                    if world.distributed:  # an equal share of the global extra draws
+                        h = max(len(z) // 2, 1)
+                        z2 = z2[world.rank * h : (world.rank + 1) * h]
                     code2 = None if batch.code is None else batch.code[:h]
                     matrix2 = None if batch.matrix is None else batch.matrix[:h]
+                    # the module itself, not DDP's wrapper: both passes feed one backward, whose hooks average
+                    # each parameter's summed gradient once
                     pair = (x[:h], G(z2, code2, matrix2), z[:h], z2)
                 with capture_bn_stats(clf) if objective.needs_bn_stats else nullcontext([]) as stats:
-                    logits, features = clf.forward_with_features(augmentation(x, gen))
+                    logits, features = clf.forward_with_features(augmentation(x, local_gen))
                 ctx = LossContext(x=x, logits=logits, features=features, cond=batch, classifier=clf, bn_stats=stats,
-                                  generator=gen, pair=pair)
+                                  generator=local_gen, pair=pair)
                 total, values = objective.evaluate(ctx)
                 floats = {name: float(v.detach()) for name, v in values.items()}
-                if not math.isfinite(float(total.detach())):
+                loss_value = float(total.detach())
+                validity = float((logits.detach().argmax(1) == labels).float().mean())
+                if world.distributed:  # equal shares: the mean over the ranks is the global batch's figure
+                    names = list(floats)
+                    sums = all_reduce_sum([loss_value, validity, *(floats[n] for n in names)], world)
+                    loss_value, validity = sums[0] / world.size, sums[1] / world.size
+                    floats = {n: v / world.size for n, v in zip(names, sums[2:])}
+                if not math.isfinite(loss_value):
                     bad = [n for n, v in floats.items() if not math.isfinite(v)] or ["loss"]
                     self._diverged(G, good_state, good_step, step, f"the loss term(s) {', '.join(bad)} became non-finite")
                 if step % int(self.checkpoint_every) == 0:
@@ -539,7 +605,6 @@ class Inverter:
                 grad_norm = torch.nn.utils.clip_grad_norm_(G.parameters(), float("inf"))
                 if not torch.isfinite(grad_norm):
                     self._diverged(G, good_state, good_step, step, "the generator's gradient became non-finite")
-                validity = float((logits.detach().argmax(1) == labels).float().mean())
                 phase = "commit"
                 opt.step()
                 if G_ema is not None:
@@ -549,7 +614,7 @@ class Inverter:
                 h["step"].append(step)
                 h["seconds"].append(time.perf_counter() - t0)
                 h["lr"].append(lr)
-                h["loss"].append(float(total.detach()))
+                h["loss"].append(loss_value)
                 h["validity"].append(validity)
                 for name, v in floats.items():
                     h.setdefault(name, []).append(v)
@@ -567,6 +632,11 @@ class Inverter:
             raise
         finally:
             bar.close()
+        del net  # DDP's reducer holds the process group: it must not outlive the fit
+        if world.distributed:  # every rank ends with the same generator
+            average_buffers(G, world)
+            if G_ema is not None:
+                average_buffers(G_ema, world)
         if G_ema is not None:
             self.generator_ = G_ema
         log.info("inverted %s: %d steps in %.1fs, running validity %.3f", type(clf).__name__, step,
@@ -881,10 +951,16 @@ _LOADABLE_PARAMS = frozenset({"dropout", "latent_dim", "width", "top_width", "lr
                               "checkpoint_every", "seed"})
 
 #: Where pair-reading terms get their pairs (see the ``pairs`` parameter).
-_PAIR_SOURCES = ("extra", "batch")
+PAIR_SOURCES = ("extra", "batch")
 
 #: Parameters added after checkpoints were first written: left out of a fit's identity at these values.
 _NEW_PARAM_DEFAULTS = {"pairs": "extra", "top_width": None}
+
+
+def _rows(batch: ConditionBatch, index: torch.Tensor) -> ConditionBatch:
+    """The rows ``index`` of every tensor of ``batch`` (one rank's share of a global batch)."""
+    return ConditionBatch(*(None if t is None else t[index.to(t.device)] for t in
+                            (getattr(batch, f.name) for f in dataclasses.fields(batch))))
 
 
 def _twice(batch: ConditionBatch, n: int) -> ConditionBatch:

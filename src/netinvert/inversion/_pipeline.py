@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .._device import resolve_device
+from .._distributed import World, on_rank0, process_group, rank0_first
 from .._threads import set_threads, restores_threads
 from ..exceptions import RunFormatError, TrainingDivergedError, UnsafeCheckpointError
 from ..models import path_for_card, resolve_recorded_path
@@ -26,7 +27,7 @@ from .._checkpoint import CHECKPOINT_NAME, check_resume, discard_checkpoint, res
 from ._augment import Augmentation, list_augmentations
 from ._conditioning import list_conditionings, make_conditioning
 from ._generators import list_generators
-from ._inverter import Inverter, _check_int, _check_positive
+from ._inverter import PAIR_SOURCES, Inverter, _check_int, _check_positive
 from ._presets import list_lr_schedules, list_presets, preset
 
 __all__ = ["InversionRunConfig", "InversionResult", "run_inversion", "PriorRunConfig", "PriorResult", "run_image_prior",
@@ -171,7 +172,7 @@ class InversionRunConfig:
         _check_optional_int(owner, "width", self.width, 1)
         _check_optional_int(owner, "top_width", self.top_width, 1)
         if self.pairs is not None:
-            _check_choice(owner, "pairs", self.pairs, ["extra", "batch"])
+            _check_choice(owner, "pairs", self.pairs, list(PAIR_SOURCES))
         _check_optional_int(owner, "batch_size", self.batch_size, 2)
         _check_optional_int(owner, "threads", self.threads, 1)
         _check_int(owner, "seed", self.seed, 0)
@@ -296,20 +297,32 @@ def run_inversion(config: InversionRunConfig, out: str | Path, *, force: bool = 
     >>> result.validity  # doctest: +SKIP
     0.97
     """
-    from ..data import load_dataset
-    from ..report import save_class_grid, save_loss_curves
-
     config.validate()
-    inputs = [config.classifier, config.image_prior]
-    check_resume(out, force=force, resume=resume)
-    out = check_out(out, force=force, inputs=inputs)
-    for inp in inputs if config.verifiers is not None else ():  # a cache the run writes into: never what it reads
-        if inp is not None and paths_overlap(config.verifiers, inp):
-            raise ValueError(f"The verifier cache {config.verifiers} is or overlaps the input {inp}; a run never writes "
-                             f"into what it reads. Pass another --verifiers.")
-    had_run = out.is_dir() and any(out.iterdir())
-    threads = set_threads(config.threads)
     device = resolve_device(config.device)
+    with process_group(device) as (world, device):
+        return _inversion_run(config, out, world, device, force=force, resume=resume, progress=progress,
+                              checkpoint_steps=checkpoint_steps, checkpoint_seconds=checkpoint_seconds)
+
+
+def _inversion_run(config: InversionRunConfig, out: str | Path, world: World, device: torch.device, *, force: bool,
+                   resume: bool, progress: bool, checkpoint_steps: int | None,
+                   checkpoint_seconds: float | None) -> InversionResult:
+    """:func:`run_inversion` once the world is known: rank 0 checks, measures and writes; every rank trains."""
+    from ..data import load_dataset
+
+    inputs = [config.classifier, config.image_prior]
+
+    def refuse_early() -> tuple[Path, bool]:
+        check_resume(out, force=force, resume=resume)
+        checked = check_out(out, force=force, inputs=inputs)
+        for inp in inputs if config.verifiers is not None else ():  # a cache the run writes into: never what it reads
+            if inp is not None and paths_overlap(config.verifiers, inp):
+                raise ValueError(f"The verifier cache {config.verifiers} is or overlaps the input {inp}; a run never writes "
+                                 f"into what it reads. Pass another --verifiers.")
+        return checked, checked.is_dir() and any(checked.iterdir())
+
+    out, had_run = rank0_first(refuse_early, world)
+    threads = set_threads(config.threads)
     data = load_dataset(config.dataset, config.data_root) if config.dataset else None
     classifier, info = _load_classifier_for(config, data, device)
     card_in = info.get("card") or {}
@@ -325,6 +338,7 @@ def run_inversion(config: InversionRunConfig, out: str | Path, *, force: bool = 
     if config.temperature is not None:
         conditioning = make_conditioning(config.conditioning, int(classifier.n_classes), temperature=config.temperature)
     inverter = Inverter(classifier, conditioning=conditioning, seed=config.seed, device=device, **config.inverter_settings())
+    inverter._check_world(world)  # on every rank, before any collective call: all refuse together
     # Paths in the card are relative to the run folder (resolve_recorded_path reads them back), so that the run means
     # the same from any working directory; the absolute ones are for information, the sha256 say which files they were.
     extra = {"config": config.to_dict(), "classifier_run": path_for_card(out, config.classifier),
@@ -333,10 +347,32 @@ def run_inversion(config: InversionRunConfig, out: str | Path, *, force: bool = 
              "preset": config.preset, "image_prior": None if config.image_prior is None else path_for_card(out, config.image_prior),
              "image_prior_path": None if config.image_prior is None else str(Path(config.image_prior).absolute()),
              "image_prior_sha256": weights_sha256(config.image_prior), "device": str(device), "threads": threads}
+    if world.distributed:
+        extra["distributed"] = {**world.to_dict(), "batch_per_process": inverter.batch_size // world.size}
 
     resume_info = {"config": config.to_dict(), "classifier_sha256": extra["classifier_sha256"],
                    "image_prior_sha256": extra["image_prior_sha256"]}
-    resume_from = resume_point(out, resume_info, resume=resume, force=force)
+    resume_from = rank0_first(lambda: resume_point(out, resume_info, resume=resume, force=force), world)
+
+    def fit_alongside() -> None:
+        """A rank other than 0: the same training, no checkpoint, no folder."""
+        try:
+            inverter.fit(steps=config.steps, seconds=config.seconds, progress=False, resume_from=resume_from)
+        except TrainingDivergedError:  # rank 0 raises it, with the folder it wrote, for every rank
+            pass
+
+    return on_rank0(lambda: _fit_and_write(config, out, inverter, classifier, data, extra, resume_info, resume_from,
+                                           had_run, inputs, device, force=force, resume=resume, progress=progress,
+                                           checkpoint_steps=checkpoint_steps, checkpoint_seconds=checkpoint_seconds),
+                    fit_alongside, world)
+
+
+def _fit_and_write(config: InversionRunConfig, out: Path, inverter: Inverter, classifier: torch.nn.Module, data: Any,
+                   extra: dict[str, Any], resume_info: dict[str, Any], resume_from: Path | None, had_run: bool,
+                   inputs: list[Any], device: torch.device, *, force: bool, resume: bool, progress: bool,
+                   checkpoint_steps: int | None, checkpoint_seconds: float | None) -> InversionResult:
+    """Fit the generator into the staged run folder, measure it and write the run (rank 0's part)."""
+    from ..report import save_class_grid, save_loss_curves
 
     diverged: TrainingDivergedError | None = None
     with staged_run(out, force=force, resume=resume, keep_on_interrupt=True, inputs=inputs) as tmp:

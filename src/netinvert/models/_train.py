@@ -22,7 +22,7 @@ from .._checkpoint import (
     write_training_checkpoint,
 )
 from .._device import resolve_device, seed_everything
-from .._distributed import SINGLE, World, all_reduce_sum, pad, rank_device, shard
+from .._distributed import SINGLE, World, all_reduce_sum, data_parallel, pad, rank_device, shard, step_seed
 from .._progress import progress_bar
 from ..data import Dataset
 from ..exceptions import RunFormatError, TrainingDivergedError
@@ -238,7 +238,7 @@ def _fit(model: Classifier, data: Dataset, config: TrainConfig, *, progress: boo
     if resume is not None:
         cursor, elapsed, history = _restore(resume, None if resume_from is None else Path(resume_from), identity, model,
                                             opt, sched, gen, device, steps_per_epoch)
-    net = _wrap(model, device, world)
+    net = data_parallel(model, device, world)
     # One bar over all batches: a Fashion-MNIST epoch takes tens of seconds on a CPU, too long
     # for a bar that only moves once per epoch.
     bar = progress_bar(total=config.epochs * steps_per_epoch, desc=f"train {type(model).__name__}", enabled=progress)
@@ -295,7 +295,7 @@ def _fit(model: Classifier, data: Dataset, config: TrainConfig, *, progress: boo
             if batch < steps_per_epoch:
                 model.train()
                 if world.distributed:
-                    torch.manual_seed(_step_seed(config.seed, epoch, batch, world.rank))
+                    torch.manual_seed(step_seed(config.seed, epoch, batch, world.rank))
                 idx = shard(perm[batch * bs : (batch + 1) * bs], world)
                 if len(idx) >= 2:  # batch norm cannot normalise a single sample in train mode (every rank agrees)
                     x = data.x_train[idx].to(device).contiguous(memory_format=memory_format)
@@ -339,27 +339,6 @@ def _fit(model: Classifier, data: Dataset, config: TrainConfig, *, progress: boo
     log.info("trained %s in %.1fs", type(model).__name__, seconds)
     model.eval()
     return history, seconds
-
-
-def _step_seed(seed: int, epoch: int, batch: int, rank: int) -> int:
-    """The seed of the global torch RNG (dropout) for one step of one rank in a distributed run.
-
-    Every rank starts from the same seed (the same initial weights), so without this the ranks would
-    draw the same dropout masks for their different samples. A pure function of the position also
-    makes a resumed distributed run draw what the uninterrupted one drew, although the checkpoint
-    holds rank 0's random state only.
-    """
-    return ((((seed * 1_000_003) + epoch) * 1_000_003 + batch) * 1_009 + rank) % (2**63)
-
-
-def _wrap(model: Classifier, device: torch.device, world: World) -> torch.nn.Module:
-    """``model`` itself for one process; DistributedDataParallel around it for several (it broadcasts
-    rank 0's weights and buffers, and averages the gradients over the ranks in each backward)."""
-    if not world.distributed:
-        return model
-    from torch.nn.parallel import DistributedDataParallel
-
-    return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
 
 
 def _save_on_interrupt(phase: str, snapshot: Any, cursor: Any, model: Classifier, gen: torch.Generator,

@@ -22,6 +22,7 @@ import torch
 from ..._checks import bad_param
 from ..._checkpoint import CHECKPOINT_NAME, check_resume, discard_checkpoint, resume_point
 from ..._device import resolve_device, seed_everything
+from ..._distributed import World, current_world, env_world_size, on_rank0, process_group, rank0_first
 from ..._threads import restores_threads, set_threads
 from ...data import load_dataset
 from ...exceptions import RunFormatError
@@ -197,22 +198,43 @@ def run_reconstruction(config: ReconstructConfig, out: str | Path, *, force: boo
     continues it (to the reconstructions an uninterrupted run makes, on the CPU). Per-sample
     optimisation and the KKT attack keep no checkpoint: rerun them.
 
+    Under ``torchrun`` the generator method is data parallel (:meth:`Inverter.fit
+    <netinvert.inversion.Inverter.fit>`): every process trains the generator on its share of each
+    global batch and rank 0 alone writes. Per-sample optimisation and the KKT attack couple all their
+    candidates in one objective (batch terms; the KKT sum over every candidate), so they run in one process
+    and are refused under torchrun.
+
     Raises
     ------
     ValueError, UnknownNameError
         On a bad config or ``out`` (before any work).
     """
-    from ...inversion import Inverter, default_losses, make_objective, preset
-    from ...models import load_classifier_run
-    from ...report import save_class_grid
-
     if not isinstance(config, ReconstructConfig):
         raise ValueError(f"run_reconstruction takes a ReconstructConfig. Got {type(config).__name__} instead.")
     config.validate()
-    classifier = Path(config.classifier)
-    check_resume(out, force=force, resume=resume)
-    out = check_out(out, force=force, inputs=[classifier])
     device = resolve_device(config.device)
+    if config.method != "generator" and (env_world_size() > 1 or current_world().distributed):  # before any rank waits
+        raise ValueError(f"--method {config.method} couples all its candidates in one objective and runs in one "
+                         "process; start it without torchrun (only --method generator is data parallel).")
+    with process_group(device) as (world, device):
+        return _reconstruction_run(config, out, world, device, force=force, resume=resume, progress=progress,
+                                   checkpoint_seconds=checkpoint_seconds, checkpoint_steps=checkpoint_steps)
+
+
+def _reconstruction_run(config: ReconstructConfig, out: str | Path, world: World, device: torch.device, *, force: bool,
+                        resume: bool, progress: bool, checkpoint_seconds: float | None,
+                        checkpoint_steps: int | None) -> ReconstructionResult:
+    """:func:`run_reconstruction` once the world is known: rank 0 checks and writes, every rank trains."""
+    from ...inversion import Inverter, make_objective, preset
+    from ...models import load_classifier_run
+
+    classifier = Path(config.classifier)
+
+    def refuse_early() -> Path:
+        check_resume(out, force=force, resume=resume)
+        return check_out(out, force=force, inputs=[classifier])
+
+    out = rank0_first(refuse_early, world)
     threads = set_threads(config.threads)
     clf, card = load_classifier_run(classifier, device)
     settings = preset(config.preset)
@@ -221,18 +243,44 @@ def run_reconstruction(config: ReconstructConfig, out: str | Path, *, force: boo
     if settings.get("losses") is not None:
         make_objective(settings["losses"])  # an unknown loss name or weight fails here, before any training
     recorded = _recorded_members(classifier, card)
-    k = int(clf.n_classes)
     n = config.n or (len(recorded[0]) if recorded is not None else 100)
     resume_info = {"config": config.to_dict(), "classifier_sha256": weights_sha256(classifier)}
-    resume_from = resume_point(out, resume_info, resume=resume, force=force)
+    resume_from = rank0_first(lambda: resume_point(out, resume_info, resume=resume, force=force), world)
     seed_everything(config.seed)
     steps = config.steps if config.steps is not None or config.seconds is not None else 2000
-    inverter = None
+    if config.method == "generator":
+        inverter = Inverter(clf, **settings, seed=config.seed, device=device)
+        inverter._check_world(world)  # on every rank, before any collective call: all refuse together
+    else:
+        inverter = None
+
+    def fit_alongside() -> None:
+        """A rank other than 0: the generator's training, without checkpoint or folder."""
+        assert inverter is not None  # only the generator method runs under torchrun
+        inverter.fit(steps=steps, seconds=config.seconds, progress=False, resume_from=resume_from)
+
+    return on_rank0(lambda: _fit_and_write(config, out, clf, card, inverter, recorded, n, steps, resume_info,
+                                           resume_from, device, threads, force=force, resume=resume,
+                                           progress=progress, checkpoint_seconds=checkpoint_seconds,
+                                           checkpoint_steps=checkpoint_steps),
+                    fit_alongside, world)
+
+
+def _fit_and_write(config: ReconstructConfig, out: Path, clf: torch.nn.Module, card: dict[str, Any], inverter: Any,
+                   recorded: tuple[torch.Tensor, torch.Tensor] | None, n: int, steps: int | None,
+                   resume_info: dict[str, Any], resume_from: Path | None, device: torch.device, threads: int, *,
+                   force: bool, resume: bool, progress: bool, checkpoint_seconds: float | None,
+                   checkpoint_steps: int | None) -> ReconstructionResult:
+    """Make the reconstructions in the staged run folder, score them and write the run (rank 0's part)."""
+    from ...inversion import default_losses, preset
+    from ...report import save_class_grid
+
+    classifier = Path(config.classifier)
+    k = int(clf.n_classes)
     kkt_fields: dict[str, Any] = {}
     with staged_run(out, force=force, resume=resume, keep_on_interrupt=True, inputs=[classifier]) as tmp:
         t0 = time.perf_counter()
-        if config.method == "generator":
-            inverter = Inverter(clf, **settings, seed=config.seed, device=device)
+        if inverter is not None:
             inverter.fit(steps=steps, seconds=config.seconds, progress=progress, checkpoint=tmp / CHECKPOINT_NAME,
                          checkpoint_steps=checkpoint_steps, checkpoint_seconds=checkpoint_seconds,
                          checkpoint_info=resume_info, resume_from=resume_from)
@@ -247,7 +295,8 @@ def run_reconstruction(config: ReconstructConfig, out: str | Path, *, force: boo
             done = kkt.steps
             kkt_fields = {"kkt_residual": kkt.residual, "kkt_candidates": len(kkt.x), "kkt_residual_history": kkt.history}
         else:
-            losses = settings.get("losses") or default_losses(clf)  # what the generator would use
+            settings = preset(config.preset)
+            losses = config.losses or settings.get("losses") or default_losses(clf)  # what the generator would use
             x, y, done = optimise_inputs(clf, losses, n, steps=steps, seconds=config.seconds, seed=config.seed)
         fit_seconds = time.perf_counter() - t0
         fields_ = {"config": config.to_dict(), "classifier_run": str(classifier.absolute()),
