@@ -43,6 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=OODRunConfig.batch_size, help="training and retraining batch size")
     p.add_argument("--lr", type=float, default=OODRunConfig.lr, help="retraining learning rate (AdamW)")
     p.add_argument("--val-fraction", type=float, default=OODRunConfig.val_fraction)
+    p.add_argument("--accuracy-budget", type=float, default=OODRunConfig.accuracy_budget,
+                   help="operating point: bias the garbage logit as far as this validation-accuracy drop allows "
+                        f"(default {OODRunConfig.accuracy_budget}; 0: plain argmax)")
     p.add_argument("--verifier-epochs", type=int, default=None, help="override the verifiers' epochs (quick checks only)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--resume", action="store_true",
@@ -60,6 +63,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ood", action="append", required=True, metavar="NAME",
                    help="OOD set name (or 'held-out' for a run trained with --classes); repeatable")
     p.add_argument("-n", type=int, default=None, help="images per OOD set (default: the test split's size for noise)")
+    p.add_argument("--accuracy-budget", type=float, default=None,
+                   help="recalibrate the garbage-logit bias on the run's validation split with this accuracy budget "
+                        "(default: the bias the run stores; b = 0 for runs older than the operating point)")
     add_out(p, required=False, what="new folder to write card.json, metrics.json and histograms into")
     add_common(p)
     p.set_defaults(func=cmd_evaluate)
@@ -81,14 +87,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         base_epochs=args.base_epochs, rounds=args.rounds, steps=args.steps, seconds=args.seconds,
         samples_per_round=args.samples_per_round, selection=args.selection, noise_uniform=args.noise_uniform,
         noise_gaussian=args.noise_gaussian, class_weights=_weights(args.class_weights),
-        epochs_per_round=args.epochs_per_round, val_fraction=args.val_fraction, verifier_epochs=args.verifier_epochs,
-        seed=args.seed, device=args.device, threads=args.threads,
+        epochs_per_round=args.epochs_per_round, val_fraction=args.val_fraction, accuracy_budget=args.accuracy_budget,
+        verifier_epochs=args.verifier_epochs, seed=args.seed, device=args.device, threads=args.threads,
     )
     emit_json(run_ood(config, args.out, force=args.force, resume=args.resume, progress=not args.no_progress))
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    emit_json(run_ood_evaluation(args.classifier, args.ood, args.out, n=args.n, seed=args.seed, device=args.device,
-                                 threads=args.threads, force=args.force))
+    emit_json(run_ood_evaluation(args.classifier, args.ood, args.out, n=args.n, accuracy_budget=args.accuracy_budget,
+                                 seed=args.seed, device=args.device, threads=args.threads, force=args.force))
     return 0

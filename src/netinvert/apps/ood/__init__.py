@@ -26,6 +26,10 @@ classifier by a garbage class (:func:`widen_head`), seeds it with noise, and eac
 model and adds the inverted samples a selection rule picks (:func:`list_selections`) before retraining
 with class-weighted cross-entropy; :func:`run_ood_evaluation` scores it and the baselines on OOD sets.
 
+Operating point: :func:`calibrate_garbage_bias` picks the largest bias on the garbage logit that
+costs at most an accuracy budget on the in-distribution validation split; :func:`garbage_argmax`
+predicts with it. :func:`run_ood` stores it, :func:`run_ood_evaluation` applies it.
+
 Metrics: :class:`OODMetrics`, an accumulator (``update(scores, is_ood) -> self``, ``compute()``,
 ``reset()``) giving ``AUROC``, ``AUPR-IN``, ``AUPR-OUT`` and ``FPR95TPR`` via scikit-learn.
 
@@ -61,6 +65,7 @@ from ._detectors import (
 from ._garbage import (SELECTIONS, Selection, balanced_class_weights, list_selections, make_selection,
                        register_selection, widen_head)
 from ._metrics import METRIC_KEYS, OODMetrics
+from ._operating_point import calibrate_garbage_bias, garbage_argmax
 from ._pipeline import (BASELINE_DETECTORS, GARBAGE_DETECTORS, OODEvaluationResult, OODResult, OODRunConfig, run_ood,
                         run_ood_evaluation)
 from ._sets import (
@@ -83,6 +88,8 @@ __all__ = [
     "SELECTIONS",
     "Selection",
     "balanced_class_weights",
+    "calibrate_garbage_bias",
+    "garbage_argmax",
     "list_selections",
     "make_selection",
     "register_selection",

@@ -28,9 +28,10 @@ from ..._progress import progress_bar
 from ..._registry import Registry
 from ...exceptions import TrainingDivergedError, UnsupportedLayerError
 from ...models import build_model
+from ._operating_point import garbage_argmax
 
 __all__ = ["widen_head", "Selection", "SELECTIONS", "register_selection", "make_selection", "list_selections",
-           "balanced_class_weights", "train_weighted", "predict_labels", "split_validation"]
+           "balanced_class_weights", "train_weighted", "predict_logits", "predict_labels", "split_validation"]
 
 log = logging.getLogger(__name__)
 
@@ -166,14 +167,21 @@ def _select_none(x: torch.Tensor, y: torch.Tensor, context: dict[str, Any]) -> t
 
 
 @torch.no_grad()
-def predict_labels(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-    """Argmax labels ``(N,)`` (CPU) of images ``x`` under ``model`` in eval mode."""
+def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """Logits ``(N, K)`` (CPU) of non-empty images ``x`` under ``model`` in eval mode (the mode is restored)."""
     was = model.training
     model.eval()
     device = next(model.parameters()).device
-    out = [model(x[i:i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(x), batch_size)]
+    out = [model(x[i:i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)]
     model.train(was)
-    return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
+    return torch.cat(out)
+
+
+def predict_labels(model: nn.Module, x: torch.Tensor, batch_size: int = 512, *, garbage_bias: float = 0.0) -> torch.Tensor:
+    """Argmax labels ``(N,)`` (CPU) of images ``x``, ``garbage_bias`` added to the last logit (:func:`garbage_argmax`)."""
+    if len(x) == 0:
+        return torch.empty(0, dtype=torch.long)
+    return garbage_argmax(predict_logits(model, x, batch_size), garbage_bias)
 
 
 def balanced_class_weights(y: torch.Tensor, n_classes: int) -> torch.Tensor:

@@ -6,7 +6,9 @@ result. ``netinvert ood train`` / ``netinvert ood evaluate`` call them.
 
 Nothing here is tuned on OOD test sets: the selection rule, the class weights and the number of
 rounds are to be chosen on the validation split carved from the training split (recorded per round
-in ``history.json``) and on noise only; the OOD sets are for :func:`run_ood_evaluation` alone.
+in ``history.json``) and on noise only; the OOD sets are for :func:`run_ood_evaluation` alone. The
+garbage-logit bias (the operating point, :func:`calibrate_garbage_bias`) and the flagging threshold
+are read off that validation split too.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import copy
 import logging
 import math
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -35,9 +38,10 @@ from ...models import load_classifier_run, path_for_card, resolve_recorded_path,
 from ...models import TrainConfig, train_classifier
 from ...runs import WEIGHTS_NAME, check_out, file_sha256, read_card, save_weights, staged_run, write_card, write_json
 from ._detectors import make_detector
-from ._garbage import (balanced_class_weights, list_selections, make_selection, predict_labels, split_validation,
-                       train_weighted, widen_head)
+from ._garbage import (balanced_class_weights, list_selections, make_selection, predict_labels, predict_logits,
+                       split_validation, train_weighted, widen_head)
 from ._metrics import OODMetrics
+from ._operating_point import calibrate_garbage_bias, check_accuracy_budget, garbage_argmax
 from ._sets import OOD_SETS, list_ood_sets, load_ood_set
 
 __all__ = ["OODRunConfig", "OODResult", "OODEvaluationResult", "run_ood", "run_ood_evaluation",
@@ -111,6 +115,11 @@ class OODRunConfig:
         Retraining minibatch size and AdamW settings (constant learning rate).
     val_fraction : float, default=0.1
         Share of the training split held out as the validation split (never the test split).
+    accuracy_budget : float, default=0.005
+        The operating point: after training, the garbage logit gets the largest bias ``b >= 0`` that
+        costs at most this much validation accuracy (:func:`calibrate_garbage_bias`; 0.005 is half
+        of issue 10's one-point allowance). Stored as ``garbage_bias`` in the card and used by
+        :func:`run_ood_evaluation`; 0 disables it (plain argmax). Only the validation split decides ``b``.
     inverter_batch_size : int, optional
         The :class:`~netinvert.inversion.Inverter`'s batch size (default its own).
     verifier_epochs : int, optional
@@ -140,6 +149,7 @@ class OODRunConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     val_fraction: float = 0.1
+    accuracy_budget: float = 0.005
     inverter_batch_size: int | None = None
     verifier_epochs: int | None = None
     seed: int = 0
@@ -201,6 +211,7 @@ class OODRunConfig:
             raise bad_param(owner, "weight_decay", "a float >= 0", self.weight_decay)
         if isinstance(self.val_fraction, bool) or not isinstance(self.val_fraction, (int, float)) or not 0 < self.val_fraction < 1:
             raise bad_param(owner, "val_fraction", "a float in (0, 1)", self.val_fraction)
+        check_accuracy_budget(self.accuracy_budget, owner)
         if self.selection not in list_selections():
             raise bad_param(owner, "selection", f"one of {list_selections()}", self.selection)
         if self.device not in ("cpu", "cuda", "auto"):
@@ -217,7 +228,11 @@ class OODRunConfig:
 
 @dataclass(frozen=True)
 class OODResult:
-    """What :func:`run_ood` wrote: the run folder and its headline numbers."""
+    """What :func:`run_ood` wrote: the run folder and its headline numbers.
+
+    ``val_accuracy`` is the plain argmax's; ``garbage_bias`` the operating point calibrated after
+    training (``OODRunConfig.accuracy_budget``), which :func:`run_ood_evaluation` applies.
+    """
 
     run_dir: Path
     classifier_dir: Path
@@ -226,6 +241,7 @@ class OODResult:
     garbage_size: int
     val_accuracy: float
     base_val_accuracy: float
+    garbage_bias: float
     seconds: float
     weights_sha256: str
 
@@ -270,6 +286,11 @@ def run_ood(config: OODRunConfig, out: str | Path, *, force: bool = False, resum
     the real labels chosen by ``config.selection`` to the garbage set, and retrains with
     class-weighted cross-entropy on training split + garbage set. Retraining continues from the
     current weights (fine-tuning), so the real classes are not relearnt from scratch each round.
+
+    Finally the garbage logit's bias ``garbage_bias`` is calibrated on the validation split under
+    ``config.accuracy_budget`` (:func:`calibrate_garbage_bias`) and recorded with the validation and
+    test accuracy it gives (``val_accuracy_at_bias``, ``test_accuracy_at_bias``) in the card and
+    ``metrics.json``; the saved weights are not changed by it.
 
     ``out`` receives ``card.json`` (kind ``ood``, config, seed, device, threads, versions, the
     sha256 of every weights file read or written), ``config.json``, ``history.json`` (per round:
@@ -428,6 +449,14 @@ def run_ood(config: OODRunConfig, out: str | Path, *, force: bool = False, resum
                                   history[-1]["val_accuracy"], len(garbage), len(chosen), len(cand_x))
         model.eval()
         test_acc = _accuracy(model, data.x_test, data.y_test)
+        # The operating point is read off the validation split alone; the test figure beside it is only reported.
+        val_logits = predict_logits(model, x_va)
+        bias = calibrate_garbage_bias(val_logits, y_va, config.accuracy_budget)
+        operating_point = {
+            "accuracy_budget": config.accuracy_budget, "garbage_bias": bias,
+            "val_accuracy_at_bias": float((garbage_argmax(val_logits, bias) == y_va).float().mean()),
+            "test_accuracy_at_bias": float((predict_labels(model, data.x_test, garbage_bias=bias) == data.y_test)
+                                           .float().mean())}
         source_names = ["uniform", "gaussian", *[f"round {r}" for r in range(1, config.rounds + 1)]]
         _grid(garbage, source, tmp / "garbage.png", source_names, "garbage class by source")
         save_weights(tmp / "garbage.safetensors", {"x": garbage.contiguous(), "source": source.contiguous()})
@@ -442,7 +471,7 @@ def run_ood(config: OODRunConfig, out: str | Path, *, force: bool = False, resum
         seconds = time.perf_counter() - t0
         metrics = {"val_accuracy": history[-1]["val_accuracy"], "base_val_accuracy": base_val,
                    "plain_val_accuracy": history[-1]["plain_val_accuracy"], "test_accuracy": test_acc,
-                   "plain_test_accuracy": plain_test,
+                   "plain_test_accuracy": plain_test, **operating_point,
                    "garbage_size": len(garbage), "n_train": len(x_tr), "n_val": len(x_va), "seconds": seconds}
         write_json(tmp / "history.json", history)
         write_json(tmp / "metrics.json", metrics)
@@ -459,7 +488,7 @@ def run_ood(config: OODRunConfig, out: str | Path, *, force: bool = False, resum
     log.info("wrote %s (val accuracy %.4f, garbage %d)", out, metrics["val_accuracy"], len(garbage))
     return OODResult(run_dir=out, classifier_dir=out / "classifier", n_classes=k, rounds=config.rounds,
                      garbage_size=len(garbage), val_accuracy=metrics["val_accuracy"], base_val_accuracy=base_val,
-                     seconds=seconds, weights_sha256=sha)
+                     garbage_bias=bias, seconds=seconds, weights_sha256=sha)
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -470,12 +499,19 @@ class OODEvaluationResult:
     """What :func:`run_ood_evaluation` measured; ``run_dir`` is None when nothing was written.
 
     ``metrics[set][detector]`` holds :class:`OODMetrics`' keys; ``garbage_share[set]`` the share of
-    that set's images the final model assigns to the garbage class (argmax). ``flagged_share[set]``
+    that set's images the final model assigns to the garbage class at its operating point: the
+    argmax after adding ``garbage_bias`` to the garbage logit (:func:`garbage_argmax`).
+    ``garbage_bias_source`` says where the bias came from: ``"stored"`` (calibrated by
+    :func:`run_ood` under ``accuracy_budget``), ``"calibrated"`` (here, on the run's validation
+    split, because ``accuracy_budget`` was passed) or ``"none"`` (a run from before the operating
+    point: b = 0). ``in_accuracy`` is the final model's accuracy on the in-distribution test split
+    at that bias (a garbage prediction counts as wrong) and ``in_garbage_share`` its share sent to
+    garbage; ``val_accuracy`` is the accuracy on the validation split the bias was chosen on. Each
+    has a ``*_no_bias`` twin at b = 0 (the plain argmax), for transparency. ``flagged_share[set]``
     is the share whose garbage probability exceeds ``flag_threshold``, the 95th percentile of the
-    garbage probability on the run's *validation* split (an operating point chosen without OOD
-    data: about 5% of in-distribution images are flagged, ``in_flagged_share`` on the test split). ``in_accuracy`` is the final
-    model's accuracy on the in-distribution test split (a garbage prediction counts as wrong),
-    ``base_accuracy`` that of the baseline model the post-hoc detectors score.
+    garbage probability on the run's *validation* split (another operating point chosen without OOD
+    data: about 5% of in-distribution images are flagged, ``in_flagged_share`` on the test split).
+    ``base_accuracy`` is the test accuracy of the baseline model the post-hoc detectors score.
     """
 
     run_dir: Path | None
@@ -488,6 +524,14 @@ class OODEvaluationResult:
     flag_threshold: float
     in_flagged_share: float
     flagged_share: dict[str, float]
+    garbage_bias: float
+    garbage_bias_source: str
+    accuracy_budget: float | None
+    val_accuracy: float
+    val_accuracy_no_bias: float
+    in_accuracy_no_bias: float
+    in_garbage_share_no_bias: float
+    garbage_share_no_bias: dict[str, float]
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -523,6 +567,31 @@ def _stem(name: str) -> str:
     """A file-name-safe form of an OOD set's name (a folder's path becomes its last part)."""
     stem = Path(name).name if _is_folder(name) else name
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem) or "folder"
+
+
+def _validation_split(card: Mapping[str, Any], data: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """The validation images and labels :func:`run_ood` held out of ``data``'s training split (from the card's config)."""
+    config = card.get("config") or {}
+    _, va = split_validation(len(data.x_train), config.get("val_fraction", OODRunConfig.val_fraction),
+                             config.get("seed", OODRunConfig.seed))
+    return data.x_train[va], data.y_train[va]
+
+
+def _operating_point(card: Mapping[str, Any], run: Path, val_logits: torch.Tensor, y_val: torch.Tensor,
+                     accuracy_budget: float | None) -> tuple[float, str, float | None]:
+    """The garbage bias to evaluate ``run`` at, where it came from, and the budget that chose it."""
+    if accuracy_budget is not None:
+        return calibrate_garbage_bias(val_logits, y_val, accuracy_budget), "calibrated", accuracy_budget
+    if "garbage_bias" in card:
+        return float(card["garbage_bias"]), "stored", card.get("accuracy_budget")
+    warnings.warn(f"{run} stores no garbage_bias (it was trained before the operating point existed), so it is "
+                  "evaluated at b = 0, the plain argmax. Pass accuracy_budget (--accuracy-budget) to calibrate the bias "
+                  "on the run's own validation split.", stacklevel=4)
+    return 0.0, "none", None
+
+
+def _share(pred: torch.Tensor, target: torch.Tensor | int) -> float:
+    return float((pred == target).float().mean())
 
 
 def _held_out(full: Dataset, classes: Sequence[int], n: int | None, seed: int, run: Path) -> torch.Tensor:
@@ -582,8 +651,8 @@ def _histograms(path: Path, name: str, scores_in: Mapping[str, torch.Tensor], sc
 
 @restores_threads
 def run_ood_evaluation(ood_run: str | Path, ood_sets: Sequence[str], out: str | Path | None = None, *, n: int | None = None,
-                       seed: int = 0, device: str = "auto", threads: int | None = None, force: bool = False,
-                       histograms: bool = True) -> OODEvaluationResult:
+                       accuracy_budget: float | None = None, seed: int = 0, device: str = "auto",
+                       threads: int | None = None, force: bool = False, histograms: bool = True) -> OODEvaluationResult:
     """Score in-distribution test images and each OOD set with every detector; compute :class:`OODMetrics`.
 
     The final ``(n+1)``-class model of ``ood_run`` is scored with ``garbage`` and ``ue``
@@ -591,7 +660,8 @@ def run_ood_evaluation(ood_run: str | Path, ood_sets: Sequence[str], out: str | 
     on the same schedule without a garbage class) with ``msp``, ``max-logit``, ``energy`` and
     ``mahalanobis`` (fitted on the training split; tied covariance) (:data:`BASELINE_DETECTORS`).
     A run trained on some ``classes`` offers the set ``held-out``: the test images of the others. OOD sets come from :func:`load_ood_set` in the in-distribution shape
-    (grey-scale, resized with antialiasing: :func:`convert_images`).
+    (grey-scale, resized with antialiasing: :func:`convert_images`). Shares sent to garbage and
+    accuracies are measured at the run's operating point (the garbage-logit bias) and at b = 0.
 
     Parameters
     ----------
@@ -606,6 +676,11 @@ def run_ood_evaluation(ood_run: str | Path, ood_sets: Sequence[str], out: str | 
     n : int, optional
         Images per OOD set (default: as many as the in-distribution test split for generated sets, the
         whole test split for datasets).
+    accuracy_budget : float, optional
+        Recalibrate the garbage-logit bias on the run's validation split with this budget
+        (:func:`calibrate_garbage_bias`; 0: b = 0) instead of using the one the run stores. A run
+        written before the operating point existed stores none: without this it is evaluated at
+        b = 0, with a warning.
     seed : int, default=0
         Seeds the noise sets and the choice of dataset images.
     device, threads, force
@@ -618,11 +693,13 @@ def run_ood_evaluation(ood_run: str | Path, ood_sets: Sequence[str], out: str | 
     UnknownNameError
         If an OOD set is not registered (before any work).
     ValueError
-        If a set is empty or cannot be converted to the in-distribution shape (naming it), or ``out``
-        overlaps ``ood_run``.
+        If a set is empty or cannot be converted to the in-distribution shape (naming it), ``out``
+        overlaps ``ood_run``, or ``accuracy_budget`` is not a float in [0, 1].
     """
     if n is not None:
         _int("run_ood_evaluation", "n", n, 1)
+    if accuracy_budget is not None:
+        accuracy_budget = check_accuracy_budget(accuracy_budget, "run_ood_evaluation")
     run = Path(ood_run)
     card = read_card(run, required=("classifier", "base_classifier", "dataset"))
     if card.get("kind") != "ood":
@@ -650,16 +727,18 @@ def run_ood_evaluation(ood_run: str | Path, ood_sets: Sequence[str], out: str | 
     detectors["mahalanobis"].fit((data.x_train, data.y_train))
     x_in = data.x_test
     scores_in = {name: det.predict(x_in) for name, det in detectors.items()}
-    config = card.get("config") or {}
-    _, va = split_validation(len(data.x_train), config.get("val_fraction", OODRunConfig.val_fraction),
-                             config.get("seed", OODRunConfig.seed))
-    threshold = float(torch.quantile(detectors["garbage"].predict(data.x_train[va]).double(), 0.95))
+    # Both operating points (the flagging threshold and the garbage bias) come from the validation split only.
+    x_va, y_va = _validation_split(card, data)
+    val_logits = predict_logits(final, x_va)
+    threshold = float(torch.quantile(detectors["garbage"].predict_logits(val_logits).double(), 0.95))
+    bias, bias_source, budget = _operating_point(card, run, val_logits, y_va, accuracy_budget)
     flagged: dict[str, float] = {}
-    pred_in = predict_labels(final, x_in)
-    in_acc = float((pred_in == data.y_test).float().mean())
-    base_acc = float((predict_labels(base, x_in) == data.y_test).float().mean())
+    logits_in = predict_logits(final, x_in)
+    pred_in, pred_in_no_bias = garbage_argmax(logits_in, bias), garbage_argmax(logits_in)
+    base_acc = _share(predict_labels(base, x_in), data.y_test)
     metrics: dict[str, dict[str, dict[str, float]]] = {}
     shares: dict[str, float] = {}
+    shares_no_bias: dict[str, float] = {}
     per_set_scores: dict[str, dict[str, torch.Tensor]] = {}
     for i, name in enumerate(names):
         count = n if n is not None else (len(x_in) if name in _GENERATED else None)
@@ -677,14 +756,20 @@ def run_ood_evaluation(ood_run: str | Path, ood_sets: Sequence[str], out: str | 
         scores_out = {det_name: det.predict(x_out) for det_name, det in detectors.items()}
         metrics[name] = {det_name: OODMetrics().update(scores_in[det_name], False).update(s, True).compute()
                          for det_name, s in scores_out.items()}
-        shares[name] = float((predict_labels(final, x_out) == g).float().mean())
+        logits_out = predict_logits(final, x_out)
+        shares[name] = _share(garbage_argmax(logits_out, bias), g)
+        shares_no_bias[name] = _share(garbage_argmax(logits_out), g)
         flagged[name] = float((scores_out["garbage"] > threshold).float().mean())
         per_set_scores[name] = scores_out
-    result = OODEvaluationResult(run_dir=None if out is None else Path(out), ood_run=str(run), in_accuracy=in_acc,
-                                 base_accuracy=base_acc, in_garbage_share=float((pred_in == g).float().mean()),
-                                 metrics=metrics, garbage_share=shares, flag_threshold=threshold,
-                                 in_flagged_share=float((scores_in["garbage"] > threshold).float().mean()),
-                                 flagged_share=flagged)
+    result = OODEvaluationResult(
+        run_dir=None if out is None else Path(out), ood_run=str(run), in_accuracy=_share(pred_in, data.y_test),
+        base_accuracy=base_acc, in_garbage_share=_share(pred_in, g), metrics=metrics, garbage_share=shares,
+        flag_threshold=threshold, in_flagged_share=float((scores_in["garbage"] > threshold).float().mean()),
+        flagged_share=flagged, garbage_bias=bias, garbage_bias_source=bias_source, accuracy_budget=budget,
+        val_accuracy=_share(garbage_argmax(val_logits, bias), y_va),
+        val_accuracy_no_bias=_share(garbage_argmax(val_logits), y_va),
+        in_accuracy_no_bias=_share(pred_in_no_bias, data.y_test), in_garbage_share_no_bias=_share(pred_in_no_bias, g),
+        garbage_share_no_bias=shares_no_bias)
     if out is not None:
         with staged_run(out, force=force, inputs=[run]) as tmp:
             body = {k2: v for k2, v in result.to_dict().items() if k2 not in ("run_dir", "ood_run")}
@@ -694,10 +779,12 @@ def run_ood_evaluation(ood_run: str | Path, ood_sets: Sequence[str], out: str | 
                     _histograms(tmp / f"hist_{_stem(name)}.png", name, scores_in, per_set_scores[name])
                     _roc_curves(tmp / f"roc_{_stem(name)}.png", name, scores_in, per_set_scores[name], metrics[name])
             write_card(tmp, {"kind": "ood-evaluation", "config": {"ood_run": str(run), "ood_sets": names, "n": n,
-                                                                  "seed": seed, "device": device, "threads": threads},
+                                                                  "accuracy_budget": accuracy_budget, "seed": seed,
+                                                                  "device": device, "threads": threads},
                              "ood_run": path_for_card(out, run), "seed": seed, "device": str(dev), "threads": n_threads,
                              "detectors": {d: det.get_params() for d, det in detectors.items()},
                              "input_weights_sha256": {"classifier": card.get("classifier_sha256"),
                                                       "base_classifier": card.get("base_classifier_sha256")},
-                             "in_accuracy": in_acc, "garbage_share": shares})
+                             "garbage_bias": bias, "garbage_bias_source": bias_source,
+                             "in_accuracy": result.in_accuracy, "garbage_share": shares})
     return result
