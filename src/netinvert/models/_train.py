@@ -22,7 +22,7 @@ from .._checkpoint import (
     write_training_checkpoint,
 )
 from .._device import resolve_device, seed_everything
-from .._distributed import SINGLE, World, all_reduce_sum, data_parallel, pad, rank_device, shard, step_seed
+from .._distributed import SINGLE, World, all_reduce_sum, average_buffers, data_parallel, pad, rank_device, shard, step_seed
 from .._progress import progress_bar
 from ..data import Dataset
 from ..exceptions import RunFormatError, TrainingDivergedError
@@ -326,6 +326,9 @@ def _fit(model: Classifier, data: Dataset, config: TrainConfig, *, progress: boo
             if acc is not None:
                 bar.set_postfix(epoch=epoch + 1, loss=f"{mean:.3f}", test_acc=f"{acc:.3f}")
                 log.info("epoch %d/%d: loss %.4f, test accuracy %.4f", epoch + 1, config.epochs, mean, acc)
+        if world.distributed:  # each rank updated the statistics from its share: every rank keeps their mean
+            del net
+            average_buffers(model, world)
         if path is not None and position() > saved_pos:  # a resume goes straight to what follows
             save(rng_state(gen, device))
     except KeyboardInterrupt:

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..._distributed import all_reduce_sum, average_buffers, current_world, data_parallel, pad, shard
 from ..._progress import progress_bar
 from ..._registry import Registry
 from ...exceptions import TrainingDivergedError, UnsupportedLayerError
@@ -198,37 +199,60 @@ def train_weighted(model: nn.Module, x: torch.Tensor, y: torch.Tensor, weights: 
 
     AdamW at a constant ``lr``; the batch order comes from a generator seeded with ``seed``.
 
+    Inside an initialised ``torch.distributed`` process group (``torchrun``) it is data parallel: every rank
+    draws the same order (padded to a multiple of the world size, as DistributedSampler does), trains on
+    its share of each global batch of ``batch_size`` (which must be a multiple of the world size), and the
+    loss of each rank is its part of the global batch's weighted mean, so DDP's averaged gradient is that
+    of the whole batch. Every rank ends with the same weights and batch-norm statistics.
+
     Raises
     ------
     TrainingDivergedError
         If the loss becomes NaN or infinite (lower ``lr``).
     """
+    world = current_world()
+    if world.distributed and batch_size % world.size:
+        raise ValueError(f"The global batch_size {batch_size} must be a multiple of the {world.size} processes.")
     gen = torch.Generator().manual_seed(int(seed))
     model.to(device).train()
+    net = data_parallel(model, device, world)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     w = weights.to(device)
-    steps = math.ceil(len(x) / batch_size)
+    n = len(x) + (-len(x) % world.size)
+    steps = math.ceil(n / batch_size)
     losses: list[float] = []
-    bar = progress_bar(total=epochs * steps, desc=desc, enabled=progress)
+    bar = progress_bar(total=epochs * steps, desc=desc, enabled=progress and world.is_main)
     try:
         for _ in range(epochs):
-            perm = torch.randperm(len(x), generator=gen)
+            perm = pad(torch.randperm(len(x), generator=gen), world)
             total = 0.0
             for i in range(steps):
-                idx = perm[i * batch_size:(i + 1) * batch_size]
+                batch = perm[i * batch_size:(i + 1) * batch_size]
+                idx = shard(batch, world)
                 xb, yb = x[idx].to(device), y[idx].to(device)
-                loss = F.cross_entropy(model(xb), yb, weight=w)
-                if not torch.isfinite(loss):
-                    raise TrainingDivergedError(f"The weighted cross-entropy became {float(loss)} while retraining with the "
+                if world.distributed:
+                    if len(idx) < 2:  # batch norm cannot normalise one sample (every rank agrees)
+                        continue
+                    # this rank's part of the global weighted mean; DDP divides the summed gradients by the world size
+                    share = world.size / float(weights[y[batch]].sum())
+                    loss = F.cross_entropy(net(xb), yb, weight=w, reduction="sum") * share
+                    value = all_reduce_sum([float(loss.detach()) / world.size], world)[0]
+                else:
+                    loss = F.cross_entropy(net(xb), yb, weight=w)
+                    value = float(loss.detach())
+                if not math.isfinite(value):
+                    raise TrainingDivergedError(f"The weighted cross-entropy became {value} while retraining with the "
                                                 "garbage class; lower the learning rate (retrain_lr).")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                total += float(loss.detach()) * len(idx)
+                total += value * len(batch)
                 bar.update(1)
-            losses.append(total / len(x))
+            losses.append(total / n)
     finally:
         bar.close()
+    del net
+    average_buffers(model, world)
     model.eval()
     return losses
 

@@ -13,12 +13,14 @@ are read off that validation split too.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
+import tempfile
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from ..._checks import bad_param
 from ..._checkpoint import (CHECKPOINT_NAME, check_resume, discard_checkpoint, prefixed, read_checkpoint, restore_rng,
                             resume_point, rng_state, rng_to_checkpoint, strip_prefix, write_checkpoint)
 from ..._device import resolve_device, seed_everything
+from ..._distributed import World, broadcast_object, process_group, rank0_first
 from ..._progress import PROGRESS_LOGGER
 from ..._threads import restores_threads, set_threads
 from ...data import DATASETS, Dataset, load_dataset
@@ -306,6 +309,13 @@ def run_ood(config: OODRunConfig, out: str | Path, *, force: bool = False, resum
     ``resume=True`` continues an interrupted run from its last finished round (the verifiers, seeded,
     are retrained: seconds); a rerun without it refuses a left-over checkpoint unless ``force``.
 
+    Under ``torchrun`` every training in the loop is data parallel (the base model and verifiers,
+    :meth:`Inverter.fit <netinvert.inversion.Inverter.fit>`, the weighted retraining): every rank
+    computes the same rounds on its share of each batch and ends each training with the same weights,
+    so the samples, selections and garbage set agree on every rank. Rank 0 alone checks ``out`` and
+    writes the run and its checkpoints; the other ranks' files go to a private scratch folder that is
+    removed at the end. ``batch_size`` and the inverter's batch size must be multiples of the world size.
+
     Raises
     ------
     ValueError, UnknownNameError
@@ -313,16 +323,51 @@ def run_ood(config: OODRunConfig, out: str | Path, *, force: bool = False, resum
     UnsupportedLayerError
         If the starting model's head cannot be widened (before any training).
     """
-    from ...inversion import Inverter
-    from ...metrics import train_verifiers
-
     if not isinstance(config, OODRunConfig):
         raise ValueError(f"run_ood takes an OODRunConfig. Got {type(config).__name__} instead.")
     config.validate()
-    inputs = [config.classifier]
-    check_resume(out, force=force, resume=resume)
-    out = check_out(out, force=force, inputs=inputs)
     device = resolve_device(config.device)
+    with process_group(device) as (world, device):
+        return _ood_run(config, out, world, device, force=force, resume=resume, progress=progress)
+
+
+def _agree_on_weights(model: torch.nn.Module, world: World) -> None:
+    """Give every rank rank 0's weights and buffers (a model only rank 0 trained)."""
+    if world.distributed:
+        state = broadcast_object({k: v.cpu() for k, v in model.state_dict().items()} if world.is_main else None, world)
+        model.load_state_dict(state)
+
+
+@contextlib.contextmanager
+def _run_folder(world: World, out: Path, *, force: bool, resume: bool, inputs: list[Any]) -> Iterator[Path]:
+    """Rank 0's staged run folder; a private scratch folder, removed on exit, for every other rank."""
+    if world.is_main:
+        with staged_run(out, force=force, resume=resume, keep_on_interrupt=True, inputs=inputs) as tmp:
+            yield tmp
+    else:
+        with tempfile.TemporaryDirectory(prefix=f"netinvert-ood-rank{world.rank}-") as scratch:
+            yield Path(scratch)
+
+
+def _ood_run(config: OODRunConfig, out: str | Path, world: World, device: torch.device, *, force: bool, resume: bool,
+             progress: bool) -> OODResult:
+    """:func:`run_ood` once the world is known (see there)."""
+    from ...inversion import Inverter
+    from ...metrics import train_verifiers
+
+    inputs = [config.classifier]
+
+    def refuse_early() -> Path:
+        check_resume(out, force=force, resume=resume)
+        return check_out(out, force=force, inputs=inputs)
+
+    out = rank0_first(refuse_early, world)
+    if world.distributed:
+        for name, bs in (("batch_size", config.batch_size), ("inverter_batch_size", config.inverter_batch_size)):
+            if bs is not None and bs % world.size:
+                raise ValueError(f"The '{name}' parameter of OODRunConfig is a global batch shared by the {world.size} "
+                                 f"processes, so it must be a multiple of {world.size}. Got {bs} instead.")
+    progress = progress and world.is_main
     base_model, base_card = None, {}
     if config.classifier is not None:
         base_model, base_card = load_classifier_run(config.classifier, device)
@@ -345,18 +390,20 @@ def run_ood(config: OODRunConfig, out: str | Path, *, force: bool = False, resum
     history: list[dict[str, Any]] = []
     resume_info = {"config": config.to_dict(), "base_classifier_sha256": None if config.classifier is None else
                    file_sha256(Path(config.classifier) / WEIGHTS_NAME)}
-    resume_from = resume_point(out, resume_info, resume=resume, force=force)
-    with staged_run(out, force=force, resume=resume, keep_on_interrupt=True, inputs=inputs) as tmp:
+    resume_from = rank0_first(lambda: resume_point(out, resume_info, resume=resume, force=force), world)
+    with _run_folder(world, out, force=force, resume=resume, inputs=inputs) as tmp:
         seed_everything(config.seed)
         card_extra: dict[str, Any] = {}
         checkpoint = tmp / CHECKPOINT_NAME
-        if config.classifier is None and resume_from is not None:
-            base_model, _ = load_classifier_run(tmp / "base", device)  # trained before the interruption
+        if config.classifier is None and resume_from is not None:  # trained before the interruption, in rank 0's folder
+            base_model, _ = load_classifier_run(Path(resume_from).parent / "base", device)
         elif config.classifier is None:
             base_model = build_model(config.model, input_shape=data.input_shape, n_classes=n, mean=data.mean, std=data.std,
                                      **{k: v for k, v in config.model_params})
-            train_classifier(base_model, train_part, TrainConfig(epochs=config.base_epochs, batch_size=config.batch_size,
-                                                                 seed=config.seed, device=str(device)), progress=progress)
+            if world.is_main:  # one process trains the starting model; every rank starts from its weights
+                train_classifier(base_model, train_part, TrainConfig(epochs=config.base_epochs, batch_size=config.batch_size,
+                                                                     seed=config.seed, device=str(device)), progress=progress)
+            _agree_on_weights(base_model, world)
             base_model.eval()
             base_acc_test = _accuracy(base_model, data.x_test, data.y_test)
             save_classifier(base_model.cpu(), tmp / "base", {"dataset": data.name, "data_root": data_root, "seed": config.seed,
@@ -381,7 +428,7 @@ def run_ood(config: OODRunConfig, out: str | Path, *, force: bool = False, resum
         source = torch.cat([torch.full((config.noise_uniform,), 0), torch.full((config.noise_gaussian,), 1)]).long()
         selection = make_selection(config.selection)
         verifiers = None
-        if selection.needs_verifiers:
+        if selection.needs_verifiers and world.is_main:  # rank 0 selects and hands the selection to the others
             verifiers = train_verifiers(train_part, seed=config.seed + 1, device=device, progress=False,
                                         epochs=config.verifier_epochs)
             card_extra["verifiers"] = verifiers.info
@@ -431,22 +478,26 @@ def run_ood(config: OODRunConfig, out: str | Path, *, force: bool = False, resum
             _grid(xs, ys, tmp / "rounds" / f"round_{r:02d}.png", names, f"round {r}: inverted samples per label")
             real = ys < n
             cand_x, cand_y = xs[real], ys[real]
-            valid = predict_labels(model, cand_x) == cand_y
-            mask = selection.select(cand_x, cand_y, {"verifiers": verifiers, "model": model})
-            chosen = torch.nonzero(mask).flatten()
-            gen = torch.Generator().manual_seed(config.seed * 1000 + r)
-            chosen = chosen[torch.randperm(len(chosen), generator=gen)[:config.samples_per_round]].sort().values
-            garbage = torch.cat([garbage, cand_x[chosen]])
-            source = torch.cat([source, torch.full((len(chosen),), 1 + r, dtype=torch.long)])
-            entry = {"inverted": len(cand_x), "selected": len(chosen), "validity": float(valid.float().mean()),
-                     "inversion_steps": len(inverter.history_.get("step", []))}
-            if verifiers is not None:
-                entry["robust_agreement"] = float((predict_labels(verifiers.robust, cand_x) == cand_y).float().mean())
+            picked, entry = None, None
+            if world.is_main:
+                valid = predict_labels(model, cand_x) == cand_y
+                mask = selection.select(cand_x, cand_y, {"verifiers": verifiers, "model": model})
+                chosen = torch.nonzero(mask).flatten()
+                gen = torch.Generator().manual_seed(config.seed * 1000 + r)
+                chosen = chosen[torch.randperm(len(chosen), generator=gen)[:config.samples_per_round]].sort().values
+                picked = cand_x[chosen].cpu()
+                entry = {"inverted": len(cand_x), "selected": len(chosen), "validity": float(valid.float().mean()),
+                         "inversion_steps": len(inverter.history_.get("step", []))}
+                if verifiers is not None:
+                    entry["robust_agreement"] = float((predict_labels(verifiers.robust, cand_x) == cand_y).float().mean())
+            picked, entry = broadcast_object((picked, entry), world)  # one garbage set on every rank
+            garbage = torch.cat([garbage, picked])
+            source = torch.cat([source, torch.full((len(picked),), 1 + r, dtype=torch.long)])
             history.append({**retrain(r), **entry})
             save_checkpoint()
             if progress:
                 progress_log.info("ood round %d/%d: val accuracy %.4f, garbage %d (+%d of %d inverted)", r, config.rounds,
-                                  history[-1]["val_accuracy"], len(garbage), len(chosen), len(cand_x))
+                                  history[-1]["val_accuracy"], len(garbage), len(picked), len(cand_x))
         model.eval()
         test_acc = _accuracy(model, data.x_test, data.y_test)
         # The operating point is read off the validation split alone; the test figure beside it is only reported.
@@ -485,7 +536,8 @@ def run_ood(config: OODRunConfig, out: str | Path, *, force: bool = False, resum
                          "classes": classes, "class_names": names,
                          "garbage_sha256": file_sha256(tmp / "garbage.safetensors"), **card_extra, **metrics})
         discard_checkpoint(tmp)
-    log.info("wrote %s (val accuracy %.4f, garbage %d)", out, metrics["val_accuracy"], len(garbage))
+    if world.is_main:
+        log.info("wrote %s (val accuracy %.4f, garbage %d)", out, metrics["val_accuracy"], len(garbage))
     return OODResult(run_dir=out, classifier_dir=out / "classifier", n_classes=k, rounds=config.rounds,
                      garbage_size=len(garbage), val_accuracy=metrics["val_accuracy"], base_val_accuracy=base_val,
                      garbage_bias=bias, seconds=seconds, weights_sha256=sha)
