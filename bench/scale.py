@@ -59,8 +59,11 @@ TRAIN_ARGS = ["--dataset", "digits", "--model", "cnn", "--model-param", "channel
               "--no-progress"]
 #: The inversion measured: 300 steps of a global batch of 64 against the digits CNN of TRAIN_ARGS (seed 0).
 INVERT_ARGS = ["--steps", "300", "--batch-size", "64", "--device", "cpu", "--threads", "1", "--no-progress"]
+#: The OOD training measured: two rounds of the garbage-class loop from the digits CNN of TRAIN_ARGS (seed 0).
+OOD_ARGS = ["--rounds", "2", "--steps", "150", "--epochs-per-round", "2", "--device", "cpu", "--threads", "1",
+            "--no-progress"]
 #: The parts of the benchmark, each a section of scale.json.
-PARTS = ("training", "inversion", "bnn")
+PARTS = ("training", "inversion", "ood", "bnn")
 #: The BNN the queries read: digits 64-32-10 (a few seconds to train).
 BNN = BNNRunConfig(dataset="digits", hidden=(32,), epochs=10, seed=0, threads=1)
 
@@ -101,6 +104,14 @@ def _invert(processes: int, seed: int, classifier: Path, out: Path) -> dict[str,
     return {"processes": processes, "seed": seed, "validity": card["metrics"]["validity"], "steps": steps,
             "fit_seconds": card["fit_seconds"], "samples_per_second": samples / card["fit_seconds"],
             "wall_seconds": wall, "distributed": card.get("distributed")}
+
+
+def _ood(processes: int, seed: int, classifier: Path, out: Path) -> dict[str, Any]:
+    """One ``netinvert ood train``: accuracies, garbage set, loop seconds and wall time."""
+    card, wall = _command(processes, ["ood", "train", "--classifier", str(classifier), *OOD_ARGS, "--seed", str(seed)], out)
+    return {"processes": processes, "seed": seed, "val_accuracy": card["val_accuracy"],
+            "test_accuracy": card["test_accuracy"], "garbage_size": card["garbage_size"], "seconds": card["seconds"],
+            "wall_seconds": wall}
 
 
 def _summary(rows: list[dict[str, Any]], figures: tuple[str, ...], medians: tuple[str, ...]) -> dict[str, Any]:
@@ -157,6 +168,17 @@ def main() -> None:
                 log.info("invert %d process(es), seed %d: %s", processes, seed, rows[-1])
         result.update(invert_args=INVERT_ARGS, invert_runs=rows, inversion=_summary(
             rows, ("validity",), ("samples_per_second", "fit_seconds", "wall_seconds")))
+    if "ood" in args.only:
+        classifier = args.cache / "train-1p-seed0"
+        if not (classifier / "card.json").is_file():
+            _train(1, 0, classifier)
+        rows = []
+        for seed in seeds:
+            for processes in (1, 2):
+                rows.append(_ood(processes, seed, classifier, args.cache / f"ood-{processes}p-seed{seed}"))
+                log.info("ood train %d process(es), seed %d: %s", processes, seed, rows[-1])
+        result.update(ood_args=OOD_ARGS, ood_runs=rows, ood=_summary(
+            rows, ("val_accuracy", "test_accuracy", "garbage_size"), ("seconds", "wall_seconds")))
     if "bnn" in args.only:
         result.update(bnn_run=BNN.to_dict(), bnn=_bnn(args))
     path = write_results(args.results, "scale", result, _markdown)
@@ -206,6 +228,18 @@ def _markdown(res: dict[str, Any]) -> str:
                          f"{t['median_samples_per_second']:.0f} | {t['median_fit_seconds']:.2f} | {t['median_wall_seconds']:.1f} |")
         lines += ["", f"Throughput ratio 2/1 processes: "
                       f"{i2['median_samples_per_second'] / i1['median_samples_per_second']:.2f}x.", ""]
+    if "ood" in res:
+        o1, o2 = res["ood"]["1"], res["ood"]["2"]
+        lines += ["## OOD training (`netinvert ood train` against `torchrun --nproc_per_node 2 netinvert ood train`)", "",
+                  f"From the digits CNN above (seed 0), {' '.join(res['ood_args'][:6])}: the same rounds, each inversion and "
+                  f"retraining data parallel. Seeds {res['seeds']}; medians.", "",
+                  "| processes | val accuracy per seed | test accuracy per seed | garbage set | loop s | wall s (with start-up) |",
+                  "|---:|---|---|---|---:|---:|"]
+        for k, t in (("1", o1), ("2", o2)):
+            lines.append(f"| {k} | {', '.join(f'{a:.4f}' for a in t['val_accuracy'])} | "
+                         f"{', '.join(f'{a:.4f}' for a in t['test_accuracy'])} | {', '.join(str(g) for g in t['garbage_size'])} | "
+                         f"{t['median_seconds']:.1f} | {t['median_wall_seconds']:.1f} |")
+        lines += ["", f"Speed ratio 2/1 processes (loop seconds): {o1['median_seconds'] / o2['median_seconds']:.2f}x.", ""]
     lines += ["## BNN queries (serial against `--jobs 2`)", "",
               "| query | params | serial s | --jobs 2 s | speed-up | same answer |", "|---|---|---:|---:|---:|---|"]
     for name, b in res["bnn"].items():
