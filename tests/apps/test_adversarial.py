@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from netinvert.apps.adversarial import (PGD, AdversarialGenerator, AdversarialRunConfig, AttackConfig, list_norms,
-                                        make_norm, run_adversarial_training, run_attack)
+from netinvert.apps.adversarial import (GENERATOR_LOSSES, GENERATOR_OUTPUTS, PGD, AdversarialGenerator, AdversarialRunConfig,
+                                        AttackConfig, list_generator_losses, list_norms, make_norm, run_adversarial_training,
+                                        run_attack)
 from netinvert.cli import main
 from netinvert.exceptions import NotFittedError, RunFormatError, UnknownNameError
 from netinvert.models import Classifier
@@ -151,6 +152,66 @@ def test_generator_draws_are_distinct_and_seeded(digits, fitted) -> None:
     assert fitted(x, y, target=target).shape == x.shape
 
 
+def test_generator_losses_on_hand_made_margins() -> None:
+    assert list_generator_losses() == ["boundary", "margin"]
+    m = torch.tensor([-10.0, -2.0, 0.0, 2.0, 10.0], requires_grad=True)
+    clamped = GENERATOR_LOSSES.get("margin")(m, 2.0)
+    torch.testing.assert_close(clamped, torch.tensor([-2.0, -2.0, 0.0, 2.0, 10.0]))
+    (grad,) = torch.autograd.grad(clamped.sum(), m)
+    torch.testing.assert_close(grad, torch.tensor([0.0, 1.0, 1.0, 1.0, 1.0]))  # far out of reach pulls as hard as close
+    soft = GENERATOR_LOSSES.get("boundary")(m, 2.0)
+    torch.testing.assert_close(soft[2], torch.tensor(0.5))  # on the boundary: half a failure
+    torch.testing.assert_close(soft[1], torch.sigmoid(torch.tensor(-1.0)))
+    assert soft[0] < 0.01 and soft[4] > 0.99  # won: ~0 failures; out of reach: ~1
+    (grad,) = torch.autograd.grad(soft.sum(), m)
+    torch.testing.assert_close(grad[2], torch.tensor(1 / 8))  # sigmoid'(0) / kappa, the largest
+    assert grad[4] < grad[3] < grad[2] and grad[4] < 0.01  # out of reach: almost no pull
+
+
+def test_boundary_loss_trains_a_generator_that_beats_random_noise(digits, digits_cnn) -> None:
+    x, y = digits.x_test, digits.y_test
+    gen = AdversarialGenerator(digits_cnn, eps=0.1, loss="boundary", seed=0).fit(
+        digits.x_train, digits.y_train, steps=300, progress=False)
+    assert gen.get_params()["loss"] == "boundary"
+    with torch.no_grad():
+        ok = digits_cnn(x).argmax(1) == y
+        noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+        rates = [float(((digits_cnn(adv).argmax(1) != y) & ok).sum() / ok.sum())
+                 for adv in (gen(x, y, seed=0), (x + 0.1 * noise.sign()).clamp(0, 1))]
+    assert rates[0] > rates[1] + 0.05, rates
+
+
+def test_corner_output_is_the_sign_forward_and_the_squash_backward() -> None:
+    norm, raw = make_norm("linf"), torch.tensor([[3.0, -0.1, 0.5, -2.0]], requires_grad=True)
+    corner = GENERATOR_OUTPUTS.get("corner")(norm, raw, 0.1)
+    torch.testing.assert_close(corner, torch.tensor([[0.1, -0.1, 0.1, -0.1]]))  # every pixel on the surface
+    (g_corner,) = torch.autograd.grad((corner * torch.arange(4.0)).sum(), raw)
+    (g_squash,) = torch.autograd.grad((norm.squash(raw, 0.1) * torch.arange(4.0)).sum(), raw)
+    torch.testing.assert_close(g_corner, g_squash)  # straight through: the squash's gradient
+    l2 = make_norm("l2")
+    torch.testing.assert_close(GENERATOR_OUTPUTS.get("corner")(l2, raw, 0.5), l2.squash(raw, 0.5))  # L2: the same
+
+
+def test_corner_generator_moves_every_free_pixel_by_eps(digits, digits_cnn) -> None:
+    x, y = digits.x_test[:30], digits.y_test[:30]
+    gen = AdversarialGenerator(digits_cnn, eps=0.1, output="corner", seed=0).fit(digits.x_train, digits.y_train, steps=5,
+                                                                                 progress=False)
+    delta = gen(x, y, seed=0) - x
+    free = (x > 0.1) & (x < 0.9)  # pixels the input range does not clamp
+    torch.testing.assert_close(delta[free].abs(), torch.full_like(delta[free], 0.1))
+
+
+def test_mean_draw_is_one_deterministic_example_in_the_ball(digits, fitted) -> None:
+    x, y = digits.x_test[:20], digits.y_test[:20]
+    draws = fitted.samples(x, y, 3, seed=1, draw="mean")
+    torch.testing.assert_close(draws[0], draws[2])  # z = 0 and no dropout: every draw is the same
+    torch.testing.assert_close(fitted(x, y, seed=5, draw="mean"), draws[0])  # and the seed does not matter
+    assert (draws[0] - x).abs().max() <= 0.1 + 1e-6
+    assert (fitted(x, y, seed=1) - draws[0]).abs().mean() > 1e-3  # a random draw is another example
+    with pytest.raises(UnknownNameError, match="Unknown generator draw 'median'. Valid names: mean, random"):
+        fitted(x, y, draw="median")
+
+
 def test_l2_generator_stays_in_its_ball(digits, digits_cnn) -> None:
     x, y = digits.x_test[:50], digits.y_test[:50]
     gen = AdversarialGenerator(digits_cnn, eps=0.5, norm="l2").fit(digits.x_train, digits.y_train, steps=5, progress=False)
@@ -168,6 +229,8 @@ def test_generator_refusals(digits, digits_cnn, fitted) -> None:
         AdversarialGenerator(digits_cnn, eps=9.0, norm="l2").fit(x, y, steps=1, progress=False)
     with pytest.raises(ValueError, match="needs a budget"):
         AdversarialGenerator(digits_cnn, eps=0.1).fit(x, y, progress=False)
+    with pytest.raises(ValueError, match="The 'loss' parameter of AdversarialGenerator must be one of \\['boundary', 'margin'\\]"):
+        AdversarialGenerator(digits_cnn, eps=0.1, loss="hinge").fit(x, y, steps=1, progress=False)
     untargeted = AdversarialGenerator(digits_cnn, eps=0.1, targeted_fraction=0.0).fit(x, y, steps=1, progress=False)
     with pytest.raises(ValueError, match="untargeted only"):
         untargeted(x, y, target=(y + 1) % 10)
@@ -224,6 +287,7 @@ def test_refusals_come_before_any_work(generator_run: Path, digits_cnn_run: Path
         (["adversarial", "train", "--classifier", str(digits_cnn_run), "--eps", "0"], "'eps' parameter"),
         (["adversarial", "train", "--classifier", str(digits_cnn_run), "--eps", "1.5"], "'eps' parameter"),
         (["adversarial", "train", "--classifier", str(digits_cnn_run), "--norm", "l3"], "'norm' parameter"),
+        (["adversarial", "train", "--classifier", str(digits_cnn_run), "--loss", "hinge"], "'loss' parameter"),
         (["adversarial", "train", "--classifier", str(generator_run)], "must be a classifier run"),
     ]
     for argv, message in bad:
@@ -244,6 +308,12 @@ def test_configs_refuse_bad_fields(digits_cnn_run: Path) -> None:
         AdversarialRunConfig(classifier=digits_cnn_run, eps=-0.1).validate()
     with pytest.raises(ValueError, match="'conditioning' parameter of AdversarialRunConfig"):
         AdversarialRunConfig(classifier=digits_cnn_run, conditioning="matrix").validate()
+    with pytest.raises(ValueError, match="'output' parameter of AdversarialRunConfig"):
+        AdversarialRunConfig(classifier=digits_cnn_run, output="sign").validate()
+    with pytest.raises(ValueError, match="'loss' parameter of AdversarialRunConfig"):
+        AdversarialRunConfig(classifier=digits_cnn_run, loss="hinge").validate()
+    with pytest.raises(ValueError, match="'draw' parameter of AttackConfig"):
+        AttackConfig("x", draw="median").validate()
     with pytest.raises(ValueError, match="'split' parameter of AttackConfig"):
         AttackConfig("x", split="validation").validate()
     with pytest.raises(ValueError, match="'pgd_steps' parameter of AttackConfig"):

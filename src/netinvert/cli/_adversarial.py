@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..apps.adversarial import (GENERATOR_CONDITIONINGS, SPLITS, AdversarialRunConfig, AttackConfig, list_norms,
-                                run_adversarial_training, run_attack)
+from ..apps.adversarial import (GENERATOR_CONDITIONINGS, SPLITS, AdversarialRunConfig, AttackConfig, list_generator_draws,
+                                list_generator_losses, list_generator_outputs, list_norms, run_adversarial_training, run_attack)
 from ._common import add_common, add_out, emit_json, int_list
 
 __all__ = ["register"]
@@ -33,8 +33,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hidden", type=int_list, default=AdversarialRunConfig.hidden, metavar="H,H,...",
                    help="hidden widths of the generator (default 256,256)")
     p.add_argument("--dropout", type=float, default=AdversarialRunConfig.dropout)
+    p.add_argument("--output", default=AdversarialRunConfig.output,
+                   help=f"how the raw output enters the ball, one of {', '.join(list_generator_outputs())}: squash (the "
+                        "norm's smooth squash; default) or corner (L-inf: every pixel moved by exactly eps, trained "
+                        "straight through the squash)")
+    p.add_argument("--loss", default=AdversarialRunConfig.loss,
+                   help=f"per-sample objective of the classifier's margin, one of {', '.join(list_generator_losses())}: "
+                        "margin (clamped at -kappa; default) or boundary (sigmoid(margin / kappa): focused on the examples near the decision boundary)")
     p.add_argument("--kappa", type=float, default=AdversarialRunConfig.kappa,
-                   help="margin (logits) at which an example counts as done (default 2)")
+                   help="margin scale in logits: where 'margin' stops pulling, the width of 'boundary' (default 2)")
     p.add_argument("--diversity", type=float, default=AdversarialRunConfig.diversity,
                    help="weight of the mode-seeking term between two draws (default 0.1)")
     p.add_argument("--lr", type=float, default=AdversarialRunConfig.lr)
@@ -58,6 +65,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", type=int, default=None,
                    help="targeted attacks towards this label (default: a random other label per image)")
     p.add_argument("--batch-size", type=int, default=AttackConfig.batch_size, help="images per attack call (default 250)")
+    p.add_argument("--draw", default=AttackConfig.draw,
+                   help=f"the generator's noise in its rows, one of {', '.join(list_generator_draws())}: random (z ~ N(0, I), "
+                        "dropout on; default) or mean (z = 0, dropout off); one forward pass either way")
     p.add_argument("--counterfeit-steps", type=int, default=AttackConfig.counterfeit_steps,
                    help="inversion steps for the counterfeits; 0 skips them (default 300)")
     p.add_argument("--counterfeit-per-label", type=int, default=AttackConfig.counterfeit_per_label)
@@ -72,7 +82,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = AdversarialRunConfig(
         classifier=args.classifier, eps=args.eps, norm=args.norm, steps=args.steps, seconds=args.seconds,
         targeted_fraction=args.targeted_fraction, conditioning=args.conditioning, hidden=tuple(args.hidden),
-        dropout=args.dropout, kappa=args.kappa, diversity=args.diversity, lr=args.lr, batch_size=args.batch_size,
+        dropout=args.dropout, output=args.output, loss=args.loss, kappa=args.kappa, diversity=args.diversity, lr=args.lr, batch_size=args.batch_size,
         seed=args.seed, device=args.device, threads=args.threads,
     )
     emit_json(run_adversarial_training(config, args.out, force=args.force, progress=not args.no_progress))
@@ -82,7 +92,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_attack(args: argparse.Namespace) -> int:
     config = AttackConfig(
         generator_run=args.run, dataset=args.dataset, data_root=args.data_root, split=args.split, n=args.n,
-        pgd_steps=tuple(args.pgd_steps), target=args.target, batch_size=args.batch_size,
+        pgd_steps=tuple(args.pgd_steps), target=args.target, batch_size=args.batch_size, draw=args.draw,
         counterfeit_steps=args.counterfeit_steps, counterfeit_per_label=args.counterfeit_per_label,
         verifier_epochs=args.verifier_epochs, seed=args.seed, device=args.device, threads=args.threads,
     )

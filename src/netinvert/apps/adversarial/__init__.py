@@ -29,7 +29,9 @@ True
 
 from ._attacks import (LOSSES, NORMS, PGD, L2Norm, LinfNorm, Norm, check_eps, list_attack_losses, list_norms, make_norm,
                        margin_loss, register_norm)
-from ._generator import GENERATOR_CONDITIONINGS, AdversarialGenerator, PerturbationNet
+from ._generator import (GENERATOR_CONDITIONINGS, GENERATOR_DRAWS, GENERATOR_LOSSES, GENERATOR_OUTPUTS, AdversarialGenerator,
+                         PerturbationNet, list_generator_draws, list_generator_losses, list_generator_outputs,
+                         register_generator_loss)
 from ._pipeline import (GENERATOR_KIND, SPLITS, TORCHATTACKS_CLASSES, AdversarialRunConfig, AdversarialTrainingResult,
                         AttackConfig, AttackResult, load_generator_run, run_adversarial_training, run_attack)
 
@@ -40,7 +42,10 @@ __all__ = [
     "AttackConfig",
     "AttackResult",
     "GENERATOR_CONDITIONINGS",
+    "GENERATOR_DRAWS",
     "GENERATOR_KIND",
+    "GENERATOR_LOSSES",
+    "GENERATOR_OUTPUTS",
     "L2Norm",
     "LOSSES",
     "LinfNorm",
@@ -52,10 +57,14 @@ __all__ = [
     "TORCHATTACKS_CLASSES",
     "check_eps",
     "list_attack_losses",
+    "list_generator_draws",
+    "list_generator_losses",
+    "list_generator_outputs",
     "list_norms",
     "load_generator_run",
     "make_norm",
     "margin_loss",
+    "register_generator_loss",
     "register_norm",
     "run_adversarial_training",
     "run_attack",

@@ -75,6 +75,11 @@ class Norm:
         """
         raise NotImplementedError
 
+    def corner(self, delta: torch.Tensor, eps: float) -> torch.Tensor:
+        """The point of the ball's surface ``delta`` points to, where a linear model's best perturbation lies:
+        L-inf ``eps * sign(delta)``, L2 ``eps * delta / ||delta||``."""
+        raise NotImplementedError
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -101,6 +106,9 @@ class LinfNorm(Norm):
         # tanh of the RMS-normalised output, gain 2: a typical pixel gets ~0.85 eps, and tanh' stays > 0.
         rms = raw.flatten(1).pow(2).mean(1).add(1e-12).sqrt()
         return eps * torch.tanh(2.0 * raw / _per_sample(rms, raw))
+
+    def corner(self, delta: torch.Tensor, eps: float) -> torch.Tensor:
+        return eps * delta.sign()
 
 
 class L2Norm(Norm):
@@ -130,6 +138,9 @@ class L2Norm(Norm):
     def squash(self, raw: torch.Tensor, eps: float) -> torch.Tensor:
         # raw's direction at length eps: the L2 sphere, scale-free, so nothing saturates.
         return eps * raw / _per_sample(_flat_norm(raw, 2).clamp_min(1e-12), raw)
+
+    def corner(self, delta: torch.Tensor, eps: float) -> torch.Tensor:
+        return self.squash(delta, eps)
 
 
 NormFactory = Callable[[], Norm]

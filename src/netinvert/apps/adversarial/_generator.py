@@ -14,8 +14,11 @@ the budget is enforced by construction, not by a loss). What it sees:
 
 Its raw output goes through the norm's :meth:`~netinvert.apps.adversarial.Norm.squash` (L-inf:
 ``eps * tanh(2 raw / rms(raw))``; L2: ``eps * raw / ||raw||``), so ``x + delta`` is in the ball by
-construction, then clamped to [0, 1]. The loss is Carlini-Wagner's margin clamped at ``-kappa``
-(:func:`margin_loss`): untargeted, the true label's lead; targeted, the target's deficit.
+construction, then clamped to [0, 1]. The loss reads Carlini-Wagner's margin (:func:`margin_loss`:
+untargeted, the true label's lead; targeted, the target's deficit) through a registered per-sample
+objective (:data:`GENERATOR_LOSSES`): ``margin`` clamps it at ``-kappa``; ``boundary`` is
+``sigmoid(margin / kappa)``, a smooth count of the failures whose gradient is largest at the decision
+boundary and fades both for examples already won and for examples out of reach of the budget.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -30,16 +34,81 @@ from torch import nn
 
 from ..._device import resolve_device, seed_everything
 from ..._progress import progress_bar
+from ..._registry import Registry
 from ...exceptions import NotFittedError, TrainingDivergedError
 from ...inversion import make_conditioning
 from ._attacks import Norm, check_eps, make_norm, margin_loss
 
-__all__ = ["PerturbationNet", "AdversarialGenerator", "GENERATOR_CONDITIONINGS"]
+__all__ = ["PerturbationNet", "AdversarialGenerator", "GENERATOR_CONDITIONINGS", "GENERATOR_LOSSES", "GENERATOR_DRAWS",
+           "GENERATOR_OUTPUTS", "list_generator_losses", "list_generator_draws", "list_generator_outputs",
+           "register_generator_loss"]
 
 log = logging.getLogger(__name__)
 
 #: Conditionings the generator can read: those that give it a vector (the matrix ones feed conv layers).
 GENERATOR_CONDITIONINGS = ("label", "vector")
+
+GeneratorLoss = Callable[[torch.Tensor, float], torch.Tensor]
+#: Per-sample training objectives of the generator, ``(margin, kappa) -> loss`` (to be minimised), where ``margin``
+#: is :func:`margin_loss`'s (negative once the attack's goal is met) and ``kappa`` a scale in logits.
+GENERATOR_LOSSES: Registry[GeneratorLoss] = Registry("generator loss")
+
+
+def register_generator_loss(name: str) -> Callable[[GeneratorLoss], GeneratorLoss]:
+    """Register a per-sample generator objective ``(margin, kappa) -> loss`` under ``name``."""
+    return GENERATOR_LOSSES.register(name)
+
+
+def list_generator_losses() -> list[str]:
+    return GENERATOR_LOSSES.names()
+
+
+@register_generator_loss("margin")
+def margin(m: torch.Tensor, kappa: float) -> torch.Tensor:
+    """Carlini-Wagner's margin clamped at ``-kappa``: every example not yet won by ``kappa`` pulls with gradient 1,
+    however far it is from the boundary."""
+    return m.clamp(min=-kappa)
+
+
+@register_generator_loss("boundary")
+def boundary(m: torch.Tensor, kappa: float) -> torch.Tensor:
+    """``sigmoid(margin / kappa)``: a smooth share of failures (0.5 on the boundary, towards 0 once won and 1 out of
+    reach). Its gradient peaks at the boundary and decays as ``exp(-|margin| / kappa)``, so the generator spends
+    its capacity on the examples the budget can turn rather than on those it cannot (most of a robust model's)."""
+    return torch.sigmoid(m / kappa)
+
+
+Draw = Callable[[torch.Tensor], tuple[torch.Tensor, bool]]
+#: How the generator's noise is set when it attacks, ``z -> (z used, dropout on)``: ``random`` draws ``z ~ N(0, I)``
+#: with dropout on (distinct examples per input); ``mean`` sets ``z = 0`` with dropout off (the draws' centre: one
+#: deterministic example per input, often a stronger single guess than a random draw). Both cost one forward pass.
+GENERATOR_DRAWS: Registry[Draw] = Registry("generator draw")
+GENERATOR_DRAWS.add("random", lambda z: (z, True))
+GENERATOR_DRAWS.add("mean", lambda z: (torch.zeros_like(z), False))
+
+
+def list_generator_draws() -> list[str]:
+    return GENERATOR_DRAWS.names()
+
+
+Output = Callable[[Norm, torch.Tensor, float], torch.Tensor]
+#: How the network's raw output becomes a perturbation in the ball, ``(norm, raw, eps) -> delta``: ``squash`` is the
+#: norm's :meth:`~netinvert.apps.adversarial.Norm.squash` (L-inf ``eps * tanh(2 raw / rms(raw))``: a typical pixel
+#: moves by ~0.85 eps, a fifth by less than half of it); ``corner`` moves every pixel to the ball's surface
+#: (:meth:`~netinvert.apps.adversarial.Norm.corner`, L-inf ``eps * sign``, where a linear model's best perturbation
+#: lies) and trains through the squash's gradient (a straight-through estimator). For L2 both are the same.
+GENERATOR_OUTPUTS: Registry[Output] = Registry("generator output")
+GENERATOR_OUTPUTS.add("squash", lambda norm, raw, eps: norm.squash(raw, eps))
+
+
+@GENERATOR_OUTPUTS.register("corner")
+def _corner(norm: Norm, raw: torch.Tensor, eps: float) -> torch.Tensor:
+    soft = norm.squash(raw, eps)
+    return soft + (norm.corner(soft, eps) - soft).detach()  # forward: the corner; backward: the squash
+
+
+def list_generator_outputs() -> list[str]:
+    return GENERATOR_OUTPUTS.names()
 
 
 class PerturbationNet(nn.Module):
@@ -101,8 +170,14 @@ class AdversarialGenerator:
         Size of ``z``.
     dropout : float in [0, 1), default=0.2
         Dropout after each hidden layer, active when sampling too.
+    output : {"squash", "corner"}, default="squash"
+        How the raw output enters the ball (:data:`GENERATOR_OUTPUTS`): the norm's smooth squash, or
+        its corner (L-inf: every pixel moved by exactly ``eps``) trained straight through the squash.
+    loss : str, default="margin"
+        The per-sample objective of the margin (:data:`GENERATOR_LOSSES`): ``margin`` (clamped at
+        ``-kappa``) or ``boundary`` (``sigmoid(margin / kappa)``, focused on the examples near the boundary).
     kappa : float, default=2.0
-        The margin (logits) at which an example counts as done and stops pulling.
+        The margin scale in logits: where ``margin`` stops pulling, the width of ``boundary``'s sigmoid.
     diversity : float, default=0.1
         Weight of the mode-seeking term ``-||d1 - d2|| / (||d1|| + ||d2||)`` between two draws for the
         same image and goal.
@@ -124,8 +199,9 @@ class AdversarialGenerator:
 
     def __init__(self, classifier: nn.Module, *, eps: float, norm: str = "linf", targeted_fraction: float = 0.5,
                  conditioning: str = "vector", hidden: tuple[int, ...] = (256, 256), latent_dim: int = 16,
-                 dropout: float = 0.2, kappa: float = 2.0, diversity: float = 0.1, lr: float = 1e-3,
-                 batch_size: int = 128, seed: int = 0, device: str | torch.device | None = None) -> None:
+                 dropout: float = 0.2, output: str = "squash", loss: str = "margin", kappa: float = 2.0, diversity: float = 0.1,
+                 lr: float = 1e-3, batch_size: int = 128, seed: int = 0,
+                 device: str | torch.device | None = None) -> None:
         self.classifier = classifier
         self.eps = eps
         self.norm = norm
@@ -134,6 +210,8 @@ class AdversarialGenerator:
         self.hidden = hidden
         self.latent_dim = latent_dim
         self.dropout = dropout
+        self.output = output
+        self.loss = loss
         self.kappa = kappa
         self.diversity = diversity
         self.lr = lr
@@ -145,7 +223,7 @@ class AdversarialGenerator:
         """The constructor's arguments but the classifier and device: what a card records to rebuild it."""
         return {"eps": self.eps, "norm": self.norm, "targeted_fraction": self.targeted_fraction,
                 "conditioning": self.conditioning, "hidden": list(self.hidden), "latent_dim": self.latent_dim,
-                "dropout": self.dropout, "kappa": self.kappa, "diversity": self.diversity, "lr": self.lr,
+                "dropout": self.dropout, "output": self.output, "loss": self.loss, "kappa": self.kappa, "diversity": self.diversity, "lr": self.lr,
                 "batch_size": self.batch_size, "seed": self.seed}
 
     def validate(self) -> AdversarialGenerator:
@@ -170,6 +248,12 @@ class AdversarialGenerator:
         _check_int(owner, "batch_size", self.batch_size, 1)
         _check_int(owner, "seed", self.seed, 0)
         _check_float(owner, "dropout", self.dropout, 0, 1, closed_high=False)
+        if not isinstance(self.output, str) or self.output not in GENERATOR_OUTPUTS:
+            raise ValueError(f"The 'output' parameter of {owner} must be one of {list_generator_outputs()}. "
+                             f"Got {self.output!r} instead.")
+        if not isinstance(self.loss, str) or self.loss not in GENERATOR_LOSSES:
+            raise ValueError(f"The 'loss' parameter of {owner} must be one of {list_generator_losses()}. "
+                             f"Got {self.loss!r} instead.")
         _check_float(owner, "kappa", self.kappa, 0, math.inf, closed_low=False, closed_high=False)
         _check_float(owner, "diversity", self.diversity, 0, math.inf, closed_high=False)
         _check_float(owner, "lr", self.lr, 0, math.inf, closed_low=False, closed_high=False)
@@ -198,7 +282,7 @@ class AdversarialGenerator:
         return torch.cat([code, torch.zeros(n, 1, device=device)], 1)
 
     def _delta(self, G: PerturbationNet, x: torch.Tensor, code: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        delta = self._norm().squash(G(x, code, z), float(self.eps))
+        delta = GENERATOR_OUTPUTS.get(self.output)(self._norm(), G(x, code, z), float(self.eps))
         return (x + delta).clamp(0, 1) - x
 
     # ------------------------------------------------------------------ training
@@ -207,7 +291,7 @@ class AdversarialGenerator:
         """Train on images ``x`` ``(N, C, H, W)`` in [0, 1] with labels ``y`` until ``steps`` or ``seconds`` end.
 
         Each step draws ``batch_size`` images (seeded), gives a ``targeted_fraction`` share of them a random
-        other label as target, draws two ``z`` per image and minimises the mean clamped margin of both draws
+        other label as target, draws two ``z`` per image and minimises the mean ``loss`` of both draws' margins
         minus ``diversity`` times their mode-seeking distance. Returns ``self``.
         """
         self.validate()
@@ -227,6 +311,7 @@ class AdversarialGenerator:
         G = self._build().to(device)
         opt = torch.optim.Adam(G.parameters(), lr=self.lr)
         k, b, tf = self.n_classes, self.batch_size, float(self.targeted_fraction)
+        objective = GENERATOR_LOSSES.get(self.loss)
         history: dict[str, list[float]] = {key: [] for key in ("step", "seconds", "loss", "margin", "diversity", "success")}
         was_training = clf.training
         grads = [p.requires_grad for p in clf.parameters()]
@@ -254,7 +339,7 @@ class AdversarialGenerator:
                                          margin_loss(logits, ll, targeted=False))
                     d1, d2 = delta[:b].flatten(1), delta[b:].flatten(1)
                     spread = (d1 - d2).norm(dim=1) / (d1.norm(dim=1) + d2.norm(dim=1) + 1e-12)
-                    loss = margin.clamp(min=-float(self.kappa)).mean() - float(self.diversity) * spread.mean()
+                    loss = objective(margin, float(self.kappa)).mean() - float(self.diversity) * spread.mean()
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
@@ -298,14 +383,16 @@ class AdversarialGenerator:
 
     @torch.no_grad()
     def samples(self, x: torch.Tensor, y: torch.Tensor, n: int, *, target: torch.Tensor | None = None,
-                seed: int | None = None) -> torch.Tensor:
+                seed: int | None = None, draw: str = "random") -> torch.Tensor:
         """``n`` adversarial examples per image, ``(n, N, C, H, W)``: ``z`` and dropout differ between draws.
 
         Untargeted without ``target``; with ``target`` ``(N,)``, each image is pushed towards its target,
-        which must differ from its true label ``y``.
+        which must differ from its true label ``y``. ``draw`` (:data:`GENERATOR_DRAWS`) sets the noise:
+        ``random`` (the default) or ``mean`` (``z = 0``, dropout off: the ``n`` draws are equal).
         """
         G = self._check_fitted()
         _check_int(f"{type(self).__name__}.samples", "n", n, 1)
+        noise = GENERATOR_DRAWS.get(draw)
         if target is not None:
             if bool((target == y).any()):
                 raise ValueError("The 'target' parameter must differ from the true label y for every sample "
@@ -319,10 +406,10 @@ class AdversarialGenerator:
         x = x.to(device)
         code = self._codes(None if target is None else target.to(device), len(x), device, gen)
         xx, cc = x.repeat(n, *([1] * (x.dim() - 1))), code.repeat(n, 1)
-        z = torch.randn(len(xx), self.latent_dim, generator=gen).to(device)
+        z, dropout = noise(torch.randn(len(xx), self.latent_dim, generator=gen).to(device))
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(self.seed if seed is None else seed)
-            G.train()  # dropout is part of the sampling noise
+            G.train(dropout)  # dropout is part of the sampling noise
             try:
                 x_adv = xx + self._delta(G, xx, cc, z)  # all n draws in one forward pass
             finally:
@@ -330,9 +417,9 @@ class AdversarialGenerator:
         return x_adv.view(n, *x.shape)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, *, target: torch.Tensor | None = None,
-                 seed: int | None = None) -> torch.Tensor:
+                 seed: int | None = None, draw: str = "random") -> torch.Tensor:
         """One adversarial example per image, ``(N, C, H, W)`` (the first of :meth:`samples`)."""
-        return self.samples(x, y, 1, target=target, seed=seed)[0]
+        return self.samples(x, y, 1, target=target, seed=seed, draw=draw)[0]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"

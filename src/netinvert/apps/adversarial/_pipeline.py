@@ -33,7 +33,8 @@ from ...models import load_classifier_run, path_for_card, resolve_recorded_path
 from ...runs import (WEIGHTS_NAME, check_out, file_sha256, load_weights, read_card, save_weights, staged_run, write_card,
                      write_json)
 from ._attacks import PGD, Norm, check_eps, list_norms, make_norm
-from ._generator import GENERATOR_CONDITIONINGS, AdversarialGenerator
+from ._generator import (GENERATOR_CONDITIONINGS, GENERATOR_DRAWS, GENERATOR_LOSSES, GENERATOR_OUTPUTS,
+                         AdversarialGenerator, list_generator_draws, list_generator_losses, list_generator_outputs)
 
 __all__ = ["AdversarialRunConfig", "AdversarialTrainingResult", "AttackConfig", "AttackResult", "run_adversarial_training",
            "run_attack", "load_generator_run", "SPLITS", "TORCHATTACKS_CLASSES", "GENERATOR_KIND"]
@@ -86,8 +87,9 @@ class AdversarialRunConfig:
     norm : {"linf", "l2"}, default="linf"
     steps, seconds : optional
         Training budget (whichever ends first); neither: 2,000 steps. ``steps`` is reproducible.
-    targeted_fraction, conditioning, hidden, latent_dim, dropout, kappa, diversity, lr, batch_size
-        As :class:`AdversarialGenerator`.
+    targeted_fraction, conditioning, hidden, latent_dim, dropout, output, loss, kappa, diversity, lr, batch_size
+        As :class:`AdversarialGenerator` (``output``: :func:`list_generator_outputs`; ``loss``:
+        :func:`list_generator_losses`).
     seed : int, default=0
     device : {"cpu", "cuda", "auto"}
     threads : int, optional
@@ -103,6 +105,8 @@ class AdversarialRunConfig:
     hidden: tuple[int, ...] = (256, 256)
     latent_dim: int = 16
     dropout: float = 0.2
+    output: str = "squash"
+    loss: str = "margin"
     kappa: float = 2.0
     diversity: float = 0.1
     lr: float = 1e-3
@@ -123,8 +127,8 @@ class AdversarialRunConfig:
         """The :class:`AdversarialGenerator` arguments this config sets."""
         return {"eps": self.eps, "norm": self.norm, "targeted_fraction": self.targeted_fraction,
                 "conditioning": self.conditioning, "hidden": self.hidden, "latent_dim": self.latent_dim,
-                "dropout": self.dropout, "kappa": self.kappa, "diversity": self.diversity, "lr": self.lr,
-                "batch_size": self.batch_size, "seed": self.seed}
+                "dropout": self.dropout, "output": self.output, "loss": self.loss, "kappa": self.kappa, "diversity": self.diversity,
+                "lr": self.lr, "batch_size": self.batch_size, "seed": self.seed}
 
     def validate(self) -> AdversarialRunConfig:
         """Raise ``ValueError`` on the first invalid field that needs no model (sklearn's message shape); returns ``self``."""
@@ -134,6 +138,10 @@ class AdversarialRunConfig:
         check_eps(self.eps, make_norm(self.norm), None, owner)
         if self.conditioning not in GENERATOR_CONDITIONINGS:
             raise bad_param(owner, "conditioning", f"one of {list(GENERATOR_CONDITIONINGS)}", self.conditioning)
+        if self.output not in GENERATOR_OUTPUTS:
+            raise bad_param(owner, "output", f"one of {list_generator_outputs()}", self.output)
+        if self.loss not in GENERATOR_LOSSES:
+            raise bad_param(owner, "loss", f"one of {list_generator_losses()}", self.loss)
         if self.steps is not None:
             _int(owner, "steps", self.steps, 1)
         if self.seconds is not None and (not _real(self.seconds) or not self.seconds > 0):
@@ -331,7 +339,10 @@ class AttackConfig:
     batch_size : int, default=250
         Images per attack call, the same for every attack (what ms/example is measured at).
     samples_per_input : int, default=4
-        Draws per image for the generator's diversity figures.
+        Draws per image for the generator's diversity figures (always ``random`` draws).
+    draw : {"random", "mean"}, default="random"
+        The noise of the generator's ``generator`` and ``generator-targeted`` rows (:func:`list_generator_draws`):
+        one random draw per image, or ``z = 0`` with dropout off. One forward pass either way.
     counterfeit_steps : int, default=300
         Inversion steps for the counterfeits (no budget); 0 skips them.
     counterfeit_per_label : int, default=20
@@ -353,6 +364,7 @@ class AttackConfig:
     target: int | None = None
     batch_size: int = 250
     samples_per_input: int = 4
+    draw: str = "random"
     counterfeit_steps: int = 300
     counterfeit_per_label: int = 20
     counterfeit_confidence: float = 0.9
@@ -375,6 +387,8 @@ class AttackConfig:
             raise bad_param(owner, "split", f"one of {sorted(SPLITS)}", self.split)
         if self.dataset is not None:
             DATASETS.get(self.dataset)
+        if self.draw not in GENERATOR_DRAWS:
+            raise bad_param(owner, "draw", f"one of {list_generator_draws()}", self.draw)
         for name, low in (("batch_size", 1), ("samples_per_input", 2), ("counterfeit_steps", 0),
                           ("counterfeit_per_label", 1), ("seed", 0)):
             _int(owner, name, getattr(self, name), low)
@@ -575,7 +589,8 @@ def run_attack(config: AttackConfig, out: str | Path | None = None, *, force: bo
     untargeted = attacker.targeted_fraction < 1
     targeted = attacker.targeted_fraction > 0
     if untargeted:
-        adv, ms = _timed(lambda a, b, t: attacker(a.to(device), b.to(device), seed=config.seed), x, y, None, config.batch_size)
+        adv, ms = _timed(lambda a, b, t: attacker(a.to(device), b.to(device), seed=config.seed, draw=config.draw), x, y,
+                         None, config.batch_size)
         attacks["generator"], adversarial["generator"] = row(adv, ms), adv
     attacks["random"] = row(_random_baseline(x, norm, eps, config.seed), None)
     ta = _torchattacks()
@@ -598,8 +613,8 @@ def run_attack(config: AttackConfig, out: str | Path | None = None, *, force: bo
             keep = y != config.target
             target = torch.full_like(y, config.target)
         xt, yt, tt, okt = x[keep], y[keep], target[keep], ok[keep]
-        adv, ms = _timed(lambda a, b, t: attacker(a.to(device), b.to(device), target=t.to(device), seed=config.seed), xt, yt, tt,
-                         config.batch_size)
+        adv, ms = _timed(lambda a, b, t: attacker(a.to(device), b.to(device), target=t.to(device), seed=config.seed,
+                                                  draw=config.draw), xt, yt, tt, config.batch_size)
         attacks["generator-targeted"] = _row(xt, yt, adv, ms, okt, norm, classifier, verifiers, tt, k)
         adversarial["generator-targeted"] = adv
         pgd = PGD(classifier, eps=eps, norm=norm, steps=REFERENCE_STEPS)
