@@ -28,6 +28,7 @@ import json
 import logging
 import random
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ from .runs import jsonable, partial_dir, save_weights
 
 log = logging.getLogger(__name__)
 
-__all__ = ["check_resume", "resume_point", "discard_checkpoint", "write_training_checkpoint", "restore_training_state",
+__all__ = ["CheckpointPlan", "check_resume", "resume_point", "discard_checkpoint", "write_training_checkpoint", "restore_training_state",
            "changed_fields", "CHECKPOINT_NAME", "CHECKPOINT_FORMAT", "write_checkpoint", "read_checkpoint", "read_checkpoint_state",
            "rng_state", "rng_to_checkpoint", "restore_rng", "flatten_optimizer", "unflatten_optimizer", "prefixed", "strip_prefix"]
 
@@ -264,3 +265,17 @@ def restore_training_state(tensors: Mapping[str, torch.Tensor], state: Mapping[s
         module.load_state_dict(strip_prefix(name, tensors))
     optimizer.load_state_dict(unflatten_optimizer(tensors, state["optimizer"]))
     restore_rng(tensors, state["rng"], generator, device)
+
+
+@dataclass(frozen=True)
+class CheckpointPlan:
+    """Where and how often a fit writes its checkpoint, and what it records there for the caller."""
+
+    path: Path
+    every_steps: int | None
+    every_seconds: float | None
+    info: Any
+
+    def due(self, step: int, since_last: float) -> bool:
+        return ((self.every_steps is not None and step % self.every_steps == 0)
+                or (self.every_seconds is not None and since_last >= self.every_seconds))

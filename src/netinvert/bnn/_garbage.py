@@ -28,16 +28,23 @@ the validation and test accuracies and the share of uniform inputs labelled garb
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from .._checkpoint import (changed_fields, prefixed, read_checkpoint, restore_rng, rng_state, rng_to_checkpoint, strip_prefix,
+                           write_checkpoint)
 from .._checks import check_param
+from ..exceptions import RunFormatError
+from ..runs import jsonable
 from .._registry import Registry
 from ._encode import encode
 from ._estimate import estimate_label_shares
@@ -218,7 +225,9 @@ def _accuracy(model: BNN, split: tuple[torch.Tensor, torch.Tensor] | None) -> fl
 
 def train_with_garbage(model: BNN, bits: torch.Tensor, labels: torch.Tensor, train_config: BNNTrainConfig,
                        config: GarbageConfig, *, test: tuple[torch.Tensor, torch.Tensor] | None = None,
-                       progress: bool = True) -> GarbageResult:
+                       progress: bool = True, checkpoint: str | Path | None = None,
+                       checkpoint_info: Mapping[str, Any] | None = None,
+                       resume_from: str | Path | None = None) -> GarbageResult:
     """Train ``model`` (built with ``n_classes = n_real + 1``) with a garbage class ``n_real``, in place.
 
     Parameters
@@ -234,10 +243,26 @@ def train_with_garbage(model: BNN, bits: torch.Tensor, labels: torch.Tensor, tra
     config : GarbageConfig
     test : (bits, labels) or None
         Only reported in the history (never used to choose anything).
+    checkpoint : path, optional
+        A file (conventionally :data:`~netinvert._checkpoint.CHECKPOINT_NAME`) written atomically after
+        the seeded training (round 0) and after every round: the net (latent weights, batch-norm state,
+        fan-in masks), the garbage set, both histories, the random state of the candidate draws and the
+        global ones, in one safetensors file (format in :mod:`netinvert._checkpoint`).
+    checkpoint_info : mapping, optional
+        JSON values recorded in the checkpoint's ``info`` (a pipeline records its config there).
+    resume_from : path, optional
+        A checkpoint written by a call with the same configs and data: training continues with the
+        round after the checkpoint's, to the net, garbage set and history an uninterrupted call ends
+        with (exactly with ``source="noise"``; SAT queries under a time limit may find other preimages).
 
     Returns
     -------
     GarbageResult
+
+    Raises
+    ------
+    RunFormatError
+        If ``resume_from`` was written with other configs or data.
     """
     if not isinstance(config, GarbageConfig):
         raise TypeError(f"train_with_garbage needs a GarbageConfig. Got {type(config).__name__} instead.")
@@ -277,14 +302,40 @@ def train_with_garbage(model: BNN, bits: torch.Tensor, labels: torch.Tensor, tra
                      round_, h["garbage_size"], h["validation_accuracy"], h["uniform_to_garbage"])
         return h
 
-    t0 = time.perf_counter()
-    seed_draws = _uniform(rng, config.samples, n_inputs)
-    garbage = unsupported(seed_draws)
-    train_history = fit(garbage, train_config, resume=False)
-    history = [record(0, garbage, {"uniform_drawn": config.samples, "uniform_added": int(len(garbage)),
-                                   "sat_queries": 0, "source_candidates": 0, "source_added": 0}, t0)]
+    identity = None
+    if checkpoint is not None or resume_from is not None:
+        digest = hashlib.sha256()
+        for t in (bits, labels):
+            digest.update(t.detach().cpu().contiguous().numpy().tobytes())
+        identity = json.loads(json.dumps(jsonable({"garbage": config.to_dict(), "train": train_config.to_dict(),
+                                                   "n_classes": model.n_classes, "n_inputs": n_inputs, "n": len(bits),
+                                                   "data_sha256": digest.hexdigest()})))
+    info = jsonable(dict(checkpoint_info or {}))
+
+    def save(garbage: np.ndarray, train_history: list[dict[str, float]], history: list[dict[str, Any]]) -> None:
+        """The state after a finished round: a resume starts the next one."""
+        if checkpoint is None:
+            return
+        rng_tensors, rng_meta = rng_to_checkpoint(rng_state())
+        tensors = {**prefixed("model", model.state_dict()), "garbage": torch.from_numpy(np.ascontiguousarray(garbage)),
+                   **rng_tensors}
+        write_checkpoint(checkpoint, tensors, {"round": history[-1]["round"], "history": history, "train_history": train_history,
+                                               "radius": radius, "candidates": rng.bit_generator.state, "rng": rng_meta,
+                                               "identity": identity, "info": info})
+        log.debug("checkpoint of garbage round %d written to %s", history[-1]["round"], checkpoint)
+
     source = GARBAGE_SOURCES.get(config.source)
-    for r in range(1, config.rounds + 1):
+    if resume_from is None:
+        t0 = time.perf_counter()
+        seed_draws = _uniform(rng, config.samples, n_inputs)
+        garbage = unsupported(seed_draws)
+        train_history = fit(garbage, train_config, resume=False)
+        history = [record(0, garbage, {"uniform_drawn": config.samples, "uniform_added": int(len(garbage)),
+                                       "sat_queries": 0, "source_candidates": 0, "source_added": 0}, t0)]
+        save(garbage, train_history, history)
+    else:
+        garbage, train_history, history = _restore_garbage(Path(resume_from), identity, model, rng)
+    for r in range(len(history), config.rounds + 1):
         t0 = time.perf_counter()
         net = export_bnn(model)
         draws = _uniform(rng, config.samples, n_inputs)
@@ -297,4 +348,27 @@ def train_with_garbage(model: BNN, bits: torch.Tensor, labels: torch.Tensor, tra
                                      seed=train_config.seed + r), resume=True)
         history.append(record(r, garbage, {"uniform_drawn": config.samples, "uniform_added": int(len(uniform_new)),
                                            "sat_queries": sum(q for _, q in found), "source_candidates": int(len(cand)), "source_added": int(len(source_new))}, t0))
+        save(garbage, train_history, history)
     return GarbageResult(train_history, radius, garbage, history)
+
+
+def _restore_garbage(path: Path, identity: dict[str, Any] | None, model: BNN,
+                     rng: np.random.Generator) -> tuple[np.ndarray, list[dict[str, float]], list[dict[str, Any]]]:
+    """Load a round's checkpoint into the net and the random states; returns the garbage set and both histories."""
+    tensors, state = read_checkpoint(path)
+    theirs = state.get("identity") or {}
+    if theirs != identity:
+        raise RunFormatError(f"The checkpoint {path} was written by garbage training with another "
+                             f"{', '.join(changed_fields(identity, theirs))}; resume it with the same settings and data, "
+                             "or start afresh without it.")
+    try:
+        model.load_state_dict(strip_prefix("model", tensors))
+        garbage = tensors["garbage"].numpy().astype(np.int8)
+        history, train_history = list(state["history"]), list(state["train_history"])
+        rng.bit_generator.state = state["candidates"]
+        restore_rng(tensors, state["rng"])
+    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+        raise RunFormatError(f"The checkpoint {path} does not fit this garbage training ({exc}); start afresh without it.") from None
+    model.eval()
+    log.info("resuming garbage training after round %d of %s", history[-1]["round"], path)
+    return garbage, train_history, history

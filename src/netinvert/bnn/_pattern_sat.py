@@ -223,7 +223,6 @@ def _realise(A: np.ndarray, b: np.ndarray, k: int, deadline: float | None,
     UNSAT with integer ``weights``: those rows alone are refuted at the root (a clause over
     them); UNSAT with None: the pattern as a whole was refuted by branch and bound.
     """
-    n = A.shape[1]
     useful = np.flatnonzero(np.any(A != 0, axis=0))  # a bit moving none of these neurons never helps
     A_u = A[:, useful].astype(np.float64)
     lo, hi = np.zeros(len(useful)), np.ones(len(useful))

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._checkpoint import CHECKPOINT_NAME, check_resume, discard_checkpoint, resume_point
 from .._checks import check_param
 from .._parallel import check_jobs, map_tasks, scheduler_workers, split
 from .._registry import Registry
@@ -172,7 +173,7 @@ class BNNTrainingResult:
 
 
 @restores_threads
-def run_bnn_training(config: BNNRunConfig, out: str | Path, *, force: bool = False,
+def run_bnn_training(config: BNNRunConfig, out: str | Path, *, force: bool = False, resume: bool = False,
                      progress: bool = True) -> BNNTrainingResult:
     """Train a BNN, export it, verify the export on every test input, and write the run folder ``out``.
 
@@ -187,6 +188,16 @@ def run_bnn_training(config: BNNRunConfig, out: str | Path, *, force: bool = Fal
         A new folder (one that holds files is refused unless ``force``, before any training).
     force : bool
         Replace an ``out`` that holds files, once the new run is complete.
+    resume : bool
+        With ``garbage_rounds``, the run is written into the hidden sibling ``.OUT.partial``
+        (:func:`netinvert.runs.partial_dir`), and a checkpoint ``checkpoint.safetensors`` there after the
+        seeded training and after every garbage round (the net, the garbage set, the histories, the random
+        states) survives an interrupt (Ctrl-C, SIGTERM under the CLI, even SIGKILL). ``resume`` continues from
+        the round after the checkpoint's, to the net an uninterrupted run ends with (exactly with
+        ``garbage_source="noise"``; SAT queries under a time limit may find other preimages). Without a
+        checkpoint it starts afresh (a log line says so); without ``resume`` a left-over one is refused unless
+        ``force``, which discards it; a checkpoint of another config (but ``threads``) is refused. A plain net
+        (no garbage rounds) keeps no checkpoint: it is retrained.
     progress : bool
         Log one line per training run (training itself is quick).
 
@@ -198,12 +209,20 @@ def run_bnn_training(config: BNNRunConfig, out: str | Path, *, force: bool = Fal
     ------
     RuntimeError
         The exported integer net labels some test input otherwise than PyTorch (nothing is written).
+    RunExistsError
+        If ``out`` holds a run (unless ``force``), or a checkpoint left by an interrupted run (unless ``resume``
+        or ``force``).
+    RunFormatError
+        With ``resume``, if the checkpoint was written for another config.
     """
     from ..data import load_dataset
 
     if not isinstance(config, BNNRunConfig):
         raise TypeError(f"run_bnn_training needs a BNNRunConfig. Got {type(config).__name__} instead.")
+    check_resume(out, force=force, resume=resume)
     check_out(out, force=force)
+    resume_info = {"config": config.to_dict()}
+    resume_from = resume_point(out, resume_info, resume=resume, force=force)  # before the staging folder is entered
     threads = set_threads(config.threads)
     data = load_dataset(config.dataset, config.data_root)
     binarizer = InputBinarizer(pool=config.pool, threshold=config.threshold)
@@ -213,33 +232,36 @@ def run_bnn_training(config: BNNRunConfig, out: str | Path, *, force: bool = Fal
     model = BNN(x_train.shape[1], config.hidden, data.n_classes + (garbage_config is not None),
                 ternary_delta=config.ternary_delta, fan_in=config.fan_in)
     train_config = config.train_config()
-    t0 = time.perf_counter()
-    garbage = None
-    if garbage_config is None:
-        history = train_bnn(model, x_train, data.y_train, train_config)
-    else:
-        garbage = train_with_garbage(model, x_train, data.y_train, train_config, garbage_config,
-                                     test=(x_test, data.y_test), progress=progress)
-        history = garbage.train_history
-    seconds = time.perf_counter() - t0
-    net = export_bnn(model)
-    torch_pred = model.predict(x_test).numpy()
-    agree = int((net.predict(x_test.numpy()) == torch_pred).sum())
-    if agree != len(x_test):
-        raise RuntimeError(f"Exported network disagrees with PyTorch on {len(x_test) - agree} test inputs; nothing was written.")
-    metrics = {"test_accuracy": float((torch_pred == data.y_test.numpy()).mean()),
-               "export_agreement": f"{agree}/{len(x_test)}", "sparsity": model.sparsity()}
-    if garbage is not None:
-        metrics["garbage"] = {"label": data.n_classes, "name": "garbage", "config": garbage_config.to_dict(),
-                              **garbage.to_dict()}
-    card = {"config": config.to_dict(), "dataset": data.name, "data_root": config.data_root,
-            "input_image_shape": list(data.input_shape), "train_config": train_config.to_dict(), "seed": config.seed,
-            "device": "cpu", "threads": torch.get_num_threads(), "train_seconds": seconds, **metrics,
-            "metrics": metrics, "history": history}
-    with staged_run(out, force=force) as tmp:
+    # a plain net keeps no checkpoint: an interrupt leaves nothing to resume
+    with staged_run(out, force=force, resume=resume, keep_on_interrupt=garbage_config is not None) as tmp:
+        t0 = time.perf_counter()
+        garbage = None
+        if garbage_config is None:
+            history = train_bnn(model, x_train, data.y_train, train_config)
+        else:
+            garbage = train_with_garbage(model, x_train, data.y_train, train_config, garbage_config,
+                                         test=(x_test, data.y_test), progress=progress, checkpoint=tmp / CHECKPOINT_NAME,
+                                         checkpoint_info=resume_info, resume_from=resume_from)
+            history = garbage.train_history
+        seconds = time.perf_counter() - t0  # a resumed run: the seconds of this process
+        net = export_bnn(model)
+        torch_pred = model.predict(x_test).numpy()
+        agree = int((net.predict(x_test.numpy()) == torch_pred).sum())
+        if agree != len(x_test):
+            raise RuntimeError(f"Exported network disagrees with PyTorch on {len(x_test) - agree} test inputs; nothing was written.")
+        metrics = {"test_accuracy": float((torch_pred == data.y_test.numpy()).mean()),
+                   "export_agreement": f"{agree}/{len(x_test)}", "sparsity": model.sparsity()}
+        if garbage is not None:
+            metrics["garbage"] = {"label": data.n_classes, "name": "garbage", "config": garbage_config.to_dict(),
+                                  **garbage.to_dict()}
+        card = {"config": config.to_dict(), "dataset": data.name, "data_root": config.data_root,
+                "input_image_shape": list(data.input_shape), "train_config": train_config.to_dict(), "seed": config.seed,
+                "device": "cpu", "threads": torch.get_num_threads(), "train_seconds": seconds, **metrics,
+                "metrics": metrics, "history": history}
         save_bnn_run(tmp, model, binarizer, net, card)
         write_json(tmp / "metrics.json", {**metrics, "train_seconds": seconds})
         sha = _card_sha(tmp)
+        discard_checkpoint(tmp)
     if progress:
         log.info("trained %s BNN %s in %.1f s: test accuracy %.4f", data.name, list(config.hidden), seconds,
                  metrics["test_accuracy"])

@@ -8,6 +8,7 @@ from pathlib import Path
 from ..apps.adversarial import (GENERATOR_CONDITIONINGS, SPLITS, AdversarialRunConfig, AttackConfig, list_generator_draws,
                                 list_generator_losses, list_generator_outputs, list_norms, run_adversarial_training, run_attack)
 from ._common import add_common, add_out, emit_json, int_list
+from ._invert import add_resume
 
 __all__ = ["register"]
 
@@ -48,6 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=AdversarialRunConfig.batch_size)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_out(p)
+    add_resume(p)
     add_common(p)
     p.set_defaults(func=cmd_train)
 
@@ -85,7 +87,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         dropout=args.dropout, output=args.output, loss=args.loss, kappa=args.kappa, diversity=args.diversity, lr=args.lr, batch_size=args.batch_size,
         seed=args.seed, device=args.device, threads=args.threads,
     )
-    emit_json(run_adversarial_training(config, args.out, force=args.force, progress=not args.no_progress))
+    emit_json(run_adversarial_training(config, args.out, force=args.force, resume=args.resume, progress=not args.no_progress,
+                                       checkpoint_steps=args.checkpoint_steps, checkpoint_seconds=args.checkpoint_seconds))
     return 0
 
 

@@ -62,6 +62,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--garbage-preimages", type=int, default=20, help="source candidates per real label and round")
     p.add_argument("--garbage-epochs", type=int, default=2, help="training epochs per garbage round")
     p.add_argument("--garbage-seconds", type=float, default=1.0, help="budget of one SAT query for garbage candidates")
+    p.add_argument("--resume", action="store_true",
+                   help="with --garbage-rounds: continue an interrupted run of the same options into the same --out from its "
+                        "last finished round (a checkpoint is kept in the hidden folder .OUT.partial after each round); "
+                        "without a checkpoint, start afresh")
     add_out(p)
     add_common(p, device=False)
     p.set_defaults(func=cmd_train)
@@ -150,7 +154,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                           garbage_rounds=args.garbage_rounds, garbage_source=args.garbage_source,
                           garbage_samples=args.garbage_samples, garbage_preimages=args.garbage_preimages,
                           garbage_epochs=args.garbage_epochs, garbage_seconds=args.garbage_seconds)
-    emit_json(run_bnn_training(config, args.out, force=args.force))
+    emit_json(run_bnn_training(config, args.out, force=args.force, resume=args.resume))
     return 0
 
 

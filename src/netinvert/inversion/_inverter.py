@@ -19,7 +19,6 @@ import time
 import warnings
 from collections.abc import Mapping
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from .._distributed import SINGLE, World, all_reduce_sum, average_buffers, curre
 from ..exceptions import NotFittedError, RunFormatError, TrainingDivergedError, UnsafeCheckpointError
 from ..runs import WEIGHTS_NAME, file_sha256, jsonable, read_card, read_json, save_weights, write_card, write_json
 from .._checkpoint import (
+    CheckpointPlan,
     changed_fields,
     read_checkpoint,
     restore_training_state,
@@ -411,7 +411,7 @@ class Inverter:
         world = current_world()
         self._check_world(world)
         # in a distributed fit rank 0 alone writes; the others train beside it
-        plan = None if checkpoint is None or not world.is_main else _CheckpointPlan(
+        plan = None if checkpoint is None or not world.is_main else CheckpointPlan(
             Path(checkpoint), checkpoint_steps, checkpoint_seconds, jsonable(dict(checkpoint_info or {})))
         resume = read_checkpoint(resume_from) if resume_from is not None else None
         device = self._resolve_device()
@@ -480,7 +480,7 @@ class Inverter:
 
     def _train(self, clf: nn.Module, cond: Conditioning, objective: Objective, augmentation: Augmentation,
                device: torch.device, steps: int | None, seconds: float | None, progress: bool,
-               plan: _CheckpointPlan | None, resume: tuple[dict[str, torch.Tensor], dict[str, Any]] | None,
+               plan: CheckpointPlan | None, resume: tuple[dict[str, torch.Tensor], dict[str, Any]] | None,
                resume_path: Path | None, world: World = SINGLE) -> None:
         gen = torch.Generator().manual_seed(int(self.seed))
         G = self._build_generator(cond).to(device)
@@ -985,20 +985,6 @@ def _card_entry(card: Mapping[str, Any], key: str, kind: type, card_path: Path, 
     if not isinstance(value, kind):
         raise RunFormatError(f"{card_path}: {key!r} must be {_JSON_TYPE[kind]}. Got {type(value).__name__} {value!r} instead. {fix}")
     return value
-
-
-@dataclass(frozen=True)
-class _CheckpointPlan:
-    """Where and how often a fit writes its checkpoint, and what it records there for the caller."""
-
-    path: Path
-    every_steps: int | None
-    every_seconds: float | None
-    info: Any
-
-    def due(self, step: int, since_last: float) -> bool:
-        return ((self.every_steps is not None and step % self.every_steps == 0)
-                or (self.every_seconds is not None and since_last >= self.every_seconds))
 
 
 @torch.no_grad()

@@ -23,20 +23,26 @@ boundary and fades both for examples already won and for examples out of reach o
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from ..._checkpoint import CheckpointPlan, changed_fields, read_checkpoint, restore_training_state, rng_state, write_training_checkpoint
 from ..._device import resolve_device, seed_everything
 from ..._progress import progress_bar
 from ..._registry import Registry
-from ...exceptions import NotFittedError, TrainingDivergedError
+from ...exceptions import NotFittedError, RunFormatError, TrainingDivergedError
 from ...inversion import make_conditioning
+from ...inversion._inverter import classifier_fingerprint
+from ...runs import jsonable
 from ._attacks import Norm, check_eps, make_norm, margin_loss
 
 __all__ = ["PerturbationNet", "AdversarialGenerator", "GENERATOR_CONDITIONINGS", "GENERATOR_LOSSES", "GENERATOR_DRAWS",
@@ -287,12 +293,46 @@ class AdversarialGenerator:
 
     # ------------------------------------------------------------------ training
     def fit(self, x: torch.Tensor, y: torch.Tensor, *, steps: int | None = None, seconds: float | None = None,
-            progress: bool = True) -> AdversarialGenerator:
+            progress: bool = True, checkpoint: str | Path | None = None, checkpoint_steps: int | None = None,
+            checkpoint_seconds: float | None = 60.0, checkpoint_info: Mapping[str, Any] | None = None,
+            resume_from: str | Path | None = None) -> AdversarialGenerator:
         """Train on images ``x`` ``(N, C, H, W)`` in [0, 1] with labels ``y`` until ``steps`` or ``seconds`` end.
 
         Each step draws ``batch_size`` images (seeded), gives a ``targeted_fraction`` share of them a random
         other label as target, draws two ``z`` per image and minimises the mean ``loss`` of both draws' margins
         minus ``diversity`` times their mode-seeking distance. Returns ``self``.
+
+        Parameters
+        ----------
+        steps, seconds : optional
+            The budget (whichever ends first), counted from the start of the fit: a resumed fit continues
+            to the same total.
+        checkpoint : path, optional
+            A file (conventionally :data:`~netinvert._checkpoint.CHECKPOINT_NAME`) that receives a checkpoint
+            every ``checkpoint_steps`` steps and/or ``checkpoint_seconds`` seconds, when training ends and when
+            it is interrupted (``KeyboardInterrupt``: Ctrl-C, or SIGTERM under the CLI). Each write is atomic.
+            It holds the generator, Adam's state, the step, the elapsed seconds, the history and every random
+            state (the fit's ``torch.Generator``, torch's global one (dropout), numpy, python ``random``), in one
+            safetensors file (format in :mod:`netinvert._checkpoint`). An interrupt inside a step rewinds its
+            random draws (it is redone on resume); one while the weights are being updated keeps the previous
+            checkpoint.
+        checkpoint_steps : int, optional
+            Steps between checkpoints (``None``: by time only).
+        checkpoint_seconds : float, optional, default=60
+            Seconds between checkpoints (``None``: by steps only).
+        checkpoint_info : mapping, optional
+            JSON values recorded in the checkpoint's ``info`` (a pipeline records its config there).
+        resume_from : path, optional
+            A checkpoint written by a fit with the same parameters, classifier and images: training continues
+            from its step to the weights an uninterrupted fit ends with (bit for bit on the same device and
+            thread count).
+
+        Raises
+        ------
+        RunFormatError
+            If ``resume_from`` was written by a fit with other parameters, another classifier or other images.
+        TrainingDivergedError
+            If the loss becomes non-finite.
         """
         self.validate()
         owner = type(self).__name__
@@ -302,9 +342,17 @@ class AdversarialGenerator:
             _check_int(f"{owner}.fit", "steps", steps, 1)
         if seconds is not None:
             _check_float(f"{owner}.fit", "seconds", seconds, 0, math.inf, closed_low=False, closed_high=False)
+        if checkpoint_steps is not None:
+            _check_int(f"{owner}.fit", "checkpoint_steps", checkpoint_steps, 1)
+        if checkpoint_seconds is not None:
+            checkpoint_seconds = _check_float(f"{owner}.fit", "checkpoint_seconds", checkpoint_seconds, 0, math.inf,
+                                              closed_low=False, closed_high=False)
         if len(x) != len(y) or len(x) == 0:
             raise ValueError(f"{owner}.fit needs as many labels as images, and at least one. Got {len(x)} images "
                              f"and {len(y)} labels instead.")
+        plan = None if checkpoint is None else CheckpointPlan(Path(checkpoint), checkpoint_steps, checkpoint_seconds,
+                                                               jsonable(dict(checkpoint_info or {})))
+        resume = None if resume_from is None else read_checkpoint(resume_from)
         clf = self.classifier
         device = resolve_device(self.device) if self.device is not None else next(clf.parameters()).device
         gen = seed_everything(self.seed)
@@ -313,16 +361,43 @@ class AdversarialGenerator:
         k, b, tf = self.n_classes, self.batch_size, float(self.targeted_fraction)
         objective = GENERATOR_LOSSES.get(self.loss)
         history: dict[str, list[float]] = {key: [] for key in ("step", "seconds", "loss", "margin", "diversity", "success")}
+        identity = self._identity(clf, x, y) if plan is not None or resume is not None else None
+        step, elapsed = 0, 0.0
+        if resume is not None:
+            step, elapsed, history = self._restore(resume, Path(resume_from), identity, G, opt, gen, device)
         was_training = clf.training
         grads = [p.requires_grad for p in clf.parameters()]
         clf.eval()
         for p in clf.parameters():
             p.requires_grad_(False)
-        t0 = time.perf_counter()
-        step = 0
+        t0 = time.perf_counter() - elapsed  # elapsed seconds (budget, history) continue where they stopped
+        saved_step, saved_at = step, time.perf_counter()
+
+        def save(rng: dict[str, Any]) -> None:
+            nonlocal saved_step, saved_at
+            if plan is None:
+                return
+            state = {"step": step, "elapsed": time.perf_counter() - t0, "history": history, "identity": identity,
+                     "info": plan.info}
+            write_training_checkpoint(plan.path, {"generator": G.state_dict()}, opt, rng, state)
+            saved_step, saved_at = step, time.perf_counter()
+            log.debug("checkpoint of step %d written to %s", step, plan.path)
+
+        # ``phase`` says how far a step got ("commit": the weights may be half updated); ``snapshot`` holds the random
+        # states it started from (the generator has no buffers: its random draws are all a step changes before it commits)
+        phase, snapshot = "boundary", None
         try:
             with progress_bar(total=steps, desc="adversarial generator", enabled=progress) as bar:
-                while (steps is None or step < steps) and (seconds is None or time.perf_counter() - t0 < seconds):
+                bar.update(step)
+                while True:
+                    # a step boundary: everything a checkpoint holds is consistent here
+                    if plan is not None and step > saved_step and plan.due(step, time.perf_counter() - saved_at):
+                        save(rng_state(gen, device))
+                    if (steps is not None and step >= steps) or (seconds is not None and time.perf_counter() - t0 >= seconds):
+                        break
+                    if plan is not None:
+                        snapshot = rng_state(gen, device)
+                    phase = "compute"
                     idx = torch.randint(len(x), (b,), generator=gen)
                     xb, yb = x[idx].to(device), y[idx].to(device)
                     targeted = (torch.rand(b, generator=gen) < tf).to(device)
@@ -342,19 +417,34 @@ class AdversarialGenerator:
                     loss = objective(margin, float(self.kappa)).mean() - float(self.diversity) * spread.mean()
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
+                    success = float((margin < 0).float().mean())
+                    values = {"loss": float(loss.detach()), "margin": float(margin.detach().mean()),
+                              "diversity": float(spread.detach().mean()), "success": success}
+                    phase = "commit"
                     opt.step()
                     step += 1
-                    success = float((margin < 0).float().mean())
-                    for key, value in (("step", step), ("seconds", time.perf_counter() - t0), ("loss", float(loss.detach())),
-                                       ("margin", float(margin.detach().mean())), ("diversity", float(spread.detach().mean())),
-                                       ("success", success)):
+                    history["step"].append(step)
+                    history["seconds"].append(time.perf_counter() - t0)
+                    for key, value in values.items():
                         history[key].append(value)
+                    phase = "boundary"
                     if not math.isfinite(history["loss"][-1]):
                         raise TrainingDivergedError(f"{owner}.fit diverged at step {step} (loss {history['loss'][-1]}); "
-                                                 "lower lr.")
+                                                    "lower lr.")
                     bar.update(1)
                     if step % 50 == 0:
                         bar.set_postfix(success=f"{success:.2f}")
+                if plan is not None and step > saved_step:  # the end of training: a resume goes straight to what follows
+                    save(rng_state(gen, device))
+        except KeyboardInterrupt:
+            if plan is not None:
+                if phase == "commit":  # the weights may be half updated: the checkpoint on disk is the last consistent state
+                    log.warning("Interrupted while updating the weights; %s keeps step %d.", plan.path, saved_step)
+                else:
+                    # inside a step, rewind what it drew (it is redone on resume); at a boundary, save where it stands
+                    save(snapshot if phase == "compute" else rng_state(gen, device))
+                    log.warning("Interrupted at step %d; the checkpoint %s resumes from there.", step, plan.path)
+            raise
         finally:
             clf.train(was_training)
             for p, g in zip(clf.parameters(), grads):
@@ -362,8 +452,37 @@ class AdversarialGenerator:
         self.generator_ = G.eval()
         self.history_ = history
         log.info("adversarial generator: %d steps in %.1fs, last batch success %.3f", step,
-                 time.perf_counter() - t0, history["success"][-1])
+                 time.perf_counter() - t0, history["success"][-1] if history["success"] else float("nan"))
         return self
+
+    def _identity(self, classifier: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+        """What a checkpoint must have been made by to be resumed by this fit (JSON values): the parameters, the
+        classifier's weights and the training images and labels."""
+        digest = hashlib.sha256()
+        for t in (x, y):
+            digest.update(t.detach().cpu().contiguous().numpy().tobytes())
+        ident = {"params": self.get_params(), "classifier": classifier_fingerprint(classifier), "n_images": len(x),
+                 "data_sha256": digest.hexdigest()}
+        return json.loads(json.dumps(jsonable(ident)))
+
+    def _restore(self, resume: tuple[dict[str, torch.Tensor], dict[str, Any]], path: Path, identity: dict[str, Any] | None,
+                 G: PerturbationNet, opt: torch.optim.Optimizer, gen: torch.Generator,
+                 device: torch.device) -> tuple[int, float, dict[str, list[float]]]:
+        """Load a checkpoint into the fit's objects; returns the step, the elapsed seconds and the history."""
+        tensors, state = resume
+        theirs = state.get("identity") or {}
+        if theirs != identity:
+            diff = changed_fields(identity, theirs)
+            raise RunFormatError(f"The checkpoint {path} was written by a generator fit with another {', '.join(diff)}; "
+                                 "resume it with the same settings, classifier and images, or start afresh without it.")
+        try:
+            restore_training_state(tensors, state, {"generator": G}, opt, gen, device)
+            step, elapsed = int(state["step"]), float(state["elapsed"])
+            history = {key: list(state["history"][key]) for key in ("step", "seconds", "loss", "margin", "diversity", "success")}
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            raise RunFormatError(f"The checkpoint {path} does not fit this generator ({exc}); start afresh without it.") from None
+        log.info("resuming the adversarial generator from step %d of %s", step, path)
+        return step, elapsed, history
 
     def load_state(self, state: dict[str, torch.Tensor]) -> AdversarialGenerator:
         """Take trained weights (``generator_.state_dict()`` of an equal configuration) instead of fitting."""

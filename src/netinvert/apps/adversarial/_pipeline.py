@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from ..._checkpoint import CHECKPOINT_NAME, check_resume, discard_checkpoint, resume_point
 from ..._checks import bad_param
 from ..._device import resolve_device, seed_everything
 from ..._threads import restores_threads, set_threads
@@ -206,8 +207,9 @@ def _perturbation_image(delta: torch.Tensor) -> torch.Tensor:
 
 
 @restores_threads
-def run_adversarial_training(config: AdversarialRunConfig, out: str | Path, *, force: bool = False,
-                             progress: bool = True) -> AdversarialTrainingResult:
+def run_adversarial_training(config: AdversarialRunConfig, out: str | Path, *, force: bool = False, resume: bool = False,
+                             progress: bool = True, checkpoint_steps: int | None = None,
+                             checkpoint_seconds: float | None = 60.0) -> AdversarialTrainingResult:
     """Train a perturbation generator against the classifier run ``config.classifier``; write the run folder ``out``.
 
     ``out`` receives ``card.json`` (kind ``adversarial-generator``, config, seed, device, threads, versions,
@@ -217,16 +219,42 @@ def run_adversarial_training(config: AdversarialRunConfig, out: str | Path, *, f
     targeted success on the first 500 test images) and ``examples.png`` (clean test images, their
     untargeted and targeted adversarial examples and the perturbations).
 
+    Parameters
+    ----------
+    resume : bool, default=False
+        The run is written into the hidden sibling ``.OUT.partial`` (:func:`netinvert.runs.partial_dir`);
+        training writes its checkpoint ``checkpoint.safetensors`` there every ``checkpoint_steps`` steps and/or
+        ``checkpoint_seconds`` seconds, when training ends and when interrupted (Ctrl-C, or SIGTERM under the
+        CLI), which keeps that folder; an error removes it. With ``resume`` training continues from its
+        checkpoint to the weights an uninterrupted run ends with (a ``steps`` budget; bit for bit on the same
+        device and thread count); without a checkpoint it starts afresh (a log line says so); without ``resume``
+        a left-over one is refused unless ``force``, which discards it. A checkpoint of another config (but
+        ``device`` and ``threads``) or classifier is refused. An ``out`` that already holds a run is refused
+        unless ``force``. The finished run folder holds no checkpoint.
+    checkpoint_steps : int, optional
+        Steps between checkpoints (``None``: by time only).
+    checkpoint_seconds : float, optional, default=60
+        Seconds between checkpoints (``None``: by steps only).
+
     Raises
     ------
     ValueError, UnknownNameError
         On an invalid config (e.g. ``eps`` outside the input range, an unknown ``norm``) or ``out``.
     RunFormatError
-        If ``config.classifier`` is not a classifier run (before any work).
+        If ``config.classifier`` is not a classifier run (before any work); with ``resume``, if the checkpoint
+        was written for another config or classifier.
+    RunExistsError
+        If ``out`` holds a run (unless ``force``), or a checkpoint left by an interrupted run (unless ``resume``
+        or ``force``).
     """
     if not isinstance(config, AdversarialRunConfig):
         raise ValueError(f"run_adversarial_training takes an AdversarialRunConfig. Got {type(config).__name__} instead.")
     config.validate()
+    if checkpoint_steps is not None:
+        _int("run_adversarial_training", "checkpoint_steps", checkpoint_steps, 1)
+    if checkpoint_seconds is not None and (not _real(checkpoint_seconds) or not checkpoint_seconds > 0):
+        raise bad_param("run_adversarial_training", "checkpoint_seconds", "a finite float > 0 or None", checkpoint_seconds)
+    check_resume(out, force=force, resume=resume)
     out = check_out(out, force=force, inputs=[config.classifier])
     kind = read_card(config.classifier).get("kind", "classifier")
     if kind != "classifier":
@@ -240,8 +268,13 @@ def run_adversarial_training(config: AdversarialRunConfig, out: str | Path, *, f
     threads = set_threads(config.threads)
     data = load_dataset(dataset, data_root)
     steps = config.steps if config.steps is not None or config.seconds is not None else DEFAULT_STEPS
-    with staged_run(out, force=force, inputs=[config.classifier]) as tmp:
-        attacker.fit(data.x_train, data.y_train, steps=steps, seconds=config.seconds, progress=progress)
+    classifier_sha = file_sha256(Path(config.classifier) / WEIGHTS_NAME)
+    resume_info = {"config": config.to_dict(), "classifier_sha256": classifier_sha}
+    resume_from = resume_point(out, resume_info, resume=resume, force=force)  # before the staging folder is entered
+    with staged_run(out, force=force, resume=resume, keep_on_interrupt=True, inputs=[config.classifier]) as tmp:
+        attacker.fit(data.x_train, data.y_train, steps=steps, seconds=config.seconds, progress=progress,
+                     checkpoint=tmp / CHECKPOINT_NAME, checkpoint_steps=checkpoint_steps,
+                     checkpoint_seconds=checkpoint_seconds, checkpoint_info=resume_info, resume_from=resume_from)
         history = attacker.history_
         n_steps = len(history["step"])
         x, y = data.x_test[:500], data.y_test[:500]
@@ -273,9 +306,10 @@ def run_adversarial_training(config: AdversarialRunConfig, out: str | Path, *, f
                          "generator": {"params": {**attacker.get_params(), "hidden": list(config.hidden)},
                                        "architecture": "PerturbationNet"},
                          "classifier": path_for_card(out, config.classifier),
-                         "classifier_sha256": file_sha256(Path(config.classifier) / WEIGHTS_NAME),
+                         "classifier_sha256": classifier_sha,
                          "classifier_path": str(Path(config.classifier).absolute()),
                          "weights_sha256": sha, **metrics})
+        discard_checkpoint(tmp)
     log.info("wrote %s (%d steps, test success %s)", out, n_steps, metrics["test_success"])
     return AdversarialTrainingResult(run_dir=out, eps=float(config.eps), norm=config.norm, steps=n_steps,
                                      seconds=metrics["seconds"], train_success=metrics["train_success"],
