@@ -76,8 +76,11 @@ def test_reconstruct_end_to_end(member_classifier: Path, tmp_path: Path, capsys:
     card = json.loads((out / "card.json").read_text())
     assert card["kind"] == "reconstruction" and card["membership"] == report
     # evaluate recomputes the same numbers from the recorded members
-    assert main(["reconstruct", "evaluate", str(out), "--threads", "1"]) == 0
+    assert main(["reconstruct", "evaluate", str(out), "--threads", "1", "--device", "cpu"]) == 0
     assert json.loads(capsys.readouterr().out)["report"] == report
+    if not torch.cuda.is_available():  # a GPU asked for and missing is an error, not a silent CPU run
+        assert main(["reconstruct", "evaluate", str(out), "--threads", "1", "--device", "cuda"]) == 2
+        assert "no CUDA GPU is available" in capsys.readouterr().err
 
 
 def _folder(root: Path, images: torch.Tensor) -> Path:

@@ -90,3 +90,23 @@ def test_ssim_matrix_is_every_pair() -> None:
         assert m[i].tolist() == pytest.approx(paired_ssim(a[i:i + 1].expand(3, -1, -1, -1), b).tolist(), abs=1e-6)
     with pytest.raises(ValueError, match="one shape"):
         ssim_matrix(a, torch.rand(2, 1, 9, 9))
+
+
+@pytest.mark.parametrize(("shape", "win"), [((1, 8, 8), 7), ((3, 6, 5), 5), ((1, 28, 28), 7), ((2, 4, 9), 3)])
+def test_ssim_matrix_equals_skimage_pair_by_pair(shape, win, monkeypatch) -> None:
+    from netinvert.metrics import _similarity, ssim_matrix
+
+    g = torch.Generator().manual_seed(7)
+    a, b = torch.rand(5, *shape, generator=g), torch.rand(4, *shape, generator=g)
+    b[1] = a[2]
+    b[3] = (0.7 * a[0] + 0.3 * b[3]).clamp(0, 1)  # a near copy: SSIM close to 1
+    want = np.array([[structural_similarity(x.double().numpy(), y.double().numpy(), win_size=win, data_range=1.0,
+                                            channel_axis=0) for y in b] for x in a])
+    got = ssim_matrix(a, b)
+    assert got.dtype == torch.float32 and got.shape == (5, 4)
+    assert got.double().numpy() == pytest.approx(want, abs=1e-6)
+    assert got[2, 1] == pytest.approx(1.0, abs=1e-6)
+    # blocks of rows and columns: one column and one row per block give the same matrix
+    monkeypatch.setattr(_similarity, "_COLUMNS", 1)
+    monkeypatch.setattr(_similarity, "_MAP_ELEMENTS", 1)
+    assert torch.equal(ssim_matrix(a, b), got)

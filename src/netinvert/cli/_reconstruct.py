@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--members", type=Path, default=None, help="folder of the training images (with --non-members)")
     e.add_argument("--non-members", type=Path, default=None, help="folder of images of the same data not trained on")
     add_out(e, required=False, what="new folder for metrics.json, matching.json and matches.png")
-    add_common(e, device=False)
+    add_common(e)
     e.set_defaults(func=cmd_evaluate)
 
 
@@ -67,5 +67,5 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     emit_json(run_reconstruction_evaluation(args.run, args.out, members=args.members, non_members=args.non_members,
-                                            seed=args.seed, threads=args.threads, force=args.force))
+                                            seed=args.seed, device=args.device, threads=args.threads, force=args.force))
     return 0

@@ -105,13 +105,15 @@ class MembershipReport:
 
 
 def membership_report(reconstructions: torch.Tensor, members: torch.Tensor, non_members: torch.Tensor, *,
-                      n_bootstrap: int = 2000, seed: int = 0) -> tuple[MembershipReport, dict[str, Any]]:
+                      n_bootstrap: int = 2000, seed: int = 0,
+                      device: str | torch.device | None = None) -> tuple[MembershipReport, dict[str, Any]]:
     """Score ``reconstructions`` against ``members`` and ``non_members`` (all ``(N, C, H, W)`` in [0, 1]).
 
     The two matchings are separate; the advantage's interval is a paired bootstrap over
     reconstructions (each reconstruction carries its matched member SSIM and its matched
     non-member SSIM), 2.5 and 97.5 percentiles. Returns the report and the details behind it
-    (matchings and similarity matrices) for galleries.
+    (matchings and similarity matrices) for galleries. ``device`` is where the SSIM matrices are
+    computed (:func:`~netinvert.metrics.ssim_matrix`; default the CPU).
 
     Raises
     ------
@@ -129,7 +131,7 @@ def membership_report(reconstructions: torch.Tensor, members: torch.Tensor, non_
     if len(members) < len(reconstructions) or len(non_members) < len(reconstructions):
         raise ValueError(f"membership_report matches each of the {len(reconstructions)} reconstructions once with a member and "
                          f"once with a non-member; got only {len(members)} members and {len(non_members)} non-members.")
-    sim_m, sim_n = ssim_matrix(reconstructions, members), ssim_matrix(reconstructions, non_members)
+    sim_m, sim_n = (ssim_matrix(reconstructions, x, device=device) for x in (members, non_members))
     mm, mn = match(sim_m), match(sim_n)
     a, b = mm.ssim.double().numpy(), mn.ssim.double().numpy()  # rows are sorted: index i is reconstruction i in both
     diff = a - b

@@ -158,8 +158,9 @@ def _save_gallery(recon: torch.Tensor, details: dict[str, Any], members: torch.T
     plt.close(fig)
 
 
-def _write_report(tmp: Path, recon: torch.Tensor, members: torch.Tensor, non_members: torch.Tensor, seed: int) -> dict[str, Any]:
-    report, details = membership_report(recon, members, non_members, seed=seed)
+def _write_report(tmp: Path, recon: torch.Tensor, members: torch.Tensor, non_members: torch.Tensor, seed: int,
+                  device: torch.device | None = None) -> dict[str, Any]:
+    report, details = membership_report(recon, members, non_members, seed=seed, device=device)
     _save_gallery(recon, details, members, non_members, tmp / "matches.png")
     write_json(tmp / "matching.json", {"member": {"rows": details["member_match"].rows.tolist(),
                                                   "cols": details["member_match"].cols.tolist(),
@@ -311,7 +312,7 @@ def _fit_and_write(config: ReconstructConfig, out: Path, clf: torch.nn.Module, c
             write_card(tmp, {"kind": "reconstruction", **fields_})
         save_weights(tmp / RECONSTRUCTIONS_NAME, {"x": x.contiguous(), "labels": y.contiguous()})
         save_class_grid(x, y, tmp / "samples.png", class_names=card.get("class_names"), title="reconstructions per class")
-        report = None if recorded is None else _write_report(tmp, x, recorded[0], recorded[1], config.seed)
+        report = None if recorded is None else _write_report(tmp, x, recorded[0], recorded[1], config.seed, device)
         metrics = {"n": len(x), "steps": done, "fit_seconds": fit_seconds, **kkt_fields, "membership": report}
         write_json(tmp / "metrics.json", metrics)
         extra = read_card(tmp)
@@ -341,11 +342,13 @@ def _image_set(folder: str | Path, shape: Sequence[int], what: str) -> torch.Ten
 def run_reconstruction_evaluation(run: str | Path, out: str | Path | None = None, *,
                                   members: str | Path | torch.Tensor | None = None,
                                   non_members: str | Path | torch.Tensor | None = None, seed: int = 0,
-                                  threads: int | None = None, force: bool = False) -> ReconstructionResult:
+                                  device: str | torch.device | None = "auto", threads: int | None = None,
+                                  force: bool = False) -> ReconstructionResult:
     """Score a reconstruction run against members and non-members (recorded by its classifier, or given).
 
     ``members`` / ``non_members``: folders of images (``FOLDER/<any name>/*.png``, converted to the
     reconstructions' shape) or image tensors ``(N, C, H, W)`` in [0, 1]; neither: the classifier's record.
+    ``device`` (``cpu``, ``cuda`` or ``auto``) is where the SSIM matrices are computed.
 
     Raises
     ------
@@ -364,6 +367,7 @@ def run_reconstruction_evaluation(run: str | Path, out: str | Path | None = None
                          "classifier's recorded members.")
     if out is not None:
         out = check_out(out, force=force, inputs=[run])
+    dev = resolve_device(device)
     set_threads(threads)
     recon = load_weights(run / RECONSTRUCTIONS_NAME)["x"]
     if members is not None:
@@ -380,14 +384,14 @@ def run_reconstruction_evaluation(run: str | Path, out: str | Path | None = None
                              "and --non-members FOLDER.")
         m, nm = recorded
     if out is None:
-        report, _ = membership_report(recon, m, nm, seed=seed)
+        report, _ = membership_report(recon, m, nm, seed=seed, device=dev)
         return ReconstructionResult(run_dir=None, n=len(recon), steps=0, report=report.to_dict())
     with staged_run(out, force=force, inputs=[run]) as tmp:
-        report = _write_report(tmp, recon, m, nm, seed)
+        report = _write_report(tmp, recon, m, nm, seed, dev)
         write_json(tmp / "metrics.json", {"membership": report})
         def named(x: Any) -> str | None:
             return None if x is None else f"{len(x)} images given in memory" if isinstance(x, torch.Tensor) else str(x)
 
-        write_card(tmp, {"kind": "reconstruction-evaluation", "run": str(run.absolute()), "seed": seed,
+        write_card(tmp, {"kind": "reconstruction-evaluation", "run": str(run.absolute()), "seed": seed, "device": str(dev),
                          "members": named(members), "non_members": named(non_members), "membership": report})
     return ReconstructionResult(run_dir=Path(out), n=len(recon), steps=0, report=report)
