@@ -144,3 +144,30 @@ def test_per_sample_baseline_optimises_pixels_under_the_same_losses(member_class
         optimise_inputs(clf, ["ce:1"], 4, steps=None)
     with pytest.raises(ValueError, match="'method' parameter of ReconstructConfig"):
         run_reconstruction(ReconstructConfig(classifier=member_classifier, method="svd"), tmp_path / "k")
+
+
+def test_reconstruct_through_a_prior_that_left_out_both_sets(member_classifier: Path, digits_cnn_run: Path, digits,
+                                                             tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    prior = tmp_path / "prior"
+    assert main(["prior", "--dataset", "digits", "--epochs", "1", "--exclude-members", str(member_classifier),
+                 "--out", str(prior), "--no-progress", *ARGS]) == 0
+    card = json.loads((prior / "card.json").read_text())
+    assert card["n_images"] == len(digits.x_train) - 200  # 100 members and 100 non-members left out
+    assert card["excluded"][0]["members"] == card["excluded"][0]["non_members"] == 100
+    assert card["config"]["exclude_members"] == [str(member_classifier)]
+    capsys.readouterr()
+    out = tmp_path / "rec"
+    assert main(["reconstruct", "--classifier", str(member_classifier), "--image-prior", str(prior), "--out", str(out),
+                 "--steps", "5", "-n", "20", "--no-progress", *ARGS]) == 0
+    report = json.loads(capsys.readouterr().out)["report"]
+    assert report["n_reconstructions"] == 20
+    rec_card = json.loads((out / "card.json").read_text())
+    assert rec_card["generator"] == "prior" and rec_card["image_prior_sha256"] == json.loads(
+        (prior / "card.json").read_text())["weights_sha256"]
+    # refusals, before any work: a prior without a generator, a classifier that recorded no members
+    with pytest.raises(ValueError, match="--method per-sample has no generator"):
+        run_reconstruction(ReconstructConfig(classifier=member_classifier, method="per-sample", image_prior=prior),
+                           tmp_path / "x")
+    assert main(["prior", "--dataset", "digits", "--exclude-members", str(digits_cnn_run), "--out",
+                 str(tmp_path / "p2"), "--no-progress", *ARGS]) == 2
+    assert "records no members" in capsys.readouterr().err and not (tmp_path / "p2").exists()

@@ -80,6 +80,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_out(p, what="folder to write (weights, card, a grid of the prior's samples)")
     p.add_argument("--code-dim", type=int, default=32)
     p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--exclude-members", type=Path, nargs="+", default=(), metavar="CLASSIFIER",
+                   help="leave out the training images these classifier runs recorded as members or non-members (a prior "
+                        "for 'reconstruct --image-prior' that favours neither set)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_resume(p, unit="batches")
     add_common(p)
@@ -137,7 +140,7 @@ def cmd_invert(args: argparse.Namespace) -> int:
 
 def cmd_prior(args: argparse.Namespace) -> int:
     config = PriorRunConfig(dataset=args.dataset, data_root=args.data_root, code_dim=args.code_dim, epochs=args.epochs,
-                            seed=args.seed, device=args.device, threads=args.threads)
+                            exclude_members=tuple(args.exclude_members), seed=args.seed, device=args.device, threads=args.threads)
     emit_json(run_image_prior(config, args.out, force=args.force, resume=args.resume, progress=not args.no_progress,
                               checkpoint_steps=args.checkpoint_steps, checkpoint_seconds=args.checkpoint_seconds))
     return 0

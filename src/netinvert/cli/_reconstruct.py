@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--kkt-candidates", type=float, default=ReconstructConfig.kkt_candidates, metavar="R",
                    help="with --method kkt: optimise R candidates per reconstruction and keep those with the largest "
                         "multipliers (default 2)")
+    p.add_argument("--image-prior", type=Path, default=None, metavar="DIR",
+                   help="folder written by 'netinvert prior': the generator picks codes of that decoder instead of pixels "
+                        "(train it with --exclude-members CLASSIFIER so it favours neither set)")
     p.add_argument("--loss", action="append", default=None, dest="losses", metavar="NAME:WEIGHT",
                    help="replace the preset's loss terms (repeatable), e.g. for an ablation")
     budget = p.add_argument_group("budget (whichever ends first; neither: 2,000 steps)")
@@ -59,7 +62,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     if args.classifier is None or args.out is None:
         raise ValueError("netinvert reconstruct needs --classifier RUN and --out DIR (or: netinvert reconstruct evaluate RUN).")
     config = ReconstructConfig(classifier=args.classifier, preset=args.preset, method=args.method, losses=args.losses, steps=args.steps,
-                               seconds=args.seconds, n=args.n, kkt_candidates=args.kkt_candidates, seed=args.seed, device=args.device, threads=args.threads)
+                               seconds=args.seconds, n=args.n, kkt_candidates=args.kkt_candidates, image_prior=args.image_prior, seed=args.seed, device=args.device, threads=args.threads)
     emit_json(run_reconstruction(config, args.out, force=args.force, resume=args.resume, progress=not args.no_progress,
                                  checkpoint_seconds=args.checkpoint_seconds, checkpoint_steps=args.checkpoint_steps))
     return 0

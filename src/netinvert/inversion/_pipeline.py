@@ -12,6 +12,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -454,6 +455,10 @@ class PriorRunConfig:
     code_dim : int, default=32
         Size of the decoder's code.
     epochs : int, default=12
+    exclude_members : sequence of paths, default=()
+        Classifier runs trained with ``--subset``: the training images they recorded as members or
+        non-members are left out, so that a reconstruction drawn through the prior cannot favour either set
+        (:class:`netinvert.apps.reconstruct.ReconstructConfig`'s ``image_prior``).
     seed : int, default=0
     device : str, default="auto"
     threads : int, optional
@@ -463,9 +468,15 @@ class PriorRunConfig:
     data_root: str | None = None
     code_dim: int = 32
     epochs: int = 12
+    exclude_members: tuple[str | Path, ...] = ()
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.exclude_members, (str, Path)):
+            object.__setattr__(self, "exclude_members", (self.exclude_members,))
+        object.__setattr__(self, "exclude_members", tuple(self.exclude_members))
 
     def to_dict(self) -> dict[str, Any]:
         return _config_dict(self)
@@ -496,6 +507,27 @@ class PriorResult:
 
 
 @restores_threads
+def _prior_images(x_train: torch.Tensor, runs: Sequence[str | Path]) -> tuple[torch.Tensor, list[dict[str, Any]]]:
+    """The training images minus the members and non-members each classifier run of ``runs`` recorded, and what
+    was left out (per run: its path, the weights' sha256 and the count)."""
+    from ..models import load_members
+
+    keep = torch.ones(len(x_train), dtype=torch.bool)
+    excluded = []
+    for run in runs:
+        members, non_members = load_members(run)  # a run trained on its whole split is refused here, by name
+        if max(int(members.max()), int(non_members.max())) >= len(x_train):
+            raise ValueError(f"{run} recorded training indices beyond this data set's {len(x_train)} training images: "
+                             "it was trained on another data set.")
+        keep[members] = False
+        keep[non_members] = False
+        excluded.append({"run": str(Path(run).absolute()), "weights_sha256": weights_sha256(run),
+                         "members": len(members), "non_members": len(non_members)})
+    if not bool(keep.any()):
+        raise ValueError("exclude_members leaves no training image for the prior.")
+    return x_train[keep], excluded
+
+
 def run_image_prior(config: PriorRunConfig, out: str | Path, *, force: bool = False, resume: bool = False, progress: bool = True,
                     checkpoint_steps: int | None = None, checkpoint_seconds: float | None = 60.0) -> PriorResult:
     """Train an image prior on the training images only (labels unused); write its decoder and a grid of its samples.
@@ -538,19 +570,22 @@ def run_image_prior(config: PriorRunConfig, out: str | Path, *, force: bool = Fa
     if checkpoint_seconds is not None:
         _check_positive("run_image_prior", "checkpoint_seconds", checkpoint_seconds)
     check_resume(out, force=force, resume=resume)
-    out = check_out(out, force=force, inputs=[config.data_root])
+    out = check_out(out, force=force, inputs=[config.data_root, *config.exclude_members])
     threads = set_threads(config.threads)
     device = resolve_device(config.device)
     data = load_dataset(config.dataset, config.data_root)
+    images, excluded = _prior_images(data.x_train, config.exclude_members)
     resume_info = {"config": config.to_dict()}
     resume_from = resume_point(out, resume_info, resume=resume, force=force)
-    with staged_run(out, force=force, resume=resume, keep_on_interrupt=True, inputs=[config.data_root]) as tmp:
+    with staged_run(out, force=force, resume=resume, keep_on_interrupt=True,
+                    inputs=[config.data_root, *config.exclude_members]) as tmp:
         checkpoint = tmp / CHECKPOINT_NAME
-        prior, info = train_image_prior(data.x_train, code_dim=config.code_dim, epochs=config.epochs, seed=config.seed,
+        prior, info = train_image_prior(images, code_dim=config.code_dim, epochs=config.epochs, seed=config.seed,
                                         progress=progress, test_images=data.x_test, device=device, checkpoint=checkpoint,
                                         checkpoint_steps=checkpoint_steps, checkpoint_seconds=checkpoint_seconds,
                                         checkpoint_info=resume_info, resume_from=resume_from)
         save_image_prior(tmp, prior, {"dataset": data.name, "data_root": config.data_root, "seed": config.seed, "train": info,
+                                      "n_images": len(images), "excluded": excluded,
                                       "config": config.to_dict(), "device": str(device), "threads": threads,
                                       "resumed": resume_from is not None})
         with torch.no_grad():

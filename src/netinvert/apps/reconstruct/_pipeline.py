@@ -65,6 +65,11 @@ class ReconstructConfig:
         the preset and losses are not used), keeping the ``n`` candidates with the largest multipliers.
     kkt_candidates : float, default=2.0
         With ``kkt``: candidates per reconstruction kept (the papers optimise about twice the training set).
+    image_prior : path, optional
+        With ``generator``: a folder written by ``netinvert prior`` (:func:`netinvert.inversion.run_image_prior`);
+        the generator then picks codes of that decoder instead of pixels, so every reconstruction is an image the
+        prior can draw. Train the prior on images that are neither members nor non-members (``netinvert prior
+        --exclude-members RUN``), or it could favour one set.
     seed, device, threads
     """
 
@@ -76,6 +81,7 @@ class ReconstructConfig:
     seconds: float | None = None
     n: int | None = None
     kkt_candidates: float = 2.0
+    image_prior: str | Path | None = None
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
@@ -88,6 +94,7 @@ class ReconstructConfig:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["classifier"] = str(self.classifier)
         d["losses"] = None if self.losses is None else list(self.losses)
+        d["image_prior"] = None if self.image_prior is None else str(self.image_prior)
         return d
 
     def validate(self) -> ReconstructConfig:
@@ -97,6 +104,9 @@ class ReconstructConfig:
             raise bad_param("ReconstructConfig", "preset", f"one of {list_presets()}", self.preset)
         if self.method not in METHODS:
             raise bad_param("ReconstructConfig", "method", f"one of {list(METHODS)}", self.method)
+        if self.image_prior is not None and self.method != "generator":
+            raise ValueError(f"image_prior (--image-prior) shapes the generator's output; --method {self.method} has no "
+                             "generator. Use --method generator or leave the prior out.")
         for name in ("steps", "n", "threads"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
@@ -231,9 +241,11 @@ def _reconstruction_run(config: ReconstructConfig, out: str | Path, world: World
 
     classifier = Path(config.classifier)
 
+    inputs = [classifier, config.image_prior]
+
     def refuse_early() -> Path:
         check_resume(out, force=force, resume=resume)
-        return check_out(out, force=force, inputs=[classifier])
+        return check_out(out, force=force, inputs=inputs)
 
     out = rank0_first(refuse_early, world)
     threads = set_threads(config.threads)
@@ -243,6 +255,8 @@ def _reconstruction_run(config: ReconstructConfig, out: str | Path, world: World
         settings["losses"] = config.losses
     if settings.get("losses") is not None:
         make_objective(settings["losses"])  # an unknown loss name or weight fails here, before any training
+    if config.image_prior is not None:
+        settings["image_prior"] = Path(config.image_prior)
     recorded = _recorded_members(classifier, card)
     n = config.n or (len(recorded[0]) if recorded is not None else 100)
     resume_info = {"config": config.to_dict(), "classifier_sha256": weights_sha256(classifier)}
@@ -279,7 +293,7 @@ def _fit_and_write(config: ReconstructConfig, out: Path, clf: torch.nn.Module, c
     classifier = Path(config.classifier)
     k = int(clf.n_classes)
     kkt_fields: dict[str, Any] = {}
-    with staged_run(out, force=force, resume=resume, keep_on_interrupt=True, inputs=[classifier]) as tmp:
+    with staged_run(out, force=force, resume=resume, keep_on_interrupt=True, inputs=[classifier, config.image_prior]) as tmp:
         t0 = time.perf_counter()
         if inverter is not None:
             inverter.fit(steps=steps, seconds=config.seconds, progress=progress, checkpoint=tmp / CHECKPOINT_NAME,
@@ -301,7 +315,8 @@ def _fit_and_write(config: ReconstructConfig, out: Path, clf: torch.nn.Module, c
             x, y, done = optimise_inputs(clf, losses, n, steps=steps, seconds=config.seconds, seed=config.seed)
         fit_seconds = time.perf_counter() - t0
         fields_ = {"config": config.to_dict(), "classifier_run": str(classifier.absolute()),
-                   "classifier_sha256": weights_sha256(classifier)}
+                   "classifier_sha256": weights_sha256(classifier),
+                   "image_prior_sha256": None if config.image_prior is None else weights_sha256(config.image_prior)}
         if inverter is not None:
             inverter.save(tmp, fields_)
         elif config.method == "kkt":
