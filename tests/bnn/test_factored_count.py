@@ -92,3 +92,29 @@ def test_budget_gives_unknown_and_deeper_nets_are_refused():
     assert counts is None and "states" in info["reason"]
     with pytest.raises(ValueError, match="exactly one hidden layer"):
         count_labels_factored(export_bnn(random_bnn(6, (4, 3), 2, seed=0)))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_meet_in_the_middle_blocks_equal_brute_force(seed):
+    """mitm_above=0 sends every block through the meet-in-the-middle histogram (halves of its groups,
+    one hidden pattern per pair), ties and negated ties included; the result equals the DP's."""
+    blocks = [([0, 1, 2, 3], [0, 1, 2, 3, 4, 5, 6]), ([4, 5, 6], [7, 8, 9, 10, 11, 12])]
+    net = _blocky(seed, 14, blocks, 5, ties=((0, 1, 1), (2, 3, -1), (7, 8, 1)))
+    counts, info = count_labels_factored(net, time_s=30, mitm_above=0)
+    assert counts == _brute(net) and sum(counts) == 2**14
+    assert info["mitm_blocks"] == 2 and info["mitm_pairs"] > 0
+    assert count_labels_factored(net, time_s=30)[0] == counts  # the DP path
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_two_wide_blocks_and_dense_net_by_mitm(seed):
+    """Two blocks of 9 inputs x 6 neurons and 10 classes (the label totals over pairs of score vectors,
+    each side pruned by the other's score differences), and a dense or ternary one-block net, all
+    through the meet in the middle."""
+    blocks = [(list(range(6)), list(range(9))), (list(range(6, 12)), list(range(9, 18)))]
+    net = _blocky(seed, 18, blocks, 10)
+    counts, info = count_labels_factored(net, time_s=60, mitm_above=0)
+    assert counts == _brute(net) and sum(counts) == 2**18
+    assert len(info["final_sides"]) == 2
+    dense = export_bnn(random_bnn(12, (7,), 6, seed=seed, ternary=bool(seed % 2)))
+    assert count_labels_factored(dense, time_s=30, mitm_above=0)[0] == _brute(dense)

@@ -18,7 +18,14 @@ structure countable where that product is not (one hidden layer; :func:`count_la
    replaced by a sentinel; with one live class left the label is decided, the state forgets its
    partial sums and merges with every other state deciding that label.
 
-All three keep the counts exact (checked against brute force in tests); what is left is exponential
+A block that reads many groups (more than ``mitm_above``) and has at most 24 neurons is not run
+through the DP, whose middle states multiply, but split in two halves of its groups: the distinct
+partial-sum vectors of each half are listed, and every pair gives one hidden pattern (meet in the
+middle, ``2^(n/2) x 2^(n/2)`` pairs in numpy). With two blocks left, the label totals are summed over
+pairs of score vectors, after a class is dropped on one side when the other side's actual score
+differences can never lift it (both sides, then each side projected on the live classes and merged).
+
+All of this keeps the counts exact (checked against brute force in tests); what is left is exponential
 in the width of a block: a dense 49-20 layer is one block of 48 groups, and no reduction applies.
 """
 
@@ -185,6 +192,67 @@ def _block_histogram(cols: np.ndarray, sizes: np.ndarray, bounds: np.ndarray, he
     return scores, counts
 
 
+#: widest block (neurons) the meet-in-the-middle histogram takes: it keeps a float64 count per hidden pattern
+_MITM_MAX_NEURONS = 24
+
+
+def _half_vectors(cols: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct true-literal counts ``(N, J)`` of the neurons over the groups ``cols`` ``(J, G)`` with
+    multiplicities (float64, exact below 2^53): group ``t`` adds ``e`` to its +1 neurons and
+    ``size - e`` to its -1 neurons, ``C(size, e)`` times."""
+    vec = np.zeros((1, cols.shape[0]), dtype=np.int16)
+    mult = np.ones(1, dtype=np.float64)
+    for t in range(cols.shape[1]):
+        g = int(sizes[t])
+        pos, neg = (cols[:, t] > 0).astype(np.int16), (cols[:, t] < 0).astype(np.int16)
+        vec = np.concatenate([vec + pos * e + neg * (g - e) for e in range(g + 1)])
+        mult = np.concatenate([mult * comb(g, e) for e in range(g + 1)])
+        vec, inv = np.unique(vec, axis=0, return_inverse=True)
+        mult = np.bincount(inv.ravel(), weights=mult, minlength=len(vec))
+    return vec, mult
+
+
+def _block_histogram_mitm(cols: np.ndarray, sizes: np.ndarray, bounds: np.ndarray, head: np.ndarray,
+                          neurons: list[int], deadline: float | None, stats: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The histogram of :func:`_block_histogram`, by meet in the middle over the block's groups.
+
+    The groups are split in two halves; each half's distinct partial sums (true literals per
+    neuron) are listed with multiplicities, and every pair (one from each half) gives the hidden
+    pattern ``[a + b >= C]``, counted per pattern (``np.bincount`` with float64 weights: exact:
+    a block reads at most 48 inputs, so every sum stays below ``2^53``). The patterns are then turned into score vectors and pruned as
+    in the DP (every neuron outside the block free).
+    """
+    n_j, n_g = cols.shape
+    work = np.cumsum(np.log2(sizes + 1.0))  # the halves list about equally many (e_1, ..., e_t) each
+    cut = int(np.searchsorted(work, work[-1] / 2)) + 1 if n_g else 0
+    a, qa = _half_vectors(cols[:, :cut], sizes[:cut])
+    b, qb = _half_vectors(cols[:, cut:], sizes[cut:])
+    need = (np.asarray(bounds, dtype=np.int64)[None, :] - a).clip(-1, int(sizes[cut:].sum()) + 1).astype(np.int16)
+    stats["mitm_pairs"] = stats.get("mitm_pairs", 0) + len(a) * len(b)
+    pattern = np.zeros(1 << n_j, dtype=np.float64)
+    n_bytes = (n_j + 7) // 8
+    step = max(1, (1 << 23) // len(b))
+    for lo in range(0, len(a), step):
+        bits = np.packbits(b[None, :, :] >= need[lo:lo + step, None, :], axis=-1, bitorder="little")
+        code = bits[..., 0].astype(np.int64)
+        for i in range(1, n_bytes):
+            code |= bits[..., i].astype(np.int64) << (8 * i)
+        pattern += np.bincount(code.ravel(), weights=np.multiply.outer(qa[lo:lo + step], qb).ravel(), minlength=1 << n_j)
+        if deadline is not None and time.perf_counter() > deadline:
+            raise _OutOfBudget("time limit")
+    if pattern.sum() != 2.0 ** int(sizes.sum()):
+        raise RuntimeError("count_labels_factored: a block's hidden patterns do not add up; please report this net.")
+    nz = np.flatnonzero(pattern)
+    h = ((nz[:, None] >> np.arange(n_j)) & 1).astype(np.int16)
+    scores = ((2 * h - 1) @ head[:, neurons].T.astype(np.int16)).astype(np.int16)
+    pending = np.ones(head.shape[1], dtype=bool)
+    pending[neurons] = False
+    scores, _ = _prune(scores, _reach(head, np.flatnonzero(pending)))
+    e = np.zeros((len(scores), 0), dtype=np.int16)
+    _, scores, counts = _merge(e, scores, pattern[nz].astype(np.uint64))
+    return scores, counts
+
+
 def _add_scores(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Sums of score rows (broadcast), a dead class staying dead."""
     s = a.astype(np.int32) + b.astype(np.int32)
@@ -196,18 +264,51 @@ def _by_live_set(sa: np.ndarray, ca: np.ndarray, sb: np.ndarray, cb: np.ndarray
     """Split the left histogram by its set ``L`` of live classes; yield ``(L, sa_L, ca, sb_L, cb)``.
 
     A class dead on the left is dead in every sum, so only the columns ``L`` of the right
-    histogram matter: projected on them and merged it is often far smaller (two live classes
-    leave one score difference), and that is what the pairs are formed with.
+    histogram matter: projected on them, shifted so that their best live score is 0 (argmax and
+    pruning ignore a common shift) and merged it is often far smaller (two live classes leave one
+    score difference), and that is what the pairs are formed with.
     """
     live = sa != _DEAD
     code = live.astype(np.int64) @ (1 << np.arange(sa.shape[1], dtype=np.int64))
     sets, inverse = np.unique(code, return_inverse=True)
+    inverse = inverse.ravel()
     for i, c in enumerate(sets):
         cols = np.flatnonzero((int(c) >> np.arange(sa.shape[1])) & 1)
         rows = np.flatnonzero(inverse == i)
+        pb = sb[:, cols].astype(np.int32)
+        lb = pb != _DEAD
+        best = np.where(lb, pb, -(1 << 20)).max(1, keepdims=True)
+        pb = np.where(lb, pb - np.where(lb.any(1, keepdims=True), best, 0), int(_DEAD)).astype(np.int16)
         e = np.zeros((len(sb), 0), dtype=np.int16)
-        _, pb, qb = _merge(e, np.ascontiguousarray(sb[:, cols]), cb)
+        _, pb, qb = _merge(e, pb, cb)
         yield cols, np.ascontiguousarray(sa[np.ix_(rows, cols)]), ca[rows], pb, qb
+
+
+def _ranges(s: np.ndarray) -> np.ndarray:
+    """``D[m, k]``: the most class ``m`` gains on class ``k`` over the rows of a histogram where ``m`` is live.
+
+    A row where ``m`` is live and ``k`` dead (its score forgotten) gives no bound (``2^20``); a class
+    live in no row gets ``-2^20`` (it never wins, whatever the other side adds). With the other
+    side's ``D`` in place of ``reach``, :func:`_prune` drops what that side can never lift.
+    """
+    k_classes = s.shape[1]
+    big = 1 << 20
+    live = s != _DEAD
+    out = np.full((k_classes, k_classes), -big, dtype=np.int64)
+    v = s.astype(np.int64)
+    for m in range(k_classes):
+        rows = live[:, m]
+        if rows.any():
+            gain = np.where(live[rows], v[rows, m:m + 1] - v[rows], big)
+            out[m] = gain.max(0)
+    return out
+
+
+def _pair_labels(pa: np.ndarray, pb: np.ndarray) -> np.ndarray:
+    """``argmax(pa_i + pb_j)`` for every pair (lowest index on ties, dead classes never win): ``(len(pa), len(pb))``."""
+    a = np.where(pa == _DEAD, np.int16(-10000), pa).astype(np.int16)  # live scores are >= -2000: a dead sum stays below
+    b = np.where(pb == _DEAD, np.int16(-10000), pb).astype(np.int16)
+    return (a[:, None, :] + b[None, :, :]).argmax(2)
 
 
 def _combine(sa: np.ndarray, ca: np.ndarray, sb: np.ndarray, cb: np.ndarray, reach: np.ndarray, max_states: int,
@@ -240,18 +341,28 @@ def _combine(sa: np.ndarray, ca: np.ndarray, sb: np.ndarray, cb: np.ndarray, rea
 
 def _label_totals(sa: np.ndarray, ca: np.ndarray, sb: np.ndarray, cb: np.ndarray, n_classes: int,
                   deadline: float | None, stats: dict, max_pairs: int) -> list[int]:
-    """``sum ca_i cb_j [argmax(sa_i + sb_j) = k]`` for every ``k`` (uint64, wrapping mod 2^64)."""
+    """``sum ca_i cb_j [argmax(sa_i + sb_j) = k]`` for every ``k`` (uint64, wrapping mod 2^64).
+
+    Each side is first pruned by the other's actual score differences (:func:`_ranges`, both taken
+    before either is pruned), then pairs are formed per live set of the left side.
+    """
+    da, db = _ranges(sa), _ranges(sb)
+    e = np.zeros((len(sa), 0), dtype=np.int16)
+    _, sa, ca = _merge(e, _prune(sa, db)[0], ca)
+    e = np.zeros((len(sb), 0), dtype=np.int16)
+    _, sb, cb = _merge(e, _prune(sb, da)[0], cb)
+    stats["final_sides"] = [len(sa), len(sb)]
     totals = [0] * n_classes
     for cols, pa, qa, pb, qb in _by_live_set(sa, ca, sb, cb):
-        stats["pairs"] = stats.get("pairs", 0) + len(pa) * len(pb)
-        if stats["pairs"] > max_pairs:
-            raise _OutOfBudget(f"over {max_pairs:,} score pairs")
         if len(cols) == 1:  # decided
             totals[int(cols[0])] = (totals[int(cols[0])] + int(qa.sum(dtype=np.uint64)) * int(qb.sum(dtype=np.uint64))) % 2**64
             continue
+        stats["pairs"] = stats.get("pairs", 0) + len(pa) * len(pb)
+        if stats["pairs"] > max_pairs:
+            raise _OutOfBudget(f"over {max_pairs:,} score pairs")
         step = max(1, (1 << 22) // max(len(pb), 1))
         for lo in range(0, len(pa), step):
-            lab = _add_scores(pa[lo:lo + step, None, :], pb[None, :, :]).argmax(2)
+            lab = _pair_labels(pa[lo:lo + step], pb)
             for i, k in enumerate(cols):
                 v = np.where(lab == i, qb[None, :], np.uint64(0)).sum(1, dtype=np.uint64)
                 totals[k] = (totals[k] + int((v * qa[lo:lo + step]).sum(dtype=np.uint64))) % 2**64
@@ -260,14 +371,17 @@ def _label_totals(sa: np.ndarray, ca: np.ndarray, sb: np.ndarray, cb: np.ndarray
     return totals
 
 
-def count_labels_factored(net: IntegerBNN, *, max_states: int = 20_000_000, time_s: float | None = 60.0
-                          ) -> tuple[list[int] | None, dict]:
+def count_labels_factored(net: IntegerBNN, *, max_states: int = 20_000_000, time_s: float | None = 60.0,
+                          mitm_above: int = 24) -> tuple[list[int] | None, dict]:
     """Exact count of the inputs of every label, by input groups, blocks and dead classes.
 
     Returns ``(counts, info)``: ``counts[k]`` is the number of inputs labelled ``k`` (``None``
     when ``max_states`` or ``time_s`` ran out), ``info`` the structure found (``groups``,
     ``blocks``: neurons and groups per block, ``largest_state``, ``reason`` when out of budget).
     Counts sum to ``2 ** n_inputs`` (checked). One hidden layer; at most 64 inputs read.
+
+    A block reading more than ``mitm_above`` inputs (at most 48) with at most 24 neurons gets its
+    histogram by meet in the middle over its groups (``info["mitm_blocks"]``) instead of the DP.
 
     Raises
     ------
@@ -303,8 +417,14 @@ def count_labels_factored(net: IntegerBNN, *, max_states: int = 20_000_000, time
             sub = columns[np.ix_(neurons, gidx)]
             order = dp_input_order(sub)
             gsel = np.asarray(gidx)[order]
-            hs, hc = _block_histogram(columns[np.ix_(neurons, gsel)], sizes[gsel], bounds[neurons], head, neurons,
-                                      max_states, deadline)
+            width = int(sizes[gsel].sum())
+            if mitm_above < width <= 48 and len(neurons) <= _MITM_MAX_NEURONS:
+                hs, hc = _block_histogram_mitm(columns[np.ix_(neurons, gsel)], sizes[gsel], bounds[neurons], head,
+                                               neurons, deadline, info)
+                info["mitm_blocks"] = info.get("mitm_blocks", 0) + 1
+            else:
+                hs, hc = _block_histogram(columns[np.ix_(neurons, gsel)], sizes[gsel], bounds[neurons], head, neurons,
+                                          max_states, deadline)
             pending[neurons] = False
             info["largest_state"] = max(info["largest_state"], len(hs))
             info.setdefault("histograms", []).append(len(hs))
