@@ -25,7 +25,7 @@ test: install
 
 # Every committed file in bench/results/, from a clean clone: target models are trained by committed
 # commands into bench/.cache/ (hours on 2 cores; Fashion-MNIST from Debian's dataset-fashion-mnist).
-BENCH := classifiers inversion bnn bnn_robustness threads throughput ood bnn_garbage explain reconstruct adversarial
+BENCH := classifiers inversion bnn bnn_robustness threads throughput ood bnn_garbage explain reconstruct reconstruct_prior adversarial
 bench: install
 	set -e; for b in $(BENCH); do NETINVERT_THREADS=1 $(BIN)/python bench/$$b.py; done
 
