@@ -37,6 +37,10 @@ from netinvert.runs import CARD_NAME, read_card, weights_sha256
 log = logging.getLogger("bench.reconstruct_prior")
 SETTING = "fashion-mlp-500"
 WEIGHTS = "priors-0.1"
+#: A generator whose batch validity ends below this did not find the labels: it is rerun with the next seed, at most
+#: TRIES runs in all (a rule that reads no member or non-member; fixed after the first run's scored model stalled at
+#: 0.39, before any rerun). The random control cannot reach it and keeps its first run.
+VALIDITY_FLOOR, TRIES = 0.9, 3
 
 
 def _prior(runs: list[Path], cache: Path) -> Path:
@@ -63,11 +67,17 @@ def main() -> None:
     rows: dict[str, Any] = {}
     for name, clf in models.items():
         members, non_members = (data.x_train[i] for i in load_members(validation if name == "validation" else scored))
-        config = ReconstructConfig(classifier=clf, preset="tldr", losses=WEIGHT_SETS[WEIGHTS], steps=st.steps,
-                                   n=st.members, image_prior=prior, seed=0, device="cpu", threads=1)
-        run = args.cache / f"{SETTING}-prior-{name}"
-        report, seconds, _ = _reconstruct(config, run, members, non_members)
-        rows[name] = {"classifier_sha256": weights_sha256(clf), "seconds": seconds, "validity": _validity(run), **report}
+        tries = []
+        for seed in range(TRIES if name != "control-random" else 1):
+            config = ReconstructConfig(classifier=clf, preset="tldr", losses=WEIGHT_SETS[WEIGHTS], steps=st.steps,
+                                       n=st.members, image_prior=prior, seed=seed, device="cpu", threads=1)
+            run = args.cache / f"{SETTING}-prior-{name}" if seed == 0 else args.cache / f"{SETTING}-prior-{name}-seed{seed}"
+            report, seconds, _ = _reconstruct(config, run, members, non_members)
+            tries.append({"seed": seed, "validity": _validity(run)})
+            if tries[-1]["validity"] >= VALIDITY_FLOOR:
+                break
+        rows[name] = {"classifier_sha256": weights_sha256(clf), "seconds": seconds, "seed": seed, "tries": tries,
+                      "validity": tries[-1]["validity"], **report}
         (args.results / "reconstruct_prior").mkdir(parents=True, exist_ok=True)
         shutil.copyfile(run / "samples.png", args.results / "reconstruct_prior" / f"{name}_samples.png")
         log.info("%s: advantage %+.4f %s", name, report["advantage"], report["advantage_ci95"])
@@ -93,12 +103,14 @@ def render(res: dict[str, Any]) -> str:
              f"code 32, 12 epochs) trained on {p['n_images']} training images: every member and non-member of the scored "
              "and the validation model left out. Advantage: mean matched SSIM with members minus non-members (Hungarian), "
              "paired bootstrap 95% interval.", "",
-             "| model | validity | advantage [95% CI] | member / non-member mean SSIM | matched >= 0.5 (members / non) | >= 0.6 | "
-             "Haim DSSIM members / non | seconds |", "|---|---:|---|---|---|---|---|---|"]
+             f"A run whose validity ends below {VALIDITY_FLOOR} is rerun with the next seed, at most {TRIES} runs (not the random "
+             "control); the row is the last run.", "",
+             "| model | seed | validity | advantage [95% CI] | member / non-member mean SSIM | matched >= 0.5 (members / non) | >= 0.6 | "
+             "Haim DSSIM members / non | seconds |", "|---|---:|---:|---|---|---|---|---|---|"]
     for name, r in res["rows"].items():
         lo, hi = r["advantage_ci95"]
         validity = "-" if r.get("validity") is None else f"{r['validity']:.3f}"
-        lines.append(f"| {name} | {validity} | {r['advantage']:+.4f} [{lo:+.4f}, {hi:+.4f}] | {r['member_mean_ssim']:.3f} / "
+        lines.append(f"| {name} | {r.get('seed', 0)} | {validity} | {r['advantage']:+.4f} [{lo:+.4f}, {hi:+.4f}] | {r['member_mean_ssim']:.3f} / "
                      f"{r['non_member_mean_ssim']:.3f} | {r['member_counts']['>=0.5']} / {r['non_member_counts']['>=0.5']} | "
                      f"{r['member_counts']['>=0.6']} / {r['non_member_counts']['>=0.6']} | {r['haim_member_dssim']:.3f} / "
                      f"{r['haim_non_member_dssim']:.3f} | {r['seconds']:.0f} |")
