@@ -115,6 +115,22 @@ def test_staged_run_failure_leaves_nothing(tmp_path: Path) -> None:
     assert _siblings(out) == []
 
 
+def test_a_refused_resume_keeps_the_checkpoint_it_refused(tmp_path: Path) -> None:
+    from netinvert.exceptions import ResumeRefusedError
+
+    out = tmp_path / "run"
+    with pytest.raises(ResumeRefusedError):
+        with staged_run(out, keep_on_interrupt=True) as tmp:
+            (tmp / "checkpoint.safetensors").write_bytes(b"state")
+            raise ResumeRefusedError("written on the CPU; resume it with --device cpu")
+    staging = partial_dir(out)
+    assert (staging / "checkpoint.safetensors").read_bytes() == b"state" and not out.exists()
+    with pytest.raises(RuntimeError):  # any other failure still leaves nothing
+        with staged_run(out, resume=True, keep_on_interrupt=True):
+            raise RuntimeError("boom")
+    assert not staging.exists()
+
+
 def test_interrupt_removes_the_partial_run_of_work_that_cannot_resume(tmp_path: Path) -> None:
     with pytest.raises(KeyboardInterrupt):
         with staged_run(tmp_path / "run") as tmp:

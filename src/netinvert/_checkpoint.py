@@ -24,6 +24,7 @@ what the checkpoint was made by (``identity``) and what the caller recorded (``i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import random
@@ -35,12 +36,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from .exceptions import RunExistsError, RunFormatError, UnsafeCheckpointError
+from .exceptions import ResumeRefusedError, RunExistsError, RunFormatError, UnsafeCheckpointError
 from .runs import jsonable, partial_dir, save_weights
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CheckpointPlan", "check_resume", "resume_point", "discard_checkpoint", "write_training_checkpoint", "restore_training_state",
+__all__ = ["CheckpointPlan", "tensors_sha256", "check_resume", "resume_point", "discard_checkpoint", "write_training_checkpoint", "restore_training_state",
            "changed_fields", "CHECKPOINT_NAME", "CHECKPOINT_FORMAT", "write_checkpoint", "read_checkpoint", "read_checkpoint_state",
            "rng_state", "rng_to_checkpoint", "restore_rng", "flatten_optimizer", "unflatten_optimizer", "prefixed", "strip_prefix"]
 
@@ -140,7 +141,7 @@ def restore_rng(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any], ge
         generator.set_state(tensors["rng.generator"])
     if device is not None and device.type == "cuda":
         if "rng.cuda" not in tensors:
-            raise RunFormatError("The checkpoint was written on the CPU and holds no CUDA random state; resume it with --device cpu.")
+            raise ResumeRefusedError("The checkpoint was written on the CPU and holds no CUDA random state; resume it with --device cpu.")
         torch.cuda.set_rng_state(tensors["rng.cuda"], device)
     n = meta["numpy"]
     np.random.set_state((n["name"], tensors["rng.numpy"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
@@ -279,3 +280,12 @@ class CheckpointPlan:
     def due(self, step: int, since_last: float) -> bool:
         return ((self.every_steps is not None and step % self.every_steps == 0)
                 or (self.every_seconds is not None and since_last >= self.every_seconds))
+
+
+def tensors_sha256(*tensors: torch.Tensor) -> str:
+    """sha256 of the tensors' bytes in order: what a checkpoint records of the data it was trained on, so that it is
+    resumed on that data only."""
+    digest = hashlib.sha256()
+    for t in tensors:
+        digest.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()

@@ -12,6 +12,7 @@ __all__ = [
     "UnknownNameError",
     "UnsupportedLayerError",
     "RunFormatError",
+    "ResumeRefusedError",
     "DatasetError",
     "UnsafeCheckpointError",
     "TrainingDivergedError",
@@ -42,6 +43,10 @@ class UnsupportedLayerError(NetinvertError, TypeError):
 
 class RunFormatError(NetinvertError, ValueError):
     """A run folder or card is missing fields or is malformed."""
+
+
+class ResumeRefusedError(RunFormatError):
+    """A checkpoint cannot be resumed by this call (other settings, data or device); the checkpoint is kept."""
 
 
 class DatasetError(NetinvertError, ValueError):

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .exceptions import RunExistsError, RunFormatError, RunLockedError
+from .exceptions import ResumeRefusedError, RunExistsError, RunFormatError, RunLockedError
 
 __all__ = [
     "CARD_NAME",
@@ -354,7 +354,8 @@ def staged_run(out: str | Path, *, force: bool = False, resume: bool = False, ke
     On an error it is removed, so ``out`` holds either one whole run or what it held before. With
     ``keep_on_interrupt`` (workflows that checkpoint) an interrupt (Ctrl-C, or SIGTERM turned into
     :class:`KeyboardInterrupt` by the CLI) keeps it, with the checkpoint the work wrote into it, for
-    ``resume=True``, which continues in it; without ``resume`` a left-over staging folder is cleared
+    ``resume=True``, which continues in it (so does a :class:`~netinvert.exceptions.ResumeRefusedError`: a
+    checkpoint the work refused to resume, e.g. one written on another device, stays for the right call); without ``resume`` a left-over staging folder is cleared
     first. A lock refuses a second writer of the same ``out``.
 
     Examples
@@ -378,7 +379,7 @@ def staged_run(out: str | Path, *, force: bool = False, resume: bool = False, ke
         keep = False
         try:
             yield staging
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, ResumeRefusedError):  # a refused resume keeps the checkpoint it refused
             keep = keep_on_interrupt
             raise
         else:

@@ -15,7 +15,7 @@ from PIL import Image
 from netinvert.apps.reconstruct import ReconstructConfig, run_reconstruction, run_reconstruction_evaluation
 from netinvert.cli import main
 from netinvert.exceptions import RunFormatError, UnknownNameError
-from netinvert.inversion import make_loss, preset
+from netinvert.inversion import PriorRunConfig, make_loss, preset, run_image_prior
 from netinvert.inversion._losses import per_sample_grad_norm
 from netinvert.models import build_model
 
@@ -171,3 +171,11 @@ def test_reconstruct_through_a_prior_that_left_out_both_sets(member_classifier: 
     assert main(["prior", "--dataset", "digits", "--exclude-members", str(digits_cnn_run), "--out",
                  str(tmp_path / "p2"), "--no-progress", *ARGS]) == 2
     assert "records no members" in capsys.readouterr().err and not (tmp_path / "p2").exists()
+    assert main(["reconstruct", "--classifier", str(member_classifier), "--image-prior", str(member_classifier),
+                 "--out", str(tmp_path / "r2"), "--steps", "5", "--no-progress", *ARGS]) == 2
+    assert "pass a folder written by 'netinvert prior'" in capsys.readouterr().err and not (tmp_path / "r2").exists()
+    # the threads of the caller are its own again after a prior run (every workflow restores them)
+    before = torch.get_num_threads()
+    run_image_prior(PriorRunConfig(dataset="digits", epochs=1, exclude_members=(member_classifier,), device="cpu",
+                                   threads=1), tmp_path / "p3", progress=False)
+    assert torch.get_num_threads() == before

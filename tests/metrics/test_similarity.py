@@ -107,6 +107,6 @@ def test_ssim_matrix_equals_skimage_pair_by_pair(shape, win, monkeypatch) -> Non
     assert got.double().numpy() == pytest.approx(want, abs=1e-6)
     assert got[2, 1] == pytest.approx(1.0, abs=1e-6)
     # blocks of rows and columns: one column and one row per block give the same matrix
-    monkeypatch.setattr(_similarity, "_COLUMNS", 1)
-    monkeypatch.setattr(_similarity, "_MAP_ELEMENTS", 1)
+    for name in ("_COLUMNS", "_MAP_ELEMENTS", "_FACTOR_ELEMENTS"):
+        monkeypatch.setattr(_similarity, name, 1)
     assert torch.equal(ssim_matrix(a, b), got)

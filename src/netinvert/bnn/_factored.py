@@ -18,7 +18,7 @@ structure countable where that product is not (one hidden layer; :func:`count_la
    replaced by a sentinel; with one live class left the label is decided, the state forgets its
    partial sums and merges with every other state deciding that label.
 
-A block that reads many groups (more than ``mitm_above``) and has at most 24 neurons is not run
+A block that reads many inputs (more than ``mitm_above``, at most 48) and has at most 24 neurons is not run
 through the DP, whose middle states multiply, but split in two halves of its groups: the distinct
 partial-sum vectors of each half are listed, and every pair gives one hidden pattern (meet in the
 middle, ``2^(n/2) x 2^(n/2)`` pairs in numpy). With two blocks left, the label totals are summed over

@@ -28,7 +28,6 @@ the validation and test accuracies and the share of uniform inputs labelled garb
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -40,10 +39,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._checkpoint import (changed_fields, prefixed, read_checkpoint, restore_rng, rng_state, rng_to_checkpoint, strip_prefix,
+from .._checkpoint import (changed_fields, tensors_sha256, prefixed, read_checkpoint, restore_rng, rng_state, rng_to_checkpoint, strip_prefix,
                            write_checkpoint)
 from .._checks import check_param
-from ..exceptions import RunFormatError
+from ..exceptions import ResumeRefusedError
 from ..runs import jsonable
 from .._registry import Registry
 from ._encode import encode
@@ -261,7 +260,7 @@ def train_with_garbage(model: BNN, bits: torch.Tensor, labels: torch.Tensor, tra
 
     Raises
     ------
-    RunFormatError
+    ResumeRefusedError (a RunFormatError)
         If ``resume_from`` was written with other configs or data.
     """
     if not isinstance(config, GarbageConfig):
@@ -304,12 +303,9 @@ def train_with_garbage(model: BNN, bits: torch.Tensor, labels: torch.Tensor, tra
 
     identity = None
     if checkpoint is not None or resume_from is not None:
-        digest = hashlib.sha256()
-        for t in (bits, labels):
-            digest.update(t.detach().cpu().contiguous().numpy().tobytes())
         identity = json.loads(json.dumps(jsonable({"garbage": config.to_dict(), "train": train_config.to_dict(),
                                                    "n_classes": model.n_classes, "n_inputs": n_inputs, "n": len(bits),
-                                                   "data_sha256": digest.hexdigest()})))
+                                                   "data_sha256": tensors_sha256(bits, labels)})))
     info = jsonable(dict(checkpoint_info or {}))
 
     def save(garbage: np.ndarray, train_history: list[dict[str, float]], history: list[dict[str, Any]]) -> None:
@@ -358,7 +354,7 @@ def _restore_garbage(path: Path, identity: dict[str, Any] | None, model: BNN,
     tensors, state = read_checkpoint(path)
     theirs = state.get("identity") or {}
     if theirs != identity:
-        raise RunFormatError(f"The checkpoint {path} was written by garbage training with another "
+        raise ResumeRefusedError(f"The checkpoint {path} was written by garbage training with another "
                              f"{', '.join(changed_fields(identity, theirs))}; resume it with the same settings and data, "
                              "or start afresh without it.")
     try:
@@ -368,7 +364,7 @@ def _restore_garbage(path: Path, identity: dict[str, Any] | None, model: BNN,
         rng.bit_generator.state = state["candidates"]
         restore_rng(tensors, state["rng"])
     except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-        raise RunFormatError(f"The checkpoint {path} does not fit this garbage training ({exc}); start afresh without it.") from None
+        raise ResumeRefusedError(f"The checkpoint {path} does not fit this garbage training ({exc}); start afresh without it.") from None
     model.eval()
     log.info("resuming garbage training after round %d of %s", history[-1]["round"], path)
     return garbage, train_history, history

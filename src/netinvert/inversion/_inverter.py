@@ -28,7 +28,7 @@ from .._progress import progress_bar
 
 from .._device import resolve_device
 from .._distributed import SINGLE, World, all_reduce_sum, average_buffers, current_world, data_parallel, shard, step_seed
-from ..exceptions import NotFittedError, RunFormatError, TrainingDivergedError, UnsafeCheckpointError
+from ..exceptions import NotFittedError, ResumeRefusedError, RunFormatError, TrainingDivergedError, UnsafeCheckpointError
 from ..runs import WEIGHTS_NAME, file_sha256, jsonable, read_card, read_json, save_weights, write_card, write_json
 from .._checkpoint import (
     CheckpointPlan,
@@ -666,16 +666,16 @@ class Inverter:
         if state.get("identity") != identity:
             theirs = state.get("identity") or {}
             diff = changed_fields(identity, theirs)
-            raise RunFormatError(f"The checkpoint {path} was written by an inverter with another {', '.join(diff)}; resume it with "
+            raise ResumeRefusedError(f"The checkpoint {path} was written by an inverter with another {', '.join(diff)}; resume it with "
                                  "the same settings and classifier, or start afresh without it.")
         if bool(state.get("has_ema")) != (G_ema is not None):
-            raise RunFormatError(f"The checkpoint {path} was written with ema={'on' if state.get('has_ema') else 'off'}; "
+            raise ResumeRefusedError(f"The checkpoint {path} was written with ema={'on' if state.get('has_ema') else 'off'}; "
                                  "resume it with the same setting.")
         try:
             modules = {"generator": G} if G_ema is None else {"generator": G, "ema": G_ema}
             restore_training_state(tensors, state, modules, opt, gen, device)
         except (KeyError, RuntimeError, ValueError) as exc:
-            raise RunFormatError(f"The checkpoint {path} does not fit this inverter ({exc}); start afresh without it.") from None
+            raise ResumeRefusedError(f"The checkpoint {path} does not fit this inverter ({exc}); start afresh without it.") from None
         self.history_ = state["history"]
         good = {k: v.to(device) for k, v in strip_prefix("good", tensors).items()}
         log.info("resuming from step %d of %s", state["step"], path)

@@ -506,8 +506,7 @@ class PriorResult:
                 "seconds": round(self.seconds, 2), "test_mse": self.test_mse}
 
 
-@restores_threads
-def _prior_images(x_train: torch.Tensor, runs: Sequence[str | Path]) -> tuple[torch.Tensor, list[dict[str, Any]]]:
+def _prior_images(x_train: torch.Tensor, runs: Sequence[str | Path], dataset: str) -> tuple[torch.Tensor, list[dict[str, Any]]]:
     """The training images minus the members and non-members each classifier run of ``runs`` recorded, and what
     was left out (per run: its path, the weights' sha256 and the count)."""
     from ..models import load_members
@@ -516,9 +515,14 @@ def _prior_images(x_train: torch.Tensor, runs: Sequence[str | Path]) -> tuple[to
     excluded = []
     for run in runs:
         members, non_members = load_members(run)  # a run trained on its whole split is refused here, by name
-        if max(int(members.max()), int(non_members.max())) >= len(x_train):
+        trained_on = read_card(run).get("dataset")
+        if trained_on != dataset:
+            raise ValueError(f"{run} was trained on {trained_on!r}, not {dataset!r}: its member indices do not point "
+                             f"into this data set (--exclude-members takes classifiers of --dataset {dataset}).")
+        recorded = torch.cat([members.flatten(), non_members.flatten()])
+        if len(recorded) and int(recorded.max()) >= len(x_train):
             raise ValueError(f"{run} recorded training indices beyond this data set's {len(x_train)} training images: "
-                             "it was trained on another data set.")
+                             "it was trained on another version of it.")
         keep[members] = False
         keep[non_members] = False
         excluded.append({"run": str(Path(run).absolute()), "weights_sha256": weights_sha256(run),
@@ -528,6 +532,7 @@ def _prior_images(x_train: torch.Tensor, runs: Sequence[str | Path]) -> tuple[to
     return x_train[keep], excluded
 
 
+@restores_threads
 def run_image_prior(config: PriorRunConfig, out: str | Path, *, force: bool = False, resume: bool = False, progress: bool = True,
                     checkpoint_steps: int | None = None, checkpoint_seconds: float | None = 60.0) -> PriorResult:
     """Train an image prior on the training images only (labels unused); write its decoder and a grid of its samples.
@@ -574,7 +579,7 @@ def run_image_prior(config: PriorRunConfig, out: str | Path, *, force: bool = Fa
     threads = set_threads(config.threads)
     device = resolve_device(config.device)
     data = load_dataset(config.dataset, config.data_root)
-    images, excluded = _prior_images(data.x_train, config.exclude_members)
+    images, excluded = _prior_images(data.x_train, config.exclude_members, data.name)
     resume_info = {"config": config.to_dict()}
     resume_from = resume_point(out, resume_info, resume=resume, force=force)
     with staged_run(out, force=force, resume=resume, keep_on_interrupt=True,

@@ -26,7 +26,6 @@ import logging
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +35,9 @@ from torch import nn
 from .._progress import progress_bar
 
 from .._device import resolve_device
-from ..exceptions import RunFormatError
+from ..exceptions import ResumeRefusedError, RunFormatError
 from .._checkpoint import (
+    CheckpointPlan,
     changed_fields,
     read_checkpoint,
     restore_training_state,
@@ -160,26 +160,12 @@ def train_image_prior(images: torch.Tensor, *, code_dim: int = 32, hidden: Seque
         raise ValueError(f"The 'checkpoint_seconds' parameter of train_image_prior must be a float in (0, inf) or None. "
                          f"Got {checkpoint_seconds!r} instead.")
     dev = resolve_device(device)
-    plan = None if checkpoint is None else _PriorCheckpoint(Path(checkpoint), checkpoint_steps, checkpoint_seconds,
+    plan = None if checkpoint is None else CheckpointPlan(Path(checkpoint), checkpoint_steps, checkpoint_seconds,
                                                             jsonable(dict(checkpoint_info or {})))
     resume = None if resume_from is None else (Path(resume_from), *read_checkpoint(resume_from))
     with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):  # the caller's random state is kept
         torch.manual_seed(seed)
         return _train_vae(images, test_images, code_dim, hidden, int(epochs), batch_size, lr, seed, progress, dev, plan, resume)
-
-
-@dataclass(frozen=True)
-class _PriorCheckpoint:
-    """Where and how often the VAE training writes its checkpoint, and what it records there for the caller."""
-
-    path: Path
-    every_steps: int | None
-    every_seconds: float | None
-    info: Any
-
-    def due(self, batch: int, since_last: float) -> bool:
-        return ((self.every_steps is not None and batch % self.every_steps == 0)
-                or (self.every_seconds is not None and since_last >= self.every_seconds))
 
 
 def _images_digest(images: torch.Tensor) -> str:
@@ -189,7 +175,7 @@ def _images_digest(images: torch.Tensor) -> str:
 
 def _train_vae(images: torch.Tensor, test_images: torch.Tensor | None, code_dim: int, hidden: Sequence[int], epochs: int,
                batch_size: int, lr: float, seed: int, progress: bool, device: torch.device,
-               plan: _PriorCheckpoint | None = None,
+               plan: CheckpointPlan | None = None,
                resume: tuple[Path, dict[str, torch.Tensor], dict[str, Any]] | None = None) -> tuple[ImagePrior, dict[str, Any]]:
     g = torch.Generator().manual_seed(seed)
     shape = tuple(images.shape[1:])
@@ -286,14 +272,14 @@ def _restore_vae(resume: tuple[Path, dict[str, torch.Tensor], dict[str, Any]], i
     theirs = state.get("identity") or {}
     if theirs != identity:
         diff = changed_fields(identity, theirs)
-        raise RunFormatError(f"The checkpoint {path} was written by an image-prior training with another {', '.join(diff)}; resume "
+        raise ResumeRefusedError(f"The checkpoint {path} was written by an image-prior training with another {', '.join(diff)}; resume "
                              "it with the same settings and images, or start afresh without it.")
     try:
         restore_training_state(tensors, state, {"decoder": prior, "encoder": enc}, opt, g, device)
         batch, elapsed = int(state["batch"]), float(state["elapsed"])
         rec, kl = state.get("reconstruction"), state.get("kl")
     except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-        raise RunFormatError(f"The checkpoint {path} does not fit this image-prior training ({exc}); start afresh without it.") from None
+        raise ResumeRefusedError(f"The checkpoint {path} does not fit this image-prior training ({exc}); start afresh without it.") from None
     log.info("resuming the image prior from batch %d of %s", batch, path)
     return batch, elapsed, tensors.get("order"), float("nan") if rec is None else rec, float("nan") if kl is None else kl
 
@@ -309,9 +295,10 @@ def save_image_prior(run_dir: str | Path, prior: ImagePrior, card: dict[str, Any
 
 def load_image_prior(run_dir: str | Path) -> ImagePrior:
     """Rebuild a frozen :class:`ImagePrior` from a folder written by :func:`save_image_prior`."""
-    card = read_card(run_dir, required=("kind", "prior_params"))
+    card = read_card(run_dir, required=("kind",))
     if card["kind"] != "image-prior":
         raise RunFormatError(f"{run_dir} holds a {card['kind']!r} run; pass a folder written by 'netinvert prior'.")
+    card = read_card(run_dir, required=("kind", "prior_params"))
     try:
         prior = ImagePrior(**card["prior_params"])
         prior.load_state_dict(load_weights(Path(run_dir) / WEIGHTS_NAME))

@@ -178,7 +178,9 @@ def paired_ssim(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> t
 
 #: Elements of one block of the pairwise SSIM map (channels x positions x rows x columns, float64) held at once.
 _MAP_ELEMENTS = 1 << 23
-#: Columns (images of ``b``) per block of :func:`ssim_matrix`.
+#: Elements of one block of either side's factors (channels x positions x images x 2 (K + 2), float64).
+_FACTOR_ELEMENTS = 1 << 25
+#: Columns (images of ``b``) per block of :func:`ssim_matrix`, at most.
 _COLUMNS = 512
 _C1, _C2 = 0.01 ** 2, 0.03 ** 2  # skimage's (K1 * data_range)^2 and (K2 * data_range)^2 with data_range 1
 
@@ -216,13 +218,15 @@ def ssim_matrix(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray, *,
     dev = torch.device("cpu") if device is None else torch.device(device)
     out = torch.empty(len(a), len(b), dtype=torch.float64)
     n_pos = (a.shape[2] - win + 1) * (a.shape[3] - win + 1)
-    for j in range(0, len(b), _COLUMNS):
-        num_b, den_b = _pair_factors(b[j:j + _COLUMNS].to(dev, torch.float64), win, left=False)
-        rows = max(1, _MAP_ELEMENTS // (a.shape[1] * n_pos * num_b.shape[-1]))
+    per_image = a.shape[1] * n_pos * 2 * (win * win + 2)  # factor elements of one image
+    cols = max(1, min(_COLUMNS, _FACTOR_ELEMENTS // per_image))  # memory stays bounded for any sizes
+    rows = max(1, min(_MAP_ELEMENTS // (a.shape[1] * n_pos * cols), _FACTOR_ELEMENTS // per_image))
+    for j in range(0, len(b), cols):
+        num_b, den_b = _pair_factors(b[j:j + cols].to(dev, torch.float64), win, left=False)
         for i in range(0, len(a), rows):
             num_a, den_a = _pair_factors(a[i:i + rows].to(dev, torch.float64), win, left=True)
             ssim_map = torch.matmul(num_a, num_b).div_(torch.matmul(den_a, den_b))  # (C, P, rows, cols)
-            out[i:i + rows, j:j + _COLUMNS] = ssim_map.mean(dim=(0, 1)).cpu()
+            out[i:i + rows, j:j + cols] = ssim_map.mean(dim=(0, 1)).cpu()
     return out.float()
 
 

@@ -25,7 +25,7 @@ from .._device import resolve_device, seed_everything
 from .._distributed import SINGLE, World, all_reduce_sum, average_buffers, data_parallel, pad, rank_device, shard, step_seed
 from .._progress import progress_bar
 from ..data import Dataset
-from ..exceptions import RunFormatError, TrainingDivergedError
+from ..exceptions import ResumeRefusedError, TrainingDivergedError
 from ..runs import jsonable
 from ._base import Classifier
 
@@ -369,7 +369,7 @@ def _restore(resume: tuple[dict[str, torch.Tensor], dict[str, Any]], path: Path 
     theirs = state.get("identity") or {}
     if theirs != identity:
         diff = changed_fields(identity, theirs)
-        raise RunFormatError(f"The checkpoint {path} was written by training with another {', '.join(diff)}; resume it with "
+        raise ResumeRefusedError(f"The checkpoint {path} was written by training with another {', '.join(diff)}; resume it with "
                              "the same model, config and data, or start afresh without it.")
     try:
         epoch, batch = int(state["epoch"]), int(state["batch"])
@@ -384,7 +384,7 @@ def _restore(resume: tuple[dict[str, torch.Tensor], dict[str, Any]], path: Path 
         history = {k: [float(v) for v in state["history"][k]] for k in ("loss", "test_accuracy")}
         elapsed = float(state["elapsed"])
     except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-        raise RunFormatError(f"The checkpoint {path} does not fit this training ({exc}); start afresh without it.") from None
+        raise ResumeRefusedError(f"The checkpoint {path} does not fit this training ({exc}); start afresh without it.") from None
     log.info("resuming from epoch %d, batch %d of %s", epoch + 1, batch, path)
     return cursor, elapsed, history
 

@@ -23,7 +23,6 @@ boundary and fades both for examples already won and for examples out of reach o
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -35,11 +34,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..._checkpoint import CheckpointPlan, changed_fields, read_checkpoint, restore_training_state, rng_state, write_training_checkpoint
+from ..._checkpoint import CheckpointPlan, changed_fields, tensors_sha256, read_checkpoint, restore_training_state, rng_state, write_training_checkpoint
 from ..._device import resolve_device, seed_everything
 from ..._progress import progress_bar
 from ..._registry import Registry
-from ...exceptions import NotFittedError, RunFormatError, TrainingDivergedError
+from ...exceptions import NotFittedError, ResumeRefusedError, TrainingDivergedError
 from ...inversion import make_conditioning
 from ...inversion._inverter import classifier_fingerprint
 from ...runs import jsonable
@@ -329,7 +328,7 @@ class AdversarialGenerator:
 
         Raises
         ------
-        RunFormatError
+        ResumeRefusedError (a RunFormatError)
             If ``resume_from`` was written by a fit with other parameters, another classifier or other images.
         TrainingDivergedError
             If the loss becomes non-finite.
@@ -458,11 +457,8 @@ class AdversarialGenerator:
     def _identity(self, classifier: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
         """What a checkpoint must have been made by to be resumed by this fit (JSON values): the parameters, the
         classifier's weights and the training images and labels."""
-        digest = hashlib.sha256()
-        for t in (x, y):
-            digest.update(t.detach().cpu().contiguous().numpy().tobytes())
         ident = {"params": self.get_params(), "classifier": classifier_fingerprint(classifier), "n_images": len(x),
-                 "data_sha256": digest.hexdigest()}
+                 "data_sha256": tensors_sha256(x, y)}
         return json.loads(json.dumps(jsonable(ident)))
 
     def _restore(self, resume: tuple[dict[str, torch.Tensor], dict[str, Any]], path: Path, identity: dict[str, Any] | None,
@@ -473,14 +469,14 @@ class AdversarialGenerator:
         theirs = state.get("identity") or {}
         if theirs != identity:
             diff = changed_fields(identity, theirs)
-            raise RunFormatError(f"The checkpoint {path} was written by a generator fit with another {', '.join(diff)}; "
+            raise ResumeRefusedError(f"The checkpoint {path} was written by a generator fit with another {', '.join(diff)}; "
                                  "resume it with the same settings, classifier and images, or start afresh without it.")
         try:
             restore_training_state(tensors, state, {"generator": G}, opt, gen, device)
             step, elapsed = int(state["step"]), float(state["elapsed"])
             history = {key: list(state["history"][key]) for key in ("step", "seconds", "loss", "margin", "diversity", "success")}
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-            raise RunFormatError(f"The checkpoint {path} does not fit this generator ({exc}); start afresh without it.") from None
+            raise ResumeRefusedError(f"The checkpoint {path} does not fit this generator ({exc}); start afresh without it.") from None
         log.info("resuming the adversarial generator from step %d of %s", step, path)
         return step, elapsed, history
 

@@ -163,7 +163,7 @@ class AdversarialTrainingResult:
     norm: str
     steps: int
     seconds: float
-    train_success: float
+    train_success: float | None
     test_success: float
     weights_sha256: str
 
@@ -283,8 +283,11 @@ def run_adversarial_training(config: AdversarialRunConfig, out: str | Path, *, f
         adv_u = attacker(x, y, seed=config.seed).cpu() if config.targeted_fraction < 1 else None
         adv_t = attacker(x, y, target=target, seed=config.seed).cpu() if config.targeted_fraction > 0 else None
         n_ok = max(int(ok.sum()), 1)
-        metrics = {"steps": n_steps, "seconds": history["seconds"][-1],
-                   "train_success": sum(history["success"][-50:]) / len(history["success"][-50:]),
+        if n_steps == 0:  # a seconds budget spent before the first step (e.g. by an interrupted run): say so
+            log.warning("The generator trained no step within its budget; its figures are those of an untrained one.")
+        last = history["success"][-50:]
+        metrics = {"steps": n_steps, "seconds": history["seconds"][-1] if n_steps else 0.0,
+                   "train_success": sum(last) / len(last) if last else None,
                    "test_n": len(x), "test_clean_accuracy": float(ok.float().mean()),
                    "test_success": None if adv_u is None else int(((_predict(classifier, adv_u) != y) & ok).sum()) / n_ok,
                    "test_targeted_success": None if adv_t is None else

@@ -255,11 +255,19 @@ def _reconstruction_run(config: ReconstructConfig, out: str | Path, world: World
         settings["losses"] = config.losses
     if settings.get("losses") is not None:
         make_objective(settings["losses"])  # an unknown loss name or weight fails here, before any training
-    if config.image_prior is not None:
-        settings["image_prior"] = Path(config.image_prior)
+    prior_sha = None
+    if config.image_prior is not None:  # a wrong folder or shape is refused here, before any training
+        from ...inversion import load_image_prior
+
+        prior = load_image_prior(config.image_prior)
+        if tuple(prior.input_shape) != tuple(clf.input_shape):
+            raise ValueError(f"The image prior {config.image_prior} draws {tuple(prior.input_shape)} images; the classifier "
+                             f"reads {tuple(clf.input_shape)}.")
+        settings["image_prior"], prior_sha = prior, weights_sha256(config.image_prior)
     recorded = _recorded_members(classifier, card)
     n = config.n or (len(recorded[0]) if recorded is not None else 100)
-    resume_info = {"config": config.to_dict(), "classifier_sha256": weights_sha256(classifier)}
+    # the prior's decoder is part of the generator's checkpoint: a resume must use the same one the card names
+    resume_info = {"config": config.to_dict(), "classifier_sha256": weights_sha256(classifier), "image_prior_sha256": prior_sha}
     resume_from = rank0_first(lambda: resume_point(out, resume_info, resume=resume, force=force), world)
     seed_everything(config.seed)
     steps = config.steps if config.steps is not None or config.seconds is not None else 2000
@@ -316,7 +324,7 @@ def _fit_and_write(config: ReconstructConfig, out: Path, clf: torch.nn.Module, c
         fit_seconds = time.perf_counter() - t0
         fields_ = {"config": config.to_dict(), "classifier_run": str(classifier.absolute()),
                    "classifier_sha256": weights_sha256(classifier),
-                   "image_prior_sha256": None if config.image_prior is None else weights_sha256(config.image_prior)}
+                   "image_prior_sha256": resume_info["image_prior_sha256"]}
         if inverter is not None:
             inverter.save(tmp, fields_)
         elif config.method == "kkt":
