@@ -101,7 +101,8 @@ def min_flips(inv: SatInverter, bits: Any, *, max_k: int | None = None, time_s: 
         at most ``max_free`` free first-layer neurons, :func:`pattern_flip_search` decides
         ``k`` exactly (``"by": "patterns"``; each label-changing pattern refuted by an exact
         LP certificate or reached by a flip set, :func:`~netinvert.bnn._pattern_sat.realise_patterns`)
-        unless its branch and bound keeps more than 2^20 patterns open or the budget ends; else
+        unless its branch and bound keeps more than 2^22 patterns open (2^20 unless the net has two
+        hidden layers) or the budget ends; else
         the SAT call gets the fixed neurons as
         unit assumptions (implied by the flip bound, so every answer stays the same), after
         ``search_s`` seconds of :func:`local_search_candidate` for a ``k``-flip input of each
@@ -170,10 +171,12 @@ def min_flips(inv: SatInverter, bits: Any, *, max_k: int | None = None, time_s: 
             # nine tenths of what is left: with the linear step over the flips (_pattern_sat) it
             # decides k = 8-10 on 784-input images where the SAT call below decided nothing in 5 s,
             # so it gets most of the budget; the local search and SAT call keep the rest
-            # up to 2^20 open partial patterns (about 0.4 GB at 100 second-layer neurons): image 5 of
-            # the dense 784-input net needs more than 2^18 at k = 10 and is then decided in 8 s
+            # open partial patterns: with two hidden layers up to 2^22 (int16 counts in two buffers,
+            # at most 1.7 GB at 100 second-layer neurons; images 3 and 11 of the dense 784-input net
+            # peak at 0.55M and 1.7M), else 2^20 (float32, about 0.4 GB)
             ps = pattern_flip_search(inv.encoding.net, np.asarray(x), k, bounds=fb, max_free=max_free,
-                                     max_states=1 << 20, deadline=None if left is None else t0 + 0.9 * left)
+                                     max_states=1 << (22 if len(inv.encoding.net.layers) == 2 else 20),
+                                     deadline=None if left is None else t0 + 0.9 * left)
             out_of_time = left is not None and budget.left() <= 0
             if ps.complete or out_of_time:
                 st = SatResult.SAT if ps.indices is not None else SatResult.UNSAT if ps.complete else SatResult.UNKNOWN

@@ -202,7 +202,7 @@ class PatternSearch:
 
 
 def _bad_patterns(net: IntegerBNN, fb: FlipBounds, free1: np.ndarray, *, deadline: float | None = None,
-                  max_states: int = 1 << 18, need1: np.ndarray | None = None) -> np.ndarray | None:
+                  max_states: int = 1 << 18, need1: np.ndarray | None = None, fast: bool = True) -> np.ndarray | None:
     """Sorted codes of the change patterns of the free first-layer neurons that change the label
     (bit ``i``: neuron ``free1[i]`` differs from its value at the centre), deeper fixed neurons
     held at their values; None if more than ``max_states`` partial patterns stay open or
@@ -216,6 +216,11 @@ def _bad_patterns(net: IntegerBNN, fb: FlipBounds, free1: np.ndarray, *, deadlin
     intervals are exact, so the patterns left at the end are exactly the label-changing ones.
     The fixed neurons of every layer keep their value on the whole ball, so for every pattern the
     ball reaches the label computed here is the network's.
+
+    With two hidden layers and ``fast`` (default) the same bound is evaluated by
+    :func:`_bad_patterns_2` (int16 counts, reused buffers, one matmul per chunk; the same answer,
+    about 7x faster on the 784-100-100-10 net); ``fast=False`` keeps the general float path (tests
+    compare the two).
     """
     m = len(free1)
     stages = []  # per deeper layer: (count change per changed free input, base counts, bounds, values)
@@ -243,6 +248,8 @@ def _bad_patterns(net: IntegerBNN, fb: FlipBounds, free1: np.ndarray, *, deadlin
     # at k = 8, 485k vs 813k at k = 10)
     order = (np.argsort(-np.asarray(need1), kind="stable") if need1 is not None
              else np.argsort(-np.abs(d1 if stages else dfree).sum(1), kind="stable"))
+    if len(stages) == 1 and fast:
+        return _bad_patterns_2(stages[0], const, dfree, fb.label, order, deadline, max_states)
     up_left = np.vstack([np.cumsum(np.maximum(d1[order], 0)[::-1], 0)[::-1], np.zeros((1, d1.shape[1]), np.float32)])
     down_left = np.vstack([np.cumsum(np.maximum(-d1[order], 0)[::-1], 0)[::-1], np.zeros((1, d1.shape[1]), np.float32)])
     moved = np.zeros((1, d1.shape[1]), dtype=np.float32)  # next-layer count change of the decided neurons
@@ -278,6 +285,87 @@ def _bad_patterns(net: IntegerBNN, fb: FlipBounds, free1: np.ndarray, *, deadlin
         codes = np.concatenate([codes, codes | (1 << int(j))])
         t_level = time.perf_counter() - now
     return np.sort(codes)
+
+
+def _bad_patterns_2(stage: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], const: np.ndarray,
+                    diff_free: np.ndarray, label: int, order: np.ndarray, deadline: float | None,
+                    max_states: int, chunk: int = 1 << 12) -> np.ndarray | None:
+    """:func:`_bad_patterns` for two hidden layers: the same branch and bound and the same bound.
+
+    ``stage`` is ``(delta, base, bounds, values)`` of the second layer's free neurons, ``const``
+    and ``diff_free`` the head's fixed part and ``score_L - score_c`` per free second-layer neuron.
+    A second-layer neuron is surely on when ``moved >= bounds - base + (down moves left)`` and surely
+    off when ``moved < bounds - base - (up moves left)`` (integers in int16: ``moved`` is at most
+    62 in size); the worst margin per class is then ``c0 + [on, off] @ W`` with
+    ``W = [d + |d|; |d| - d]`` and ``c0 = const - sum |d| - need``: a known neuron contributes
+    ``+-d`` by its new value, an unknown one ``-|d|`` -- exactly the general path's bound. Every
+    quantity is a small integer, exact in float32.
+    """
+    delta, base, bounds, _ = stage
+    m = delta.shape[0]
+    d1 = np.rint(delta).astype(np.int16)  # (m, H2 free), entries in {-1, 0, 1}
+    thr = np.rint(bounds - base).astype(np.int64)  # on iff moved >= thr
+    n_cls = len(const)
+    need = (np.arange(n_cls) < label).astype(np.int64)  # torch's tie rule: lower index wins
+    others = np.arange(n_cls) != label
+    d = diff_free[:, others].astype(np.int64)  # (H2 free, classes other than the label)
+    W = np.vstack([d + np.abs(d), np.abs(d) - d]).astype(np.float32)
+    c0 = (const[others].astype(np.int64) - np.abs(d).sum(0) - need[others]).astype(np.float32)
+    dd = d1[order].astype(np.int64)
+    zero = np.zeros((1, d1.shape[1]), dtype=np.int64)
+    up_left = np.vstack([np.cumsum(np.maximum(dd, 0)[::-1], 0)[::-1], zero])
+    down_left = np.vstack([np.cumsum(np.maximum(-dd, 0)[::-1], 0)[::-1], zero])
+    lim = np.iinfo(np.int16)
+    h = d1.shape[1]
+    # the open partial patterns (second-layer count changes, codes) live in two buffers used in
+    # turn and grown only when needed: each level writes the kept rows and their children straight
+    # into the other buffer (a fresh concatenation per level spent half the time on page faults)
+    bufs = [(np.zeros((1, h), dtype=np.int16), np.zeros(1, dtype=np.int64)), None]
+    n = 1
+    onoff = np.empty((max(1, min(chunk, max_states)), 2 * h), dtype=np.float32)
+    t_level = 0.0
+    for t in range(m + 1):
+        now = time.perf_counter()
+        if deadline is not None and now + 2 * t_level > deadline:
+            return None
+        on_at = np.clip(thr + down_left[t], lim.min, lim.max).astype(np.int16)  # surely on at or above
+        off_below = np.clip(thr - up_left[t], lim.min, lim.max).astype(np.int16)  # surely off below
+        last = t == m
+        bit = 0 if last else 1 << int(order[t])
+        cur_m, cur_c = bufs[0]
+        want = n if last else min(2 * n, max_states)
+        if bufs[1] is None or len(bufs[1][1]) < want:
+            size = max(want, min(2 * (0 if bufs[1] is None else len(bufs[1][1])), max_states))
+            bufs[1] = (np.empty((size, h), dtype=np.int16), np.empty(size, dtype=np.int64))
+        nxt_m, nxt_c = bufs[1]
+        pos = 0
+        for s0 in range(0, n, chunk):
+            mv = cur_m[s0:min(s0 + chunk, n)]
+            o = onoff[:len(mv)]
+            np.greater_equal(mv, on_at, out=o[:, :h], casting="unsafe")
+            np.less(mv, off_below, out=o[:, h:], casting="unsafe")
+            worst = o @ W
+            worst += c0
+            kc = (worst < 0).any(1)  # some class may still win
+            nk = int(np.count_nonzero(kc))
+            if not nk:
+                continue
+            if not last and pos + 2 * nk > max_states:
+                return None  # the same decision as ``2 * open > max_states`` after the level
+            np.compress(kc, mv, axis=0, out=nxt_m[pos:pos + nk])
+            np.compress(kc, cur_c[s0:s0 + len(mv)], out=nxt_c[pos:pos + nk])
+            if not last:
+                np.add(nxt_m[pos:pos + nk], d1[order[t]], out=nxt_m[pos + nk:pos + 2 * nk])
+                np.bitwise_or(nxt_c[pos:pos + nk], bit, out=nxt_c[pos + nk:pos + 2 * nk])
+                pos += 2 * nk
+            else:
+                pos += nk
+        if last or not pos:
+            return np.sort(nxt_c[:pos])
+        bufs.reverse()
+        n = pos
+        t_level = time.perf_counter() - now
+    return None  # not reached: the last level returns
 
 
 def _moves(net: IntegerBNN, x: np.ndarray, fb: FlipBounds, free1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
