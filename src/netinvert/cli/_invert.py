@@ -80,7 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_out(p, what="folder to write (weights, card, a grid of the prior's samples)")
     p.add_argument("--code-dim", type=int, default=32)
     p.add_argument("--epochs", type=int, default=12)
-    p.add_argument("--exclude-members", type=Path, nargs="+", default=(), metavar="CLASSIFIER",
+    p.add_argument("--exclude-members", type=Path, nargs="+", default=[], metavar="CLASSIFIER",
                    help="leave out the training images these classifier runs recorded as members or non-members (a prior "
                         "for 'reconstruct --image-prior' that favours neither set)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
