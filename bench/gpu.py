@@ -57,8 +57,9 @@ def _job(name: str, spec: dict[str, Any], device: str, args: argparse.Namespace)
     root = args.cache / f"{name}-{device}"
     common = ["--device", device, "--threads", str(args.threads), "--seed", "0"]
     data = ["--dataset", spec["dataset"], *(["--data-root", args.data_root] if args.data_root else [])]
-    epochs = max(1, int(spec["train"][spec["train"].index("--epochs") + 1]) // (5 if args.quick else 1))
-    train = [a if a != str(spec["train"][-1]) else str(epochs) for a in spec["train"]]
+    at = spec["train"].index("--epochs") + 1
+    epochs = max(1, int(spec["train"][at]) // (5 if args.quick else 1))
+    train = [*spec["train"][:at], str(epochs), *spec["train"][at + 1:]]
     card, wall = _run(["train", *data, *train, *common], root / "classifier")
     images = card["n_train"] * epochs
     steps = spec["invert_steps"] // (10 if args.quick else 1)
