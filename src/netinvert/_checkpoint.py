@@ -28,7 +28,7 @@ import hashlib
 import json
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ from .runs import jsonable, partial_dir, save_weights
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CheckpointPlan", "tensors_sha256", "check_resume", "resume_point", "discard_checkpoint", "write_training_checkpoint", "restore_training_state",
+__all__ = ["CheckpointPlan", "checkpoint_at_interrupt", "tensors_sha256", "check_resume", "resume_point", "discard_checkpoint", "write_training_checkpoint", "restore_training_state",
            "changed_fields", "CHECKPOINT_NAME", "CHECKPOINT_FORMAT", "write_checkpoint", "read_checkpoint", "read_checkpoint_state",
            "rng_state", "rng_to_checkpoint", "restore_rng", "flatten_optimizer", "unflatten_optimizer", "prefixed", "strip_prefix"]
 
@@ -289,3 +289,16 @@ def tensors_sha256(*tensors: torch.Tensor) -> str:
     for t in tensors:
         digest.update(t.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
+
+
+def checkpoint_at_interrupt(phase: str, save: Callable[[Any], None], now: Callable[[], Any],
+                            step_start: Callable[[], Any], path: Path, at: int, kept: int, unit: str = "step") -> None:
+    """What a fit interrupted in ``phase`` writes: at a step ``boundary`` the state ``now()`` returns; inside a
+    step (``compute``) the state the step started from (``step_start()`` rewinds what the step changed and returns
+    its random states; the step is redone on resume); while the weights are updated (``commit``) nothing, as they
+    may be half updated and the checkpoint on disk (``kept``) is the last consistent state."""
+    if phase == "commit":
+        log.warning("Interrupted while updating the weights of %s %d; %s keeps %s %d.", unit, at, path, unit, kept)
+        return
+    save(step_start() if phase == "compute" else now())
+    log.warning("Interrupted at %s %d; the checkpoint %s resumes from there.", unit, at, path)

@@ -32,6 +32,7 @@ from ..exceptions import NotFittedError, ResumeRefusedError, RunFormatError, Tra
 from ..runs import WEIGHTS_NAME, file_sha256, jsonable, read_card, read_json, save_weights, write_card, write_json
 from .._checkpoint import (
     CheckpointPlan,
+    checkpoint_at_interrupt,
     changed_fields,
     read_checkpoint,
     restore_training_state,
@@ -628,7 +629,8 @@ class Inverter:
                 save(rng_state(gen, device))
         except KeyboardInterrupt:
             if plan is not None:
-                self._save_on_interrupt(phase, snapshot, G, gen, device, save, step, saved_step, plan.path)
+                checkpoint_at_interrupt(phase, save, lambda: rng_state(gen, device), lambda: _rewind(G, snapshot), plan.path,
+                                        step, saved_step)
             raise
         finally:
             bar.close()
@@ -641,22 +643,6 @@ class Inverter:
             self.generator_ = G_ema
         log.info("inverted %s: %d steps in %.1fs, running validity %.3f", type(clf).__name__, step,
                  time.perf_counter() - t0, running_validity or 0.0)
-
-    @staticmethod
-    def _save_on_interrupt(phase: str, snapshot: Any, G: Generator, gen: torch.Generator, device: torch.device,
-                           save: Any, step: int, saved_step: int, path: Path) -> None:
-        """Write the checkpoint of the last step boundary, if the interrupt left one to write."""
-        if phase == "commit":  # the weights may be half updated: the checkpoint on disk is the last consistent state
-            log.warning("Interrupted while updating the weights of step %d; %s keeps step %d.", step, path, saved_step)
-            return
-        rng = rng_state(gen, device)
-        if phase == "compute":  # rewind what the unfinished step changed; it is redone on resume
-            rng, buffers = snapshot
-            with torch.no_grad():
-                for b, saved in zip(G.buffers(), buffers):
-                    b.copy_(saved)
-        save(rng)
-        log.warning("Interrupted at step %d; the checkpoint %s resumes from there.", step, path)
 
     def _restore(self, resume: tuple[dict[str, torch.Tensor], dict[str, Any]], path: Path | None, identity: dict[str, Any],
                  G: Generator, G_ema: Generator | None, opt: torch.optim.Optimizer, gen: torch.Generator,
@@ -985,6 +971,15 @@ def _card_entry(card: Mapping[str, Any], key: str, kind: type, card_path: Path, 
     if not isinstance(value, kind):
         raise RunFormatError(f"{card_path}: {key!r} must be {_JSON_TYPE[kind]}. Got {type(value).__name__} {value!r} instead. {fix}")
     return value
+
+
+@torch.no_grad()
+def _rewind(G: Generator, snapshot: Any) -> dict[str, Any]:
+    """Put back the batch-norm buffers an unfinished step changed; return the random states it started from."""
+    rng, buffers = snapshot
+    for b, saved in zip(G.buffers(), buffers):
+        b.copy_(saved)
+    return rng
 
 
 @torch.no_grad()

@@ -38,6 +38,7 @@ from .._device import resolve_device
 from ..exceptions import ResumeRefusedError, RunFormatError
 from .._checkpoint import (
     CheckpointPlan,
+    checkpoint_at_interrupt,
     changed_fields,
     read_checkpoint,
     restore_training_state,
@@ -242,14 +243,13 @@ def _train_vae(images: torch.Tensor, test_images: torch.Tensor | None, code_dim:
             save(rng_state(g, device))
     except KeyboardInterrupt:
         if plan is not None:
-            if phase == "commit":  # the weights may be half updated: the checkpoint on disk is the last consistent state
-                log.warning("Interrupted while updating the weights of batch %d; %s keeps batch %d.", batch, plan.path, saved_batch)
-            else:
-                rng = rng_state(g, device)
-                if phase == "compute":  # rewind what the unfinished batch drew; it is redone on resume
-                    rng, order = snapshot
-                save(rng)
-                log.warning("Interrupted at batch %d; the checkpoint %s resumes from there.", batch, plan.path)
+            def batch_start() -> dict[str, Any]:  # what the unfinished batch drew, and the order it may have begun
+                nonlocal order
+                rng, order = snapshot
+                return rng
+
+            checkpoint_at_interrupt(phase, save, lambda: rng_state(g, device), batch_start, plan.path, batch, saved_batch,
+                                    unit="batch")
         raise
     finally:
         bar.close()

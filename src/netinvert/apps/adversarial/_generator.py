@@ -34,7 +34,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..._checkpoint import CheckpointPlan, changed_fields, tensors_sha256, read_checkpoint, restore_training_state, rng_state, write_training_checkpoint
+from ..._checkpoint import (CheckpointPlan, changed_fields, checkpoint_at_interrupt, read_checkpoint, restore_training_state,
+                             rng_state, tensors_sha256, write_training_checkpoint)
 from ..._device import resolve_device, seed_everything
 from ..._progress import progress_bar
 from ..._registry import Registry
@@ -436,13 +437,9 @@ class AdversarialGenerator:
                 if plan is not None and step > saved_step:  # the end of training: a resume goes straight to what follows
                     save(rng_state(gen, device))
         except KeyboardInterrupt:
-            if plan is not None:
-                if phase == "commit":  # the weights may be half updated: the checkpoint on disk is the last consistent state
-                    log.warning("Interrupted while updating the weights; %s keeps step %d.", plan.path, saved_step)
-                else:
-                    # inside a step, rewind what it drew (it is redone on resume); at a boundary, save where it stands
-                    save(snapshot if phase == "compute" else rng_state(gen, device))
-                    log.warning("Interrupted at step %d; the checkpoint %s resumes from there.", step, plan.path)
+            if plan is not None:  # the generator has no buffers: a step's random draws are all it changes before it commits
+                checkpoint_at_interrupt(phase, save, lambda: rng_state(gen, device), lambda: snapshot, plan.path, step,
+                                        saved_step)
             raise
         finally:
             clf.train(was_training)
