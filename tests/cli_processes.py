@@ -5,14 +5,17 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import torch
+
 from netinvert._checkpoint import CHECKPOINT_NAME
 from netinvert.cli import main
-from netinvert.runs import partial_dir
+from netinvert.runs import load_weights, partial_dir
 
 LAUNCH = [sys.executable, "-c", "import sys; from netinvert.cli import main; sys.exit(main())"]
 
@@ -33,6 +36,26 @@ def wait_for_checkpoint(proc: subprocess.Popen, out: Path, timeout: float = 60.0
             raise AssertionError(f"no checkpoint appeared (exit {proc.poll()}): {proc.communicate()[1]}")
         time.sleep(0.01)
     return path
+
+
+def kill_after_checkpoint(args: list[str], out: Path, timeout: float = 60.0) -> Path:
+    """Start ``netinvert ARGS`` and SIGKILL it once the run of ``out`` has a checkpoint; the killed run must have left no
+    ``out``. Returns the checkpoint's path."""
+    proc = start(args)
+    checkpoint = wait_for_checkpoint(proc, out, timeout=timeout)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL and not out.exists()
+    return checkpoint
+
+
+def assert_same_files_and_weights(got: Path, want: Path) -> None:
+    """Two run folders hold the same file names and bit-identical ``weights.safetensors``."""
+    assert sorted(p.name for p in got.iterdir()) == sorted(p.name for p in want.iterdir())
+    a, b = load_weights(got / "weights.safetensors"), load_weights(want / "weights.safetensors")
+    assert a.keys() == b.keys()
+    for name in b:
+        assert torch.equal(a[name], b[name]), name
 
 
 def run(args: list[str]) -> tuple[int, str]:

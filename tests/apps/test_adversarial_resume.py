@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli_processes import run, start, wait_for_checkpoint
+from cli_processes import assert_same_files_and_weights, kill_after_checkpoint, run, start, wait_for_checkpoint
 
 from netinvert._checkpoint import CHECKPOINT_NAME, read_checkpoint, read_checkpoint_state
 from netinvert.apps.adversarial import AdversarialGenerator
@@ -21,7 +21,7 @@ from netinvert.apps.adversarial import _generator as generator_module
 from netinvert.cli import main
 from netinvert.exceptions import RunFormatError
 from netinvert.models import build_model
-from netinvert.runs import load_weights, partial_dir
+from netinvert.runs import partial_dir
 
 STEPS = 300
 
@@ -44,11 +44,7 @@ def reference(digits_cnn_run: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_run(reference, digits_cnn_run, tmp_path) -> None:
     out = tmp_path / "run"
-    proc = start(_args(digits_cnn_run, out))
-    checkpoint = wait_for_checkpoint(proc, out)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=30)
-    assert proc.returncode == -signal.SIGKILL and not out.exists()
+    checkpoint = kill_after_checkpoint(_args(digits_cnn_run, out), out)
     step = read_checkpoint_state(checkpoint)["step"]
     assert 0 < step < STEPS  # killed mid-training, after at least one checkpoint
 
@@ -57,11 +53,7 @@ def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_run(reference, 
     assert done.returncode == 0, err
     assert "resuming the adversarial generator from step" in err
     assert not partial_dir(out).exists() and not (out / CHECKPOINT_NAME).exists()
-    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in reference.iterdir())
-    got, want = load_weights(out / "weights.safetensors"), load_weights(reference / "weights.safetensors")
-    assert got.keys() == want.keys()
-    for name in want:
-        assert torch.equal(got[name], want[name]), name
+    assert_same_files_and_weights(out, reference)
     history, ref_history = (json.loads((d / "history.json").read_text()) for d in (out, reference))
     assert history["step"] == list(range(1, STEPS + 1))
     for key in ("loss", "margin", "diversity", "success"):

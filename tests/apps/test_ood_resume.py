@@ -5,12 +5,11 @@ run in-process, one thread)."""
 from __future__ import annotations
 
 import json
-import signal
 from pathlib import Path
 
 import pytest
 import torch
-from cli_processes import run, start, wait_for_checkpoint
+from cli_processes import kill_after_checkpoint, run
 
 from netinvert._checkpoint import CHECKPOINT_NAME, read_checkpoint_state
 from netinvert.apps.ood import OODRunConfig, run_ood
@@ -45,11 +44,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_a_killed_ood_run_resumes_to_the_run_of_an_uninterrupted_one(reference: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    proc = start(_args(out))
-    checkpoint = wait_for_checkpoint(proc, out, timeout=120)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=30)
-    assert proc.returncode == -signal.SIGKILL and not out.exists()
+    checkpoint = kill_after_checkpoint(_args(out), out, timeout=120)
     done = read_checkpoint_state(checkpoint)["history"][-1]["round"]
     assert 0 <= done < ROUNDS
 

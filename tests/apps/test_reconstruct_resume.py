@@ -4,12 +4,11 @@ reconstructions of an uninterrupted run (a real process is killed; reference and
 from __future__ import annotations
 
 import json
-import signal
 from pathlib import Path
 
 import pytest
 import torch
-from cli_processes import run, start, wait_for_checkpoint
+from cli_processes import kill_after_checkpoint, run
 
 from netinvert._checkpoint import CHECKPOINT_NAME, read_checkpoint_state
 from netinvert.runs import load_weights, partial_dir
@@ -36,11 +35,7 @@ def test_a_killed_reconstruction_resumes_to_the_uninterrupted_one(classifier: Pa
     reference = tmp_path / "reference"
     assert run(_args(classifier, reference))[0] == 0
     out = tmp_path / "run"
-    proc = start(_args(classifier, out))
-    checkpoint = wait_for_checkpoint(proc, out, timeout=120)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=30)
-    assert proc.returncode == -signal.SIGKILL and not out.exists()
+    checkpoint = kill_after_checkpoint(_args(classifier, out), out, timeout=120)
     assert 0 < read_checkpoint_state(checkpoint)["step"] < STEPS
 
     assert run(_args(classifier, out))[0] == 2  # a plain rerun does not throw the checkpoint away

@@ -32,3 +32,15 @@ def random_bnn(n_inputs: int, hidden: tuple[int, ...], n_classes: int, seed: int
 
 def all_inputs(n: int) -> np.ndarray:
     return np.array(list(itertools.product((0, 1), repeat=n)), dtype=np.int8)
+
+
+def label_changing_patterns(net, fb, free1: np.ndarray) -> np.ndarray:
+    """Brute force: the change patterns (bit i of a code flips free first-layer neuron ``free1[i]``) that change the
+    label of the net whose neurons ``fb`` (``flip_bounds``) fixes, by a forward pass over every pattern."""
+    codes = np.arange(1 << len(free1))
+    v = np.repeat(fb.values[0][None], len(codes), 0)
+    v[:, free1] ^= (codes[:, None] >> np.arange(len(free1))[None, :]) & 1
+    for (lits, bounds), values, fixed in zip(net.layers[1:], fb.values[1:], fb.fixed[1:]):
+        count = np.where(lits[None] == 1, v[:, None, :] == 1, np.where(lits[None] == -1, v[:, None, :] == 0, False)).sum(2)
+        v = np.where(fixed[None, :], values[None, :], count >= bounds[None, :]).astype(np.int64)
+    return codes[((2 * v - 1) @ net.head.astype(np.int64).T).argmax(1) != fb.label]

@@ -12,20 +12,10 @@ import functools
 import numpy as np
 import pytest
 
-from bnn_helpers import random_bnn
+from bnn_helpers import label_changing_patterns, random_bnn
 from netinvert.bnn import export_bnn
 from netinvert.bnn import _robust
 from netinvert.bnn._robust import _bad_patterns, _moves, flip_bounds
-
-
-def _truth(net, fb, free1):
-    codes = np.arange(1 << len(free1))
-    v = np.repeat(fb.values[0][None], len(codes), 0)
-    v[:, free1] ^= (codes[:, None] >> np.arange(len(free1))[None, :]) & 1
-    for (lits, bounds), values, fixed in zip(net.layers[1:], fb.values[1:], fb.fixed[1:]):
-        count = np.where(lits[None] == 1, v[:, None, :] == 1, np.where(lits[None] == -1, v[:, None, :] == 0, False)).sum(2)
-        v = np.where(fixed[None, :], values[None, :], count >= bounds[None, :]).astype(np.int64)
-    return codes[((2 * v - 1) @ net.head.astype(np.int64).T).argmax(1) != fb.label]
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -44,7 +34,7 @@ def test_fast_path_matches_general_path_and_forward_pass(seed, monkeypatch):
             free1 = np.flatnonzero(~fb.fixed[0])
             if len(free1) > 14:
                 continue
-            want = _truth(net, fb, free1)
+            want = label_changing_patterns(net, fb, free1)
             nonempty += len(want) > 0
             for need1 in (None, _moves(net, x, fb, free1)[0]):
                 fast = _bad_patterns(net, fb, free1, need1=need1)

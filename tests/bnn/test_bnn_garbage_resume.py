@@ -8,20 +8,19 @@ query, so the rounds are exactly reproducible); the CLI runs are real processes,
 from __future__ import annotations
 
 import json
-import signal
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from cli_processes import run, start, wait_for_checkpoint
+from cli_processes import assert_same_files_and_weights, kill_after_checkpoint, run, start
 
 import netinvert.bnn._garbage as garbage_module
 from netinvert._checkpoint import CHECKPOINT_NAME, read_checkpoint_state
 from netinvert.bnn import BNN, BNNRunConfig, GarbageConfig, InputBinarizer, train_with_garbage
 from netinvert.cli import main
 from netinvert.exceptions import RunFormatError
-from netinvert.runs import load_weights, partial_dir
+from netinvert.runs import partial_dir
 
 ROUNDS = 4
 
@@ -47,9 +46,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _same_run(out: Path, ref: Path) -> None:
-    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in ref.iterdir())
-    got, want = load_weights(out / "weights.safetensors"), load_weights(ref / "weights.safetensors")
-    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+    assert_same_files_and_weights(out, ref)
     card, ref_card = (json.loads((d / "card.json").read_text()) for d in (out, ref))
     assert _rounds(card) == _rounds(ref_card) and [h["round"] for h in card["garbage"]["history"]] == list(range(ROUNDS + 1))
     assert card["history"] == ref_card["history"] and card["test_accuracy"] == ref_card["test_accuracy"]
@@ -57,11 +54,7 @@ def _same_run(out: Path, ref: Path) -> None:
 
 def test_a_killed_run_resumes_at_the_next_round_to_the_uninterrupted_net(reference, tmp_path) -> None:
     out = tmp_path / "run"
-    proc = start(_args(out))
-    checkpoint = wait_for_checkpoint(proc, out)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=30)
-    assert proc.returncode == -signal.SIGKILL and not out.exists()
+    checkpoint = kill_after_checkpoint(_args(out), out)
     assert 0 <= read_checkpoint_state(checkpoint)["round"] < ROUNDS  # killed between the seed training and the end
 
     done = start(["-v", *_args(out), "--resume"])

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from bnn_helpers import all_inputs, random_bnn
+from bnn_helpers import all_inputs, label_changing_patterns, random_bnn
 from netinvert.bnn import BNN, BNNTrainConfig, SatInverter, SatResult, encode, export_bnn, train_bnn
 from netinvert.bnn._robust import exhaustive_flip_search, flip_bounds, pattern_flip_search
 
@@ -191,11 +191,5 @@ def test_label_changing_patterns_match_a_direct_forward_pass(seed):
         for k in range(1, net.n_inputs + 1):
             fb = flip_bounds(net, x, k)
             free1 = np.flatnonzero(~fb.fixed[0])
-            codes = np.arange(1 << len(free1))
-            v = np.repeat(fb.values[0][None], len(codes), 0)
-            v[:, free1] ^= (codes[:, None] >> np.arange(len(free1))[None, :]) & 1
-            for (lits, bounds), values, fixed in zip(net.layers[1:], fb.values[1:], fb.fixed[1:]):
-                count = np.where(lits[None] == 1, v[:, None, :] == 1, np.where(lits[None] == -1, v[:, None, :] == 0, False)).sum(2)
-                v = np.where(fixed[None, :], values[None, :], count >= bounds[None, :]).astype(np.int64)
-            want = codes[((2 * v - 1) @ net.head.astype(np.int64).T).argmax(1) != fb.label]
+            want = label_changing_patterns(net, fb, free1)
             assert np.array_equal(_bad_patterns(net, fb, free1), want), (seed, k)

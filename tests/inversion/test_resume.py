@@ -11,14 +11,14 @@ import signal
 from pathlib import Path
 
 import pytest
-from cli_processes import run, start, wait_for_checkpoint
+from cli_processes import assert_same_files_and_weights, kill_after_checkpoint, run, start, wait_for_checkpoint
 import torch
 
 from netinvert.cli import main
 from netinvert.inversion import Inverter, Objective
 from netinvert._checkpoint import CHECKPOINT_NAME, read_checkpoint, read_checkpoint_state
 from netinvert.models import build_model
-from netinvert.runs import load_weights, partial_dir
+from netinvert.runs import partial_dir
 
 STEPS = 300
 
@@ -42,11 +42,7 @@ def reference(digits_cnn_run: Path, tmp_path_factory: pytest.TempPathFactory) ->
 def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_run(reference, digits_cnn_run, tmp_path) -> None:
     ref, verifiers = reference
     out = tmp_path / "run"
-    proc = start(_args(digits_cnn_run, out, verifiers))
-    checkpoint = wait_for_checkpoint(proc, out)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=30)
-    assert proc.returncode == -signal.SIGKILL and not out.exists()
+    checkpoint = kill_after_checkpoint(_args(digits_cnn_run, out, verifiers), out)
     step = read_checkpoint_state(checkpoint)["step"]
     assert 0 < step < STEPS  # killed mid-training, after at least one checkpoint
 
@@ -55,11 +51,7 @@ def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_run(reference, 
     assert done.returncode == 0, err
     assert "resuming from step" in err
     assert not partial_dir(out).exists() and not (out / CHECKPOINT_NAME).exists()
-    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in ref.iterdir())
-    got, want = load_weights(out / "weights.safetensors"), load_weights(ref / "weights.safetensors")
-    assert got.keys() == want.keys()
-    for name in want:
-        assert torch.equal(got[name], want[name]), name
+    assert_same_files_and_weights(out, ref)
     history = json.loads((out / "history.json").read_text())
     assert history["step"] == list(range(STEPS))
     assert history["loss"] == json.loads((ref / "history.json").read_text())["loss"]

@@ -14,7 +14,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from cli_processes import run, start, wait_for_checkpoint
+from cli_processes import assert_same_files_and_weights, kill_after_checkpoint, run, start, wait_for_checkpoint
 import torch
 
 from netinvert._checkpoint import CHECKPOINT_NAME, read_checkpoint, read_checkpoint_state
@@ -23,7 +23,7 @@ from netinvert.cli import main
 from netinvert.exceptions import RunExistsError, RunFormatError
 from netinvert.models import ClassifierRunConfig, TrainConfig, build_model, run_training, train_classifier
 from netinvert.models import _train
-from netinvert.runs import load_weights, partial_dir
+from netinvert.runs import partial_dir
 
 EPOCHS = 3
 BATCHES = 10  # per epoch: 640 digits training images in batches of 64
@@ -36,11 +36,7 @@ def _args(out: Path, epochs: int = EPOCHS) -> list[str]:
 
 
 def _assert_same_run(got: Path, want: Path) -> None:
-    assert sorted(p.name for p in got.iterdir()) == sorted(p.name for p in want.iterdir())
-    a, b = load_weights(got / "weights.safetensors"), load_weights(want / "weights.safetensors")
-    assert a.keys() == b.keys()
-    for name in b:
-        assert torch.equal(a[name], b[name]), name
+    assert_same_files_and_weights(got, want)
     card, ref = (json.loads((p / "card.json").read_text()) for p in (got, want))
     assert card["test_accuracy"] == ref["test_accuracy"] and card["history"] == ref["history"]
 
@@ -56,11 +52,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_a_killed_training_resumes_to_the_weights_of_an_uninterrupted_one(reference, tmp_path, caplog) -> None:
     out = tmp_path / "run"
-    proc = start(_args(out))
-    checkpoint = wait_for_checkpoint(proc, out)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=30)
-    assert proc.returncode == -signal.SIGKILL and not out.exists()
+    checkpoint = kill_after_checkpoint(_args(out), out)
     step = read_checkpoint_state(checkpoint)["step"]
     assert 0 < step < EPOCHS * BATCHES  # killed mid-training, after at least one checkpoint
 
