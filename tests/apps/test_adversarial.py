@@ -212,6 +212,25 @@ def test_mean_draw_is_one_deterministic_example_in_the_ball(digits, fitted) -> N
         fitted(x, y, draw="median")
 
 
+def test_true_label_generator_reads_the_label_and_attacks(digits, digits_cnn) -> None:
+    x, y = digits.x_test, digits.y_test
+    gen = AdversarialGenerator(digits_cnn, eps=0.1, targeted_fraction=0.0, true_label=True, seed=0).fit(
+        digits.x_train, digits.y_train, steps=300, progress=False)
+    assert gen.get_params()["true_label"] is True
+    with torch.no_grad():
+        ok = digits_cnn(x).argmax(1) == y
+        adv = gen(x, y, draw="mean")
+        other = gen(x, (y + 1) % 10, draw="mean")  # the same images shown another label
+        noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+        rates = [float(((digits_cnn(a).argmax(1) != y) & ok).sum() / ok.sum())
+                 for a in (adv, (x + 0.1 * noise.sign()).clamp(0, 1))]
+    assert (adv - other).abs().mean() > 1e-3  # the label is an input: another label, another perturbation
+    assert (adv - x).abs().max() <= 0.1 + 1e-6
+    assert rates[0] > rates[1] + 0.05, rates
+    with pytest.raises(ValueError, match="The 'true_label' parameter of AdversarialGenerator must be a bool"):
+        AdversarialGenerator(digits_cnn, eps=0.1, true_label=1).validate()  # type: ignore[arg-type]
+
+
 def test_l2_generator_stays_in_its_ball(digits, digits_cnn) -> None:
     x, y = digits.x_test[:50], digits.y_test[:50]
     gen = AdversarialGenerator(digits_cnn, eps=0.5, norm="l2").fit(digits.x_train, digits.y_train, steps=5, progress=False)
@@ -279,6 +298,30 @@ def test_attack_measures_generator_pgd_and_counterfeits(generator_run: Path, tmp
     for name in ("card.json", "metrics.json", "examples.png"):
         assert (out / name).is_file(), name
     assert json.loads((out / "card.json").read_text())["kind"] == "adversarial-attack"
+
+
+def test_true_label_run_records_it_and_a_card_without_it_loads_as_false(generator_run: Path, digits_cnn_run: Path,
+                                                                       tmp_path: Path) -> None:
+    from netinvert.apps.adversarial import load_generator_run
+
+    out = tmp_path / "labelled"
+    assert main(["adversarial", "train", "--classifier", str(digits_cnn_run), "--steps", "5", "--true-label",
+                 "--no-progress", "--device", "cpu", "--threads", "1", "--out", str(out)]) == 0
+    attacker, card = load_generator_run(out)
+    assert card["generator"]["params"]["true_label"] is True and card["config"]["true_label"] is True
+    assert attacker.true_label is True
+    x, y = torch.rand(3, 1, 8, 8), torch.tensor([0, 1, 2])
+    assert attacker(x, y).shape == x.shape
+    # a run written before the option existed has no such key: it is the generator without the label
+    old = tmp_path / "old"
+    old.mkdir()
+    for f in generator_run.iterdir():
+        if f.is_file():
+            (old / f.name).write_bytes(f.read_bytes())
+    card = json.loads((old / "card.json").read_text())
+    del card["generator"]["params"]["true_label"]
+    (old / "card.json").write_text(json.dumps(card))
+    assert load_generator_run(old)[0].true_label is False
 
 
 def test_refusals_come_before_any_work(generator_run: Path, digits_cnn_run: Path, tmp_path: Path,

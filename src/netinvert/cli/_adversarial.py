@@ -45,6 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="margin scale in logits: where 'margin' stops pulling, the width of 'boundary' (default 2)")
     p.add_argument("--diversity", type=float, default=AdversarialRunConfig.diversity,
                    help="weight of the mode-seeking term between two draws (default 0.1)")
+    p.add_argument("--true-label", action="store_true",
+                   help="also show the generator each image's true label, as PGD's loss reads it (stronger against robust models)")
     p.add_argument("--lr", type=float, default=AdversarialRunConfig.lr)
     p.add_argument("--batch-size", type=int, default=AdversarialRunConfig.batch_size)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -84,7 +86,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = AdversarialRunConfig(
         classifier=args.classifier, eps=args.eps, norm=args.norm, steps=args.steps, seconds=args.seconds,
         targeted_fraction=args.targeted_fraction, conditioning=args.conditioning, hidden=tuple(args.hidden),
-        dropout=args.dropout, output=args.output, loss=args.loss, kappa=args.kappa, diversity=args.diversity, lr=args.lr, batch_size=args.batch_size,
+        dropout=args.dropout, output=args.output, loss=args.loss, kappa=args.kappa, diversity=args.diversity, true_label=args.true_label, lr=args.lr, batch_size=args.batch_size,
         seed=args.seed, device=args.device, threads=args.threads,
     )
     emit_json(run_adversarial_training(config, args.out, force=args.force, resume=args.resume, progress=not args.no_progress,

@@ -88,7 +88,7 @@ class AdversarialRunConfig:
     norm : {"linf", "l2"}, default="linf"
     steps, seconds : optional
         Training budget (whichever ends first); neither: 2,000 steps. ``steps`` is reproducible.
-    targeted_fraction, conditioning, hidden, latent_dim, dropout, output, loss, kappa, diversity, lr, batch_size
+    targeted_fraction, conditioning, hidden, latent_dim, dropout, output, loss, kappa, diversity, true_label, lr, batch_size
         As :class:`AdversarialGenerator` (``output``: :func:`list_generator_outputs`; ``loss``:
         :func:`list_generator_losses`).
     seed : int, default=0
@@ -110,6 +110,7 @@ class AdversarialRunConfig:
     loss: str = "margin"
     kappa: float = 2.0
     diversity: float = 0.1
+    true_label: bool = False
     lr: float = 1e-3
     batch_size: int = 128
     seed: int = 0
@@ -129,7 +130,7 @@ class AdversarialRunConfig:
         return {"eps": self.eps, "norm": self.norm, "targeted_fraction": self.targeted_fraction,
                 "conditioning": self.conditioning, "hidden": self.hidden, "latent_dim": self.latent_dim,
                 "dropout": self.dropout, "output": self.output, "loss": self.loss, "kappa": self.kappa, "diversity": self.diversity,
-                "lr": self.lr, "batch_size": self.batch_size, "seed": self.seed}
+                "true_label": self.true_label, "lr": self.lr, "batch_size": self.batch_size, "seed": self.seed}
 
     def validate(self) -> AdversarialRunConfig:
         """Raise ``ValueError`` on the first invalid field that needs no model (sklearn's message shape); returns ``self``."""
