@@ -71,7 +71,8 @@ CONFIGS: dict[str, Config] = {
     "bounds": Config(True, True, "each k with C(n, k) <= `enumerate_up_to` decided by listing its flip sets (checked "
                      "against the free neurons' label-changing patterns); for a larger k, `flip_bounds` fixes neurons over "
                      "the Hamming ball and rules k out when the label is fixed; otherwise `pattern_flip_search` decides k "
-                     "exactly (branch and bound over the change patterns of the free first-layer neurons, then each "
+                     "exactly (a beam dive of 16,384 partial patterns for a witness first, then the full branch and "
+                     "bound over the change patterns of the free first-layer neurons, then each "
                      "label-changing pattern refuted by an integer-checked LP certificate or reached by a flip set, then "
                      "a pruned search over flip sets) unless more than 2^22 patterns stay open; otherwise a local search "
                      "for a k-flip witness, then SAT with the fixed neurons as assumptions."),
@@ -135,34 +136,34 @@ def _markdown(res: dict[str, Any]) -> str:
 
 
 NOTES: list[str] = [
-    "Nets: bench/.cache/bnn was empty, so the three nets were retrained by bench/bnn.py's seeded configs; the weights "
-    "are identical to those of the previous figures (same sha256 in the JSON), so before/after below compare the same "
-    "nets. The 20-image tables and the dense long run are one invocation; the sparse long run a second one "
-    "(`--tiers fashion-784-100-100-10-sparse --configs bounds-no-listing --n 1`), merged into this file.",
-    "Load: 2 cores shared with another job (load average 2.4-2.8 during the runs, header), 1 torch and 1 BLAS thread; "
-    "every time is an upper bound. Uncertified images stop at the 10 s budget (the last level can overrun it by up "
-    "to 0.9 s).",
-    "What changed in this round: the branch and bound that lists the label-changing change patterns of the free "
-    "first-layer neurons (netinvert.bnn._robust._bad_patterns) has a fast path for two hidden layers "
-    "(_bad_patterns_2): second-layer count changes in int16, the open partial patterns in two reused buffers into "
-    "which each level writes its kept rows and their children directly (a fresh concatenation per level spent half "
-    "the time on page faults), the worst margin per class as one float32 matmul per 4096-row chunk (faster than 64k "
-    "rows: cache). Same bound, same answers (tests compare it with the general path and with a forward pass over "
-    "every pattern). min_flips now allows 2^22 open partial patterns on two-hidden-layer nets (was 2^20). On the "
-    "dense net, alone: image 5 k = 10 in 0.3-0.5 s (general path 3.2-4.5 s), image 3 k = 12 in 1.6-2.9 s (0.55M "
-    "open at the peak, 3.0M nodes; given up before at 2^20), image 11 k = 5 in 3.2-10 s (1.7M open at the peak, "
-    "9.0M nodes; the spread is the shared CPU).",
-    "Before -> after on the same nets (bounds-no-listing): dense 16/20 -> 17/20 certified, median 0.059 -> 0.015 s, "
-    "max 10.1 -> 10.0 s (budget); image 5 (k = 10) now certified in 1.5 s, image 3's lower bound 12 -> 13, image 11's "
-    "4 -> 5 (with listing: 16/20 -> 17/20, median 0.101 -> 0.024 s). Sparse 16/20 -> 16/20 (with listing 15/20 -> "
-    "16/20), median 0.057 -> 0.017 s, the four open images' lower bounds raised by 1-2. Dense 200 images: 138 -> 158 certified (20 more, none "
-    "lost, every k the same), median 0.201 -> 0.045 s, 25 of the 42 still open got a higher lower bound. Sparse 200 "
-    "images: 154 -> 168 certified (14 more, none lost, every k the same), median 0.078 -> 0.042 s.",
-    "Target not met: 17/20 dense, max 10 s. Open: image 11 (k = 5 is SAT: certified k = 5 in 8.4 s in a quieter "
-    "moment and in about 15 s with a 30 s budget under load; at this load the k = 5 branch and bound does not finish "
-    "in the 7 s left); image 3 (k = 13: 36 free first-layer neurons, blows up); image 2 (k = 11: 36 free, more than "
-    "7.8M open partial patterns at level 24 of 36 and still doubling -- out of reach of this branch and bound).",
-    "Measured and dropped this round (the brief's suggestions): (1) reachability pruning of partial patterns inside "
+    "Run: one invocation (the 20-image tables and both long runs) on the cached nets (the same sha256 as the previous "
+    "figures, so before/after compare the same nets), with bench/adversarial.py training on the other core for its "
+    "first 7 minutes and three 1,500-step generator fits after that (load average 1.4-2.1, header). 1 torch and 1 BLAS "
+    "thread; every time is an upper bound. Uncertified images stop at the 10 s budget (the last level can overrun it).",
+    "What changed in this round: a dive before the full branch and bound (netinvert.bnn._robust.pattern_flip_search, "
+    "`dive=16384`): the same levels, but each keeps only the 16,384 open partial patterns whose bound leaves another "
+    "class the most room (the lowest worst-case margin), so it reaches some of the label-changing patterns in 0.1-0.3 s; "
+    "they go to the same linear step (realise_patterns), and a realised one is the witness. When none is realised the "
+    "full search runs as before, so every answer is the same; only the time of SAT radii changes. Image 11 of the dense "
+    "net (k = 5, SAT): the full branch and bound took 7.1 s and the linear step 1.1 s on its 297 patterns, the dive "
+    "0.29 s for 2 patterns, the first of them realised (the whole image 10.6 s -> 1.5 s). Beams of 1,024 and 4,096 "
+    "reached no label-changing pattern there; ranking the rows by fewest changed neurons (the linear step's own order) "
+    "reached none at 65,536 either.",
+    "Before -> after on the same nets (bounds-no-listing): dense 17/20 -> 18/20 certified (image 11, k = 5), median "
+    "0.015 -> 0.006 s; sparse 16/20 -> 16/20, median 0.017 -> 0.016 s. Dense 200 images: 158 -> 163 certified (images "
+    "11, 39, 131, 139, 174 with k = 5, 13, 17, 7, 9; none lost, every k the same), median 0.045 -> 0.038 s, 6 of the "
+    "open ones got a higher lower bound. Sparse 200 images: 168 -> 170 (images 39 and 115, k = 10 and 12; none lost, "
+    "every k the same), median 0.042 -> 0.039 s.",
+    "Target not met: 18/20 dense (median 0.006 s met, max 10 s = the budget). Open: image 3 (k >= 13: 36 free "
+    "first-layer neurons, the UNSAT radius blows up) and image 2 (k >= 11: 36 free, more than 7.8M open partial "
+    "patterns at level 24 of 36 and still doubling). Both need a proof at an UNSAT radius, where a dive cannot help: "
+    "out of reach of this branch and bound.",
+    "Previous round (kept): the fast path for two hidden layers (_bad_patterns_2: second-layer count changes in int16, "
+    "the open partial patterns in two reused buffers, the worst margin per class as one float32 matmul per 4096-row "
+    "chunk; the same bound and answers, tests compare it with the general path and a forward pass over every pattern), "
+    "2^22 open partial patterns allowed on two-hidden-layer nets; it took dense 16/20 -> 17/20, median 0.059 -> 0.015 s, "
+    "200 images 138 -> 158 (sparse 154 -> 168).",
+    "Measured and dropped in the previous round (the brief's suggestions): (1) reachability pruning of partial patterns inside "
     "the branch and bound: the exact reachability (LP branch and bound over the flips) of the decided part of 60 "
     "sampled open partial patterns at level 16 found only 22-53% unreachable (images 11, 5, 2, 3 at the open radius), "
     "so even an exact test at every node would at best halve a level; exact pair tables (the least flips for each "
@@ -179,8 +180,11 @@ NOTES: list[str] = [
     "image 5 k = 10 or image 11 k = 5; a HiGHS MILP per competing class found none in 20 s per class (it proved one "
     "class infeasible in 16 s). (5) Bit-packed popcount evaluation of the bound instead of the float32 matmul: "
     "correct but 1.4-2x slower.",
-    "Exactness: every UNSAT step is still a proof; the fast path is checked by tests/bnn/test_bad_patterns_fast.py "
-    "(random dense and ternary two-hidden-layer nets, every radius, both neuron orders, a tiny chunk: the same codes "
+    "Exactness: every UNSAT step is still a proof, and every witness is checked on the integer net; the fast path and the "
+    "dive are checked by tests/bnn/test_bad_patterns_fast.py (the dive: only label-changing codes, all of them with a "
+    "wide beam, and pattern_flip_search with and without it deciding every radius of small random nets as listing every "
+    "flip set does; the fast path: "
+    "random dense and ternary two-hidden-layer nets, every radius, both neuron orders, a tiny chunk: the same codes "
     "as the general path and as a forward pass over every pattern; the same give-up decision at small max_states) and "
     "by the unchanged tests/bnn/test_flip_bounds.py and test_pattern_lp_robust.py, which now run through it.",
     "Earlier rounds (kept): each label-changing pattern is decided by linear reasoning over the flips "

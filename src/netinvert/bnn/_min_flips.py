@@ -99,7 +99,8 @@ def min_flips(inv: SatInverter, bits: Any, *, max_k: int | None = None, time_s: 
         by :func:`flip_bounds` (steps record ``"fixed"``, the number proved, and ``"free"``):
         if that already fixes the label, ``k`` is ruled out (``"by": "bounds"``); else, with
         at most ``max_free`` free first-layer neurons, :func:`pattern_flip_search` decides
-        ``k`` exactly (``"by": "patterns"``; each label-changing pattern refuted by an exact
+        ``k`` exactly (``"by": "patterns"``; on two hidden layers a beam dive looks for a witness
+        first; each label-changing pattern refuted by an exact
         LP certificate or reached by a flip set, :func:`~netinvert.bnn._pattern_sat.realise_patterns`)
         unless its branch and bound keeps more than 2^22 patterns open (2^20 unless the net has two
         hidden layers) or the budget ends; else
