@@ -62,6 +62,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "untargeted-label-512": {"hidden": (512, 512), "targeted_fraction": 0.0, "true_label": True},
     "untargeted-label-512-no-noise": {"hidden": (512, 512), "targeted_fraction": 0.0, "true_label": True,
                                       "diversity": 0.0, "dropout": 0.0},
+    "untargeted-label-512-kappa-0.5": {"hidden": (512, 512), "targeted_fraction": 0.0, "true_label": True, "kappa": 0.5},
     # The validation split's best (untargeted-label-512, mean draw), at the steps its validation curve chose.
     "untargeted-label-512-mean": {"hidden": (512, 512), "targeted_fraction": 0.0, "true_label": True, "draw": "mean"},
 }
@@ -256,20 +257,22 @@ def _labels(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     return torch.cat([model(x[i:i + 500]).argmax(1) for i in range(0, len(x), 500)])
 
 
-def holdout(cache: Path, results: Path) -> None:
+def holdout(cache: Path, results: Path, only: list[str] | None = None) -> None:
     """Measure the cached generators and PGD-20 on the next ``n`` test images, never scored while the recipe was chosen.
 
     The main run attacks the first ``n`` test images, and the generator's training steps were set after a run on
     them; images ``n .. 2n`` give an estimate of the chosen recipe free of that choice. Adds ``holdout`` to the
-    result file and re-renders it.
+    result file (for the targets in ``only``, default all; the others' figures are kept) and re-renders it.
     """
     from netinvert.apps.adversarial import PGD, load_generator_run
     from netinvert.data import load_dataset
 
     path = results / "adversarial.json"
     result = json.loads(path.read_text())
-    out = {}
+    out = dict(result.get("holdout") or {})
     for row in result["rows"]:
+        if only is not None and row["target"] not in only:
+            continue
         generator, card = load_generator_run(cache / row["target"] / "generator")
         if card["weights_sha256"] != row["generator_sha256"]:
             raise RuntimeError(f"{row['target']}: the cached generator is not the one measured; rerun the benchmark.")
@@ -414,7 +417,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(1)
     if args.holdout:
-        holdout(args.cache, args.results)
+        holdout(args.cache, args.results, args.only)
         return
     if args.validate:
         validate(args.validate, args.cache, args.results)
