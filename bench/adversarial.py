@@ -62,6 +62,8 @@ RECIPES: dict[str, dict[str, Any]] = {
     "untargeted-label-512": {"hidden": (512, 512), "targeted_fraction": 0.0, "true_label": True},
     "untargeted-label-512-no-noise": {"hidden": (512, 512), "targeted_fraction": 0.0, "true_label": True,
                                       "diversity": 0.0, "dropout": 0.0},
+    "untargeted-label-1024": {"hidden": (1024, 1024), "targeted_fraction": 0.0, "true_label": True},
+    "untargeted-label-512x3": {"hidden": (512, 512, 512), "targeted_fraction": 0.0, "true_label": True},
     "untargeted-label-512-kappa-0.5": {"hidden": (512, 512), "targeted_fraction": 0.0, "true_label": True, "kappa": 0.5},
     # The validation split's best (untargeted-label-512, mean draw), at the steps its validation curve chose.
     "untargeted-label-512-mean": {"hidden": (512, 512), "targeted_fraction": 0.0, "true_label": True, "draw": "mean"},
