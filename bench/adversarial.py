@@ -419,15 +419,24 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(1)
     if args.holdout:
+        known = [s[0] for s in SETTINGS["quick" if args.quick else "full"]]
+        if args.only is not None and not set(args.only) <= set(known):
+            parser.error(f"--only takes targets of {known}; got {args.only}")
         holdout(args.cache, args.results, args.only)
         return
     if args.validate:
         validate(args.validate, args.cache, args.results)
         return
     if args.curve:
-        if args.curve[0] not in RECIPES:
-            parser.error(f"--curve takes a recipe of {sorted(RECIPES)}; got {args.curve[0]!r}")
-        validation_curve(args.curve[0], int(args.curve[1]), args.cache, args.results)
+        name, total = args.curve
+        if name not in RECIPES:
+            parser.error(f"--curve takes a recipe of {sorted(RECIPES)}; got {name!r}")
+        if not total.isdigit() or int(total) < VALIDATION_STEPS:
+            parser.error(f"--curve takes STEPS, an int >= {VALIDATION_STEPS} (scored every {VALIDATION_STEPS}); got {total!r}")
+        result_file = args.results / "adversarial.json"
+        if not result_file.is_file() or "validation" not in json.loads(result_file.read_text()):
+            parser.error(f"{result_file} has no validation split yet: run --validate with some recipe first")
+        validation_curve(name, int(total), args.cache, args.results)
         return
     mode = "quick" if args.quick else "full"
     args.results.mkdir(parents=True, exist_ok=True)

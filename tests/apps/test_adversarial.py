@@ -244,6 +244,8 @@ def test_generator_refusals(digits, digits_cnn, fitted) -> None:
         AdversarialGenerator(digits_cnn, eps=0.1)(x, y)
     with pytest.raises(ValueError, match="must differ from the true label"):
         fitted(x, y, target=y)
+    with pytest.raises(ValueError, match="needs one label per image. Got 4 images and 2 labels"):
+        fitted(x, y[:2])
     with pytest.raises(ValueError, match="The 'eps' parameter of AdversarialGenerator must be a float in \\(0, 8\\]"):
         AdversarialGenerator(digits_cnn, eps=9.0, norm="l2").fit(x, y, steps=1, progress=False)
     with pytest.raises(ValueError, match="needs a budget"):

@@ -106,11 +106,15 @@ def test_pattern_search_with_and_without_the_dive_agree_with_brute_force(seed, m
             if truth is None and _robust.exhaustive_flip_search(net, x, k)[0] is not None:
                 truth = k
             for dive in (None, 2):
+                before = len(dive_wins)
                 ps = _robust.pattern_flip_search(net, x, k, dive=dive, max_states=1 << 20)
                 assert ps.complete, (seed, k, dive)
+                assert ps.by_dive == (len(dive_wins) > before)  # the result says where its witness came from
                 assert (ps.indices is not None) == (truth is not None), (seed, k, dive, truth)
                 if ps.indices is not None:
                     y = x.copy()
                     y[ps.indices] ^= 1
                     assert len(ps.indices) <= k and net.predict(y[None])[0] != net.predict(x[None])[0]
     assert dive_wins  # some witnesses came from the dive
+    with pytest.raises(ValueError, match="'dive' parameter of pattern_flip_search must be an int >= 1"):
+        _robust.pattern_flip_search(net, x, 1, dive=0)

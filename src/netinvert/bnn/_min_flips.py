@@ -182,7 +182,8 @@ def min_flips(inv: SatInverter, bits: Any, *, max_k: int | None = None, time_s: 
             if ps.complete or out_of_time:
                 st = SatResult.SAT if ps.indices is not None else SatResult.UNSAT if ps.complete else SatResult.UNKNOWN
                 steps.append({"k": k, "status": st.value, "by": "patterns", **info, "n_bad": ps.n_bad,
-                              "nodes": ps.nodes, "seconds": time.perf_counter() - t0})
+                              "nodes": ps.nodes, **({"dive": True} if ps.by_dive else {}),
+                              "seconds": time.perf_counter() - t0})
                 if st is SatResult.UNKNOWN:
                     status = SatResult.UNKNOWN
                     break

@@ -191,8 +191,8 @@ class PatternSearch:
     True when the answer is a proof (a witness, or every flip set of size <= ``k`` ruled out) and
     False when the search was not run (more than ``max_free`` free first-layer neurons), the
     branch and bound over patterns kept too many open, or the deadline passed. ``n_free`` counts the free first-layer neurons, ``n_bad`` their change
-    patterns that change the label (when the dive found the witness: those it reached), ``nodes`` the flip sets
-    examined (patterns solved when the linear step decided).
+    patterns that change the label (``by_dive``: the dive found the witness, and ``n_bad`` counts the patterns it
+    reached), ``nodes`` the flip sets examined (patterns solved when the linear step decided).
     """
 
     indices: np.ndarray | None
@@ -200,6 +200,7 @@ class PatternSearch:
     n_free: int
     n_bad: int = 0
     nodes: int = 0
+    by_dive: bool = False
 
 
 def _bad_patterns(net: IntegerBNN, fb: FlipBounds, free1: np.ndarray, *, deadline: float | None = None,
@@ -439,8 +440,12 @@ def pattern_flip_search(net: IntegerBNN, bits: np.ndarray, k: int, *, bounds: Fl
     (:func:`_bad_patterns_2`): where ``k`` flips do change the label, a realisable pattern is often among
     those with the most room in the bound, found in a fraction of a second where the full branch and bound
     took seconds (image 11 of the dense 784-input net at ``k`` = 5: 0.3 s vs 7 s). A witness is checked like
-    every other; when the dive finds none, the full search follows, so the answer is the same.
+    every other; when the dive finds none, the full search follows, so the answer is the same. Under a
+    ``deadline`` the dive gets at most a quarter of the time left, so that it cannot starve a radius the full
+    search would have decided.
     """
+    if dive is not None and (isinstance(dive, bool) or not isinstance(dive, (int, np.integer)) or dive < 1):
+        raise ValueError(f"The 'dive' parameter of pattern_flip_search must be an int >= 1 or None. Got {dive!r} instead.")
     x = np.asarray(bits, dtype=np.int64).reshape(-1)
     fb = flip_bounds(net, x, k) if bounds is None else bounds
     free1 = np.flatnonzero(~fb.fixed[0])
@@ -453,11 +458,12 @@ def pattern_flip_search(net: IntegerBNN, bits: np.ndarray, k: int, *, bounds: Fl
     if dive is not None and lp and len(net.layers) == 2:
         from ._pattern_sat import realise_patterns  # imports this module
 
-        leaves = _bad_patterns(net, fb, free1, deadline=deadline, max_states=max_states, need1=need1, beam=dive)
+        until = None if deadline is None else time.perf_counter() + 0.25 * max(deadline - time.perf_counter(), 0.0)
+        leaves = _bad_patterns(net, fb, free1, deadline=until, max_states=max_states, need1=need1, beam=int(dive))
         if leaves is not None and len(leaves):
-            rp = realise_patterns(net, x, k, fb, free1, leaves, deadline=deadline)
+            rp = realise_patterns(net, x, k, fb, free1, leaves, deadline=until)
             if rp.status is SatResult.SAT:
-                return PatternSearch(rp.indices, True, m, len(leaves), rp.n_patterns)
+                return PatternSearch(rp.indices, True, m, len(leaves), rp.n_patterns, by_dive=True)
     bad_codes = _bad_patterns(net, fb, free1, deadline=deadline, max_states=max_states, need1=need1)
     if bad_codes is None:
         return PatternSearch(None, False, m)

@@ -520,6 +520,10 @@ class AdversarialGenerator:
         """
         G = self._check_fitted()
         _check_int(f"{type(self).__name__}.samples", "n", n, 1)
+        if len(y) != len(x):
+            raise ValueError(f"{type(self).__name__}.samples needs one label per image. Got {len(x)} images and "
+                             f"{len(y)} labels instead.")
+        y = torch.as_tensor(y).long()
         noise = GENERATOR_DRAWS.get(draw)
         if target is not None:
             if bool((target == y).any()):
