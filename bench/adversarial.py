@@ -285,14 +285,23 @@ def holdout(cache: Path, results: Path, only: list[str] | None = None) -> None:
         ok = _labels(clf, x) == y
         adv_g = generator(x, y, seed=SEED, draw=row.get("draw", "random"))
         adv_p = PGD(clf, eps=EPS, norm=NORM, steps=20)(x, y, generator=torch.Generator().manual_seed(SEED))
-        succ = {name: float(((_labels(clf, adv) != y) & ok).sum() / ok.sum().clamp_min(1))
-                for name, adv in (("generator", adv_g), ("pgd-20", adv_p))}
+        succ = {name: _untargeted_success(clf, adv, y, ok) for name, adv in (("generator", adv_g), ("pgd-20", adv_p))}
         out[row["target"]] = {"images": [n, 2 * n], "clean_accuracy": float(ok.float().mean()), "success": succ,
                               "ratio": succ["generator"] / max(succ["pgd-20"], 1e-12)}
         log.info("holdout %s: %s", row["target"], out[row["target"]])
     result["holdout"] = out
     path.write_text(json.dumps(result, indent=1) + "\n")
     (results / "adversarial.md").write_text(render(result))
+
+
+def _generated(gen: Any, x: torch.Tensor, y: torch.Tensor, draw: str = "random") -> torch.Tensor:
+    """One adversarial example per validation image, in batches of 250 (the attack's batch size)."""
+    return torch.cat([gen(x[i:i + 250], y[i:i + 250], seed=SEED, draw=draw) for i in range(0, len(x), 250)])
+
+
+def _untargeted_success(clf: torch.nn.Module, adv: torch.Tensor, y: torch.Tensor, ok: torch.Tensor) -> float:
+    """Share of the correctly classified images (``ok``) whose adversarial example leaves the true label."""
+    return float(((_labels(clf, adv) != y) & ok).sum() / ok.sum().clamp_min(1))
 
 
 def _validation_split() -> tuple[Any, Any, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -337,8 +346,7 @@ def validation_curve(name: str, total: int, cache: Path, results: Path) -> None:
         point = {"steps": steps, "seconds": gen.history_["seconds"][-1]}
         with torch.no_grad():
             for draw in ("random", "mean"):
-                adv = torch.cat([gen(x[i:i + 250], y[i:i + 250], seed=SEED, draw=draw) for i in range(0, len(x), 250)])
-                point[draw] = float(((_labels(clf, adv) != y) & ok).sum() / ok.sum().clamp_min(1))
+                point[draw] = _untargeted_success(clf, _generated(gen, x, y, draw), y, ok)
         curve.append(point)
         log.info("validation curve %s: %s", name, point)
         state.setdefault("curves", {})[name] = {"params": _plain(params), "points": curve}
@@ -361,8 +369,9 @@ def validate(names: list[str], cache: Path, results: Path) -> None:
     clf, data, train, x, y, ok = _validation_split()
 
     def success(adv: torch.Tensor, target: torch.Tensor | None = None) -> float:
-        hit = _labels(clf, adv) == target if target is not None else _labels(clf, adv) != y
-        return float((hit & ok).sum() / ok.sum().clamp_min(1))
+        if target is None:
+            return _untargeted_success(clf, adv, y, ok)
+        return float(((_labels(clf, adv) == target) & ok).sum() / ok.sum().clamp_min(1))
 
     path = results / "adversarial.json"
     result = json.loads(path.read_text())
@@ -382,9 +391,9 @@ def validate(names: list[str], cache: Path, results: Path) -> None:
         torch.save(gen.generator_.state_dict(), cache / "validation" / f"{name}.pt")  # for a later look; not read back
         with torch.no_grad():
             t0 = time.perf_counter()
-            one = torch.cat([gen(x[i:i + 250], y[i:i + 250], seed=SEED) for i in range(0, len(x), 250)])
+            one = _generated(gen, x, y)
             ms = 1000 * (time.perf_counter() - t0) / len(x)
-            mean = torch.cat([gen(x[i:i + 250], y[i:i + 250], seed=SEED, draw="mean") for i in range(0, len(x), 250)])
+            mean = _generated(gen, x, y, "mean")
             draws = torch.cat([gen.samples(x[i:i + 250], y[i:i + 250], 4, seed=SEED) for i in range(0, len(x), 250)], 1)
             margins = torch.stack([margin_loss(clf(d), y, targeted=False) for d in draws])
             target = (y + torch.randint(1, 10, (len(y),), generator=torch.Generator().manual_seed(SEED))) % 10

@@ -454,28 +454,25 @@ def pattern_flip_search(net: IntegerBNN, bits: np.ndarray, k: int, *, bounds: Fl
         return PatternSearch(None, True, m)
     if m > min(max_free, 62):  # patterns are int64 codes
         return PatternSearch(None, False, m)
-    need1 = _moves(net, x, fb, free1)[0]
-    if dive is not None and lp and len(net.layers) == 2:
+    need, towards = _moves(net, x, fb, free1)
+    if lp:
         from ._pattern_sat import realise_patterns  # imports this module
-
+    if dive is not None and lp and len(net.layers) == 2:
         until = None if deadline is None else time.perf_counter() + 0.25 * max(deadline - time.perf_counter(), 0.0)
-        leaves = _bad_patterns(net, fb, free1, deadline=until, max_states=max_states, need1=need1, beam=int(dive))
+        leaves = _bad_patterns(net, fb, free1, deadline=until, max_states=max_states, need1=need, beam=int(dive))
         if leaves is not None and len(leaves):
             rp = realise_patterns(net, x, k, fb, free1, leaves, deadline=until)
             if rp.status is SatResult.SAT:
                 return PatternSearch(rp.indices, True, m, len(leaves), rp.n_patterns, by_dive=True)
-    bad_codes = _bad_patterns(net, fb, free1, deadline=deadline, max_states=max_states, need1=need1)
+    bad_codes = _bad_patterns(net, fb, free1, deadline=deadline, max_states=max_states, need1=need)
     if bad_codes is None:
         return PatternSearch(None, False, m)
     if not len(bad_codes):
         return PatternSearch(None, True, m)
     if lp:
-        from ._pattern_sat import realise_patterns  # imports this module
-
         rp = realise_patterns(net, x, k, fb, free1, bad_codes, deadline=deadline)
         if rp.status is not SatResult.UNKNOWN:
             return PatternSearch(rp.indices, True, m, len(bad_codes), rp.n_patterns)
-    need, towards = _moves(net, x, fb, free1)
     classes, inverse, mult = np.unique(towards, axis=0, return_inverse=True, return_counts=True)
     inverse = inverse.reshape(-1)
     useful = np.flatnonzero(classes.any(1))  # bits moving no free neuron change nothing in the ball
