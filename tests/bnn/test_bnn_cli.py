@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 
 import numpy as np
 import pytest
@@ -228,3 +229,37 @@ def test_count_methods_offered_are_the_registry_s() -> None:
     from netinvert.cli._bnn import COUNT_METHODS
 
     assert sorted(COUNT_METHODS) == sorted(list_counters())
+
+
+def test_block_training_and_exact_factored_count(tmp_path, capsys):
+    """`bnn train --blocks halves` then `bnn count --method factored`: each first-layer neuron reads only its
+    half of the (pooled, 4x4) image, through training and a run folder, and the counts of every label equal
+    brute force over all 2^16 inputs."""
+    run = tmp_path / "halves"
+    rc, _, _ = run_cli(capsys, "bnn", "train", "--dataset", "digits", "--pool", 2, "--out", run, "--epochs", 3,
+                       "--hidden", 8, "--blocks", "halves", "--ternary-delta", 0.05)
+    assert rc == 0
+    rc, d, _ = run_cli(capsys, "bnn", "count", "--classifier", run, "--label", 3, "--method", "factored")
+    bnn_run = load_bnn_run(run)
+    net = bnn_run.net
+    assert bnn_run.card["model_params"]["blocks"] == "halves"
+    reads = net.layers[0][0] != 0
+    assert not reads[:4, 8:].any() and not reads[4:, :8].any()  # neurons 0-3: the top 2 rows, 4-7: the bottom 2
+    assert reads[:4].any() and reads[4:].any()
+    labels = net.predict(all_inputs(16))
+    brute = [int((labels == k).sum()) for k in range(10)]
+    r = d["result"]
+    assert rc == 0 and r["method"] == "factored" and r["exact"] is True and r["all_labels"] == brute
+    assert r["count"] == brute[3] and sum(r["all_labels"]) == 2 ** 16
+
+
+@pytest.mark.parametrize("argv, message", [
+    (("--hidden", 7, "--blocks", "halves"), "multiple of 2"),
+    (("--hidden", 8, "--blocks", "thirds"), "one of \\['halves', 'quadrants'\\]"),
+    (("--hidden", 8, "--blocks", "halves", "--fan-in", 3), "when 'fan_in' is set"),
+    (("--hidden", 8, "--blocks", "quadrants", "--pool", 5), "square image with an even side"),  # 1x1
+])
+def test_bad_block_layouts_are_clear_errors(tmp_path, capsys, argv, message):
+    rc, _, err = run_cli(capsys, "bnn", "train", "--dataset", "digits", "--epochs", 1, "--out", tmp_path / "r", *argv)
+    assert rc == 2 and re.search(message, err), err
+    assert not (tmp_path / "r").exists()

@@ -17,9 +17,10 @@ def _brute(net: IntegerBNN) -> list[int]:
 
 
 def _blocky(seed: int, n_inputs: int, blocks: list[tuple[list[int], list[int]]], n_classes: int, *,
-            ties: tuple[tuple[int, int, int], ...] = ()) -> IntegerBNN:
+            ties: tuple[tuple[int, int, int], ...] = (), ternary_head: bool = False) -> IntegerBNN:
     """A random one-layer net whose neurons read only their block's inputs; ``ties`` (i, k, sign)
-    make input k's column equal to sign * input i's (so the two form one group)."""
+    make input k's column equal to sign * input i's (so the two form one group); ``ternary_head``
+    zeroes the head weights under 0.3 in magnitude (about 30% of them)."""
     width = sum(len(j) for j, _ in blocks)
     model = random_bnn(n_inputs, (width,), n_classes, seed=seed)
     with torch.no_grad():
@@ -31,6 +32,8 @@ def _blocky(seed: int, n_inputs: int, blocks: list[tuple[list[int], list[int]]],
         for i, k, sign in ties:
             w[:, k] = sign * w[:, i]
     model.linears[0].ternary_delta = 1e-6  # zero latent weights -> zero weights
+    if ternary_head:
+        model.head.ternary_delta = 0.3
     return export_bnn(model)
 
 
@@ -118,3 +121,15 @@ def test_two_wide_blocks_and_dense_net_by_mitm(seed):
     assert len(info["final_sides"]) == 2
     dense = export_bnn(random_bnn(12, (7,), 6, seed=seed, ternary=bool(seed % 2)))
     assert count_labels_factored(dense, time_s=30, mitm_above=0)[0] == _brute(dense)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_two_wide_blocks_with_a_ternary_head(seed):
+    """The shape of the counted digits tier (two blocks, ternary first layer and head): a class a block
+    does not read (zero head weights) keeps the pruning by reachable scores exact."""
+    blocks = [(list(range(6)), list(range(9))), (list(range(6, 12)), list(range(9, 18)))]
+    net = _blocky(seed, 18, blocks, 10, ternary_head=True)
+    assert (net.head == 0).any()
+    counts, info = count_labels_factored(net, time_s=60, mitm_above=0)
+    assert counts == _brute(net) and sum(counts) == 2**18
+    assert len(info["final_sides"]) == 2

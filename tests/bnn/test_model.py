@@ -189,3 +189,28 @@ def test_run_bnn_query_without_out_writes_nothing_and_checks_params(tmp_path):
         run_bnn_query("count", tmp_path, {"labl": 1})
     with pytest.raises(KeyError, match="Valid names"):
         run_bnn_query("bogus", tmp_path, {})
+
+
+def test_block_masks_keep_each_neuron_in_its_region_through_training(digits):
+    """A quadrant layout on the 8x8 digits: neurons 0-2 read only the top-left 4x4 quadrant, ... before and
+    after training (train_bnn prunes only with fan_in); the mask reaches the export. A 7x7 image (odd side)
+    and a width the regions do not divide are refused."""
+    from netinvert.bnn import BNNTrainConfig, block_mask, list_block_layouts, train_bnn
+
+    assert list_block_layouts() == ["halves", "quadrants"]
+    m = block_mask("quadrants", 64, 12)
+    assert m.shape == (12, 64) and (m.sum(1) == 16).all() and (m.sum(0) == 3).all()
+    assert m[0].reshape(8, 8)[:4, :4].all() and m[11].reshape(8, 8)[4:, 4:].all()
+    np.testing.assert_array_equal(block_mask("halves", 16, 4).numpy(), np.repeat(np.eye(2), [2, 2], 0).repeat(8, 1))
+    with pytest.raises(ValueError, match="square image with an even side"):
+        block_mask("halves", 49, 4)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        BNN(64, (10,), 10, blocks="quadrants")
+    with pytest.raises(ValueError, match="no 'fan_in'"):
+        BNN(64, (12,), 10, blocks="quadrants", fan_in=4)
+    x = InputBinarizer(threshold=0.3)(digits.x_train)
+    torch.manual_seed(0)
+    model = BNN(64, (12,), 10, blocks="quadrants")
+    train_bnn(model, x, digits.y_train, BNNTrainConfig(epochs=2, seed=0))
+    reads = (export_bnn(model).layers[0][0] != 0).astype(float)
+    assert (reads <= m.numpy()).all() and reads.sum() > 0.9 * m.sum().item()

@@ -10,6 +10,7 @@ The workflows are :func:`run_bnn_training` (train, export, verify, write a run f
 :func:`run_bnn_query` (every query on such a run), which the CLI, the demo and the benchmarks call.
 """
 
+from ._blocks import BLOCK_LAYOUTS, block_mask, list_block_layouts
 from ._cardinality import CARDINALITY_ENCODINGS, list_cardinality_encodings, reify_atleast, unary_counter
 from ._count import COUNTERS, CountMethod, CountResult, count_preimages, dp_input_order, list_counters
 from ._encode import Encoding, encode
@@ -56,6 +57,7 @@ from ._solve import (
 
 __all__ = [
     "BNN", "BinaryLinear", "BNNTrainConfig", "InputBinarizer", "bnn_accuracy", "train_bnn",
+    "BLOCK_LAYOUTS", "block_mask", "list_block_layouts",
     "IntegerBNN", "BNNRun", "export_bnn", "save_bnn_run", "load_bnn_run",
     "CARDINALITY_ENCODINGS", "list_cardinality_encodings", "reify_atleast", "unary_counter",
     "Encoding", "encode",

@@ -209,7 +209,7 @@ def load_bnn_run(run_dir: str | Path) -> BNNRun:
     p, b = card["model_params"], card["binarizer"]
     try:
         model = BNN(p["n_inputs"], tuple(p["hidden"]), p["n_classes"], ternary_delta=p.get("ternary_delta"),
-                    fan_in=p.get("fan_in"))
+                    fan_in=p.get("fan_in"), blocks=p.get("blocks"))
         model.load_state_dict(_checked_weights(Path(run_dir), card))
         binarizer = InputBinarizer(pool=int(b["pool"]), threshold=float(b["threshold"]))
     except (KeyError, TypeError, RuntimeError) as exc:

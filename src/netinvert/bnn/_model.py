@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._blocks import block_mask
+
 __all__ = ["InputBinarizer", "BinaryLinear", "BNN", "BNNTrainConfig", "train_bnn", "bnn_accuracy"]
 
 logger = logging.getLogger(__name__)
@@ -143,6 +145,11 @@ class BNN(nn.Module):
     fan_in : int or None
         See :class:`BinaryLinear`; applies to the hidden layers (not the scoring head).
         :func:`train_bnn` trains densely for a part of the epochs, then prunes and fine-tunes.
+    blocks : str or None
+        A block layout of the first layer (:func:`~netinvert.bnn.list_block_layouts`): each of its
+        neurons reads one region of the (square) image only, through a fixed mask that training keeps,
+        so that :func:`~netinvert.bnn.count_labels_factored` counts the blocks one by one. Excludes
+        ``fan_in`` (both set the first layer's mask).
 
     Notes
     -----
@@ -153,7 +160,7 @@ class BNN(nn.Module):
     """
 
     def __init__(self, n_inputs: int, hidden: tuple[int, ...] = (32,), n_classes: int = 10, *,
-                 ternary_delta: float | None = None, fan_in: int | None = None) -> None:
+                 ternary_delta: float | None = None, fan_in: int | None = None, blocks: str | None = None) -> None:
         super().__init__()
         self.n_inputs = int(n_inputs)
         self.hidden = tuple(int(h) for h in hidden)
@@ -161,19 +168,28 @@ class BNN(nn.Module):
         self.ternary_delta = ternary_delta
         if fan_in is not None and (isinstance(fan_in, bool) or not isinstance(fan_in, int) or fan_in < 1):
             raise ValueError(f"The 'fan_in' parameter of BNN must be an int in [1, inf) or None. Got {fan_in!r} instead.")
+        if blocks is not None and (fan_in is not None or not self.hidden):
+            raise ValueError(f"The 'blocks' parameter of BNN needs a hidden layer and no 'fan_in' (both set the first "
+                             f"layer's mask). Got blocks={blocks!r}, fan_in={fan_in!r}, hidden={list(self.hidden)} instead.")
+        mask = None if blocks is None else block_mask(blocks, self.n_inputs, self.hidden[0])
         self.fan_in = fan_in
+        self.blocks = blocks
         sizes = (self.n_inputs, *self.hidden)
+        fan_ins = [None if fan_in is None else min(fan_in, a) for a in sizes[:-1]]
+        if mask is not None:  # a mask buffer over every input, fixed to the layout (train_bnn prunes only with fan_in)
+            fan_ins[0] = self.n_inputs
         self.linears = nn.ModuleList(
-            BinaryLinear(a, b, ternary_delta=ternary_delta, fan_in=None if fan_in is None else min(fan_in, a))
-            for a, b in zip(sizes[:-1], sizes[1:])
+            BinaryLinear(a, b, ternary_delta=ternary_delta, fan_in=f) for a, b, f in zip(sizes[:-1], sizes[1:], fan_ins)
         )
+        if mask is not None:
+            self.linears[0].mask.copy_(mask)
         self.norms = nn.ModuleList(nn.BatchNorm1d(b) for b in self.hidden)
         self.head = BinaryLinear(sizes[-1], self.n_classes, ternary_delta=ternary_delta)
         self.log_scale = nn.Parameter(torch.tensor(-0.5 * math.log(max(sizes[-1], 1))))
 
     def get_params(self) -> dict[str, Any]:
         return {"n_inputs": self.n_inputs, "hidden": list(self.hidden), "n_classes": self.n_classes,
-                "ternary_delta": self.ternary_delta, "fan_in": self.fan_in}
+                "ternary_delta": self.ternary_delta, "fan_in": self.fan_in, "blocks": self.blocks}
 
     def hidden_activations(self, bits: torch.Tensor) -> list[torch.Tensor]:
         """Every hidden layer's output in {-1, +1}, in order."""

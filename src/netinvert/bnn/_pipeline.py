@@ -35,6 +35,7 @@ from .._parallel import check_jobs, map_tasks, scheduler_workers, split
 from .._registry import Registry
 from .._threads import set_threads, restores_threads
 from ..runs import check_out, staged_run, versions, write_card, write_json
+from ._blocks import BLOCK_LAYOUTS, list_block_layouts
 from ._count import COUNTERS, count_preimages
 from ._encode import Encoding, encode
 from ._export import BNNRun, export_bnn, load_bnn_run, save_bnn_run
@@ -81,6 +82,10 @@ class BNNRunConfig:
     fan_in : int or None
         Each hidden neuron keeps its ``fan_in`` largest weights after ``prune_at`` of the epochs
         (keeps exact counting by the ``dp`` method feasible).
+    blocks : str or None
+        A block layout of the first layer (:func:`list_block_layouts`: ``"halves"``, ``"quadrants"``):
+        each neuron reads one region of the binarised image only (keeps exact counting by the
+        ``factored`` method feasible). Excludes ``fan_in``.
     threads : int or None
         torch threads (``None``: ``$NETINVERT_THREADS``, else half the usable cores).
     garbage_rounds : int
@@ -107,6 +112,7 @@ class BNNRunConfig:
     ternary_delta: float | None = None
     sparsity_weight: float = 0.0
     fan_in: int | None = None
+    blocks: str | None = None
     prune_at: float = 1 / 3
     seed: int = 0
     threads: int | None = None
@@ -128,6 +134,10 @@ class BNNRunConfig:
         check_param(0 <= self.prune_at < 1, own, "prune_at", "a float in [0, 1)", self.prune_at)
         check_param(self.fan_in is None or (_is_int(self.fan_in) and self.fan_in >= 1), own, "fan_in",
                "None or an int in [1, inf)", self.fan_in)
+        check_param(self.blocks is None or self.blocks in BLOCK_LAYOUTS, own, "blocks",
+                    f"None or one of {list_block_layouts()}", self.blocks)
+        check_param(self.blocks is None or self.fan_in is None, own, "blocks",
+                    "None when 'fan_in' is set (both set the first layer's mask)", self.blocks)
         check_param(self.sparsity_weight >= 0, own, "sparsity_weight", "a float in [0, inf)", self.sparsity_weight)
         check_garbage_params(own, "garbage_", rounds=self.garbage_rounds, source=self.garbage_source,
                              samples=self.garbage_samples, preimages=self.garbage_preimages,
@@ -230,7 +240,7 @@ def run_bnn_training(config: BNNRunConfig, out: str | Path, *, force: bool = Fal
     garbage_config = config.garbage_config()
     torch.manual_seed(config.seed)
     model = BNN(x_train.shape[1], config.hidden, data.n_classes + (garbage_config is not None),
-                ternary_delta=config.ternary_delta, fan_in=config.fan_in)
+                ternary_delta=config.ternary_delta, fan_in=config.fan_in, blocks=config.blocks)
     train_config = config.train_config()
     # a plain net keeps no checkpoint: an interrupt leaves nothing to resume
     with staged_run(out, force=force, resume=resume, keep_on_interrupt=garbage_config is not None) as tmp:

@@ -53,6 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fan-in", type=int, default=None,
                    help="each hidden neuron keeps its FAN_IN largest weights after a dense warm-up (makes exact counting by --dp feasible)")
     p.add_argument("--prune-at", type=float, default=1 / 3, help="with --fan-in: share of the epochs trained densely")
+    p.add_argument("--blocks", default=None,
+                   help="first-layer block layout (halves, quadrants): each hidden neuron reads one region of the image "
+                        "only, so that 'bnn count --method factored' counts the blocks one by one")
     p.add_argument("--garbage-rounds", type=int, default=0,
                    help="add a 'garbage' class (label n) fed for this many rounds with inputs the net gives a real label "
                         "that the data does not support (default 0: no garbage class)")
@@ -150,7 +153,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = BNNRunConfig(dataset=args.dataset, data_root=args.data_root, hidden=_widths(args.hidden), pool=args.pool,
                           threshold=args.threshold, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                           ternary_delta=args.ternary_delta, sparsity_weight=args.sparsity_weight, fan_in=args.fan_in,
-                          prune_at=args.prune_at, seed=args.seed, threads=args.threads,
+                          blocks=args.blocks, prune_at=args.prune_at, seed=args.seed, threads=args.threads,
                           garbage_rounds=args.garbage_rounds, garbage_source=args.garbage_source,
                           garbage_samples=args.garbage_samples, garbage_preimages=args.garbage_preimages,
                           garbage_epochs=args.garbage_epochs, garbage_seconds=args.garbage_seconds)
