@@ -283,8 +283,8 @@ def holdout(cache: Path, results: Path, only: list[str] | None = None) -> None:
         data = load_dataset(json.loads((ensure_target(row["target"]) / "card.json").read_text())["dataset"])
         x, y = data.x_test[n:2 * n], data.y_test[n:2 * n]
         if len(x) < n:  # the digits test split (360 images) has nothing beyond the attacked ones
-            log.warning("holdout %s: the test split has %d images, not the %d after the %d attacked ones; skipped",
-                        row["target"], len(data.x_test), n, n)
+            log.warning("holdout %s: the test split has %d images, fewer than the 2 x %d the held-out estimate needs; skipped",
+                        row["target"], len(data.x_test), n)
             continue
         ok = _labels(clf, x) == y
         adv_g = generator(x, y, seed=SEED, draw=row.get("draw", "random"))

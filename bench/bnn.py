@@ -131,8 +131,9 @@ def run_config(cfg: dict[str, Any]) -> BNNRunConfig:
     t: BNNTrainConfig = cfg["train"]
     return BNNRunConfig(dataset=cfg["dataset"], hidden=cfg["hidden"], pool=cfg["pool"], threshold=cfg.get("threshold", 0.5),
                         epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, ternary_delta=cfg["ternary"],
-                        sparsity_weight=t.sparsity_weight, fan_in=cfg.get("fan_in"), prune_at=t.prune_at, seed=t.seed,
-                        threads=1)
+                        sparsity_weight=t.sparsity_weight, prune_at=t.prune_at, seed=t.seed, threads=1,
+                        # a block tier's fan_in is its blocks' width (the table's column), not a pruning
+                        fan_in=None if cfg.get("blocks") else cfg.get("fan_in"), blocks=cfg.get("blocks"))
 
 
 def validation_split(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -200,7 +201,8 @@ def test_block_masks_keep_each_neuron_in_its_region_through_training(digits):
     assert list_block_layouts() == ["halves", "quadrants"]
     m = block_mask("quadrants", 64, 12)
     assert m.shape == (12, 64) and (m.sum(1) == 16).all() and (m.sum(0) == 3).all()
-    assert m[0].reshape(8, 8)[:4, :4].all() and m[11].reshape(8, 8)[4:, 4:].all()
+    quads = [m[i].reshape(8, 8) for i in (0, 3, 6, 9)]  # one neuron of each block, in the documented order
+    assert quads[0][:4, :4].all() and quads[1][:4, 4:].all() and quads[2][4:, :4].all() and quads[3][4:, 4:].all()
     np.testing.assert_array_equal(block_mask("halves", 16, 4).numpy(), np.repeat(np.eye(2), [2, 2], 0).repeat(8, 1))
     with pytest.raises(ValueError, match="square image with an even side"):
         block_mask("halves", 49, 4)
@@ -214,3 +216,15 @@ def test_block_masks_keep_each_neuron_in_its_region_through_training(digits):
     train_bnn(model, x, digits.y_train, BNNTrainConfig(epochs=2, seed=0))
     reads = (export_bnn(model).layers[0][0] != 0).astype(float)
     assert (reads <= m.numpy()).all() and reads.sum() > 0.9 * m.sum().item()
+
+
+def test_a_card_with_an_impossible_block_layout_is_a_run_format_error(tmp_path):
+    """An edited card (blocks together with fan_in) cannot be loaded: RunFormatError, not a bare ValueError."""
+    torch.manual_seed(0)
+    model = BNN(16, (4,), 3, blocks="halves")
+    save_bnn_run(tmp_path, model, InputBinarizer(pool=2), export_bnn(model), {"dataset": "digits"})
+    card = json.loads((tmp_path / "card.json").read_text())
+    card["model_params"]["fan_in"] = 4
+    (tmp_path / "card.json").write_text(json.dumps(card))
+    with pytest.raises(RunFormatError, match="consistent BNN run"):
+        load_bnn_run(tmp_path)

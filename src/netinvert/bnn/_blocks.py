@@ -11,28 +11,41 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
 from .._registry import Registry
 
-__all__ = ["BLOCK_LAYOUTS", "block_mask", "list_block_layouts"]
-
-#: layout name -> ``side -> (region of every pixel of a side x side image, row-major; number of regions)``
-BLOCK_LAYOUTS: Registry[Callable[[int], tuple[torch.Tensor, int]]] = Registry("block layout")
+__all__ = ["BLOCK_LAYOUTS", "BlockLayout", "block_mask", "check_block_width", "list_block_layouts"]
 
 
-@BLOCK_LAYOUTS.register("halves")
-def _halves(side: int) -> tuple[torch.Tensor, int]:
+@dataclass(frozen=True)
+class BlockLayout:
+    """``n_regions`` regions of a square image; ``regions(side)`` gives the region of every pixel of a
+    ``side x side`` image, row-major."""
+
+    n_regions: int
+    regions: Callable[[int], torch.Tensor]
+
+
+#: layout name -> :class:`BlockLayout`
+BLOCK_LAYOUTS: Registry[BlockLayout] = Registry("block layout")
+
+
+def _halves(side: int) -> torch.Tensor:
     """Top and bottom half (rows ``[0, side/2)`` and ``[side/2, side)``)."""
-    return torch.tensor([r // (side // 2) for r in range(side) for _ in range(side)]), 2
+    return torch.tensor([r // (side // 2) for r in range(side) for _ in range(side)])
 
 
-@BLOCK_LAYOUTS.register("quadrants")
-def _quadrants(side: int) -> tuple[torch.Tensor, int]:
+def _quadrants(side: int) -> torch.Tensor:
     """The four quadrants, row-major: top left, top right, bottom left, bottom right."""
     h = side // 2
-    return torch.tensor([(r // h) * 2 + c // h for r in range(side) for c in range(side)]), 4
+    return torch.tensor([(r // h) * 2 + c // h for r in range(side) for c in range(side)])
+
+
+BLOCK_LAYOUTS.add("halves", BlockLayout(2, _halves))
+BLOCK_LAYOUTS.add("quadrants", BlockLayout(4, _quadrants))
 
 
 def list_block_layouts() -> list[str]:
@@ -40,26 +53,35 @@ def list_block_layouts() -> list[str]:
     return BLOCK_LAYOUTS.names()
 
 
+def check_block_width(layout: str, width: int) -> None:
+    """Raise unless the first hidden width splits into the layout's regions (before any data is read)."""
+    n = BLOCK_LAYOUTS.get(layout).n_regions
+    if width % n:
+        raise ValueError(f"Block layout {layout!r} splits the first hidden layer into {n} equal blocks: the first hidden "
+                         f"width (hidden[0], --hidden) must be a multiple of {n}. Got {width} instead.")
+
+
 def block_mask(layout: str, n_inputs: int, width: int) -> torch.Tensor:
     """The first-layer mask ``(width, n_inputs)`` of ``layout``: neurons ``[b * width / B, (b + 1) * width / B)``
     read only the pixels of region ``b`` of the ``B`` regions.
+
+    The inputs are taken as one square single-channel image, row-major (``n_inputs`` says nothing more:
+    callers that know the image shape check it, as :func:`~netinvert.bnn.run_bnn_training` does).
 
     Raises
     ------
     UnknownNameError
         ``layout`` is not registered (the message lists the valid ones).
     ValueError
-        The inputs are not a square image with an even side, or ``width`` is not a multiple of the number
-        of regions.
+        ``n_inputs`` is not the pixel count of a square image with an even side, or ``width`` is not a
+        multiple of the number of regions.
     """
-    regions_of = BLOCK_LAYOUTS.get(layout)
+    spec = BLOCK_LAYOUTS.get(layout)
     side = math.isqrt(n_inputs)
     if side * side != n_inputs or side % 2:
         raise ValueError(f"Block layout {layout!r} needs the inputs of a square image with an even side. Got {n_inputs} "
-                         "inputs instead; choose --pool so that the binarised image is square with an even side.")
-    region, n_regions = regions_of(side)
-    if width % n_regions:
-        raise ValueError(f"Block layout {layout!r} splits the first hidden layer into {n_regions} equal blocks: its width "
-                         f"must be a multiple of {n_regions}. Got {width} instead.")
-    per_block = width // n_regions
-    return (torch.arange(width)[:, None] // per_block == region[None, :]).float()
+                         "inputs instead; choose the pooling (InputBinarizer's pool, --pool) so that the binarised image "
+                         "is square with an even side.")
+    check_block_width(layout, width)
+    per_block = width // spec.n_regions
+    return (torch.arange(width)[:, None] // per_block == spec.regions(side)[None, :]).float()

@@ -209,10 +209,14 @@ def load_bnn_run(run_dir: str | Path) -> BNNRun:
     p, b = card["model_params"], card["binarizer"]
     try:
         model = BNN(p["n_inputs"], tuple(p["hidden"]), p["n_classes"], ternary_delta=p.get("ternary_delta"),
-                    fan_in=p.get("fan_in"), blocks=p.get("blocks"))
-        model.load_state_dict(_checked_weights(Path(run_dir), card))
+                    fan_in=p.get("fan_in"), blocks=p.get("blocks"))  # ValueError: params no BNN has (an edited card)
         binarizer = InputBinarizer(pool=int(b["pool"]), threshold=float(b["threshold"]))
-    except (KeyError, TypeError, RuntimeError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RunFormatError(f"{run_dir} does not hold a consistent BNN run ({exc}); re-run 'netinvert bnn train'.") from None
+    weights = _checked_weights(Path(run_dir), card)  # UnsafeCheckpointError names the damage itself
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
         raise RunFormatError(f"{run_dir} does not hold a consistent BNN run ({exc}); re-run 'netinvert bnn train'.") from None
     model.eval()
     net = IntegerBNN.from_dict(card["integer_net"])

@@ -305,7 +305,10 @@ def train_with_garbage(model: BNN, bits: torch.Tensor, labels: torch.Tensor, tra
     if checkpoint is not None or resume_from is not None:
         identity = json.loads(json.dumps(jsonable({"garbage": config.to_dict(), "train": train_config.to_dict(),
                                                    "n_classes": model.n_classes, "n_inputs": n_inputs, "n": len(bits),
-                                                   "data_sha256": tensors_sha256(bits, labels)})))
+                                                   "data_sha256": tensors_sha256(bits, labels),
+                                                   # a block layout's mask has the same shape as another's; the key
+                                                   # is absent without one, so checkpoints of older runs still match
+                                                   **({"blocks": model.blocks} if model.blocks else {})})))
     info = jsonable(dict(checkpoint_info or {}))
 
     def save(garbage: np.ndarray, train_history: list[dict[str, float]], history: list[dict[str, Any]]) -> None:

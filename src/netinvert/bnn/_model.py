@@ -81,7 +81,9 @@ class BinaryLinear(nn.Module):
         training, as in EEV).
     fan_in : int or None
         If set, each neuron reads at most ``fan_in`` inputs: a fixed 0/1 ``mask`` buffer (all ones
-        until :meth:`prune_to_fan_in_` keeps the ``fan_in`` largest latent weights of each row).
+        until :meth:`prune_to_fan_in_` keeps the ``fan_in`` largest latent weights of each row; a
+        ``BNN(blocks=...)`` first layer has ``fan_in = in_features`` and its block mask copied in, which
+        :func:`train_bnn` keeps because the model's own ``fan_in`` is None).
         Few inputs per neuron is what lets the exact counter :func:`~netinvert.bnn.count_all_labels`
         finish neurons early and merge their states (a dense 49-20 layer never does).
     """
@@ -254,6 +256,7 @@ def train_bnn(model: BNN, bits: torch.Tensor, labels: torch.Tensor, config: BNNT
     many examples (the garbage class of :func:`~netinvert.bnn.train_with_garbage`) counts as much
     as the weights say. ``resume`` continues training a trained model: the fan-in mask it has is
     kept (no dense phase, no new pruning), so the pruned shape that exact counting needs survives.
+    A ``BNN(blocks=...)`` first-layer mask is always kept (pruning follows the model's ``fan_in`` only).
     """
     if config.epochs < 1:
         raise ValueError(f"The 'epochs' parameter of BNNTrainConfig must be an int in [1, inf). Got {config.epochs} instead.")

@@ -35,7 +35,7 @@ from .._parallel import check_jobs, map_tasks, scheduler_workers, split
 from .._registry import Registry
 from .._threads import set_threads, restores_threads
 from ..runs import check_out, staged_run, versions, write_card, write_json
-from ._blocks import BLOCK_LAYOUTS, list_block_layouts
+from ._blocks import BLOCK_LAYOUTS, check_block_width, list_block_layouts
 from ._count import COUNTERS, count_preimages
 from ._encode import Encoding, encode
 from ._export import BNNRun, export_bnn, load_bnn_run, save_bnn_run
@@ -84,8 +84,9 @@ class BNNRunConfig:
         (keeps exact counting by the ``dp`` method feasible).
     blocks : str or None
         A block layout of the first layer (:func:`list_block_layouts`: ``"halves"``, ``"quadrants"``):
-        each neuron reads one region of the binarised image only (keeps exact counting by the
-        ``factored`` method feasible). Excludes ``fan_in``.
+        each neuron reads one region of the binarised image only, which keeps exact counting by the
+        ``factored`` method feasible for one hidden layer and at most 64 inputs. Needs a
+        single-channel image that is square with an even side after pooling; excludes ``fan_in``.
     threads : int or None
         torch threads (``None``: ``$NETINVERT_THREADS``, else half the usable cores).
     garbage_rounds : int
@@ -138,6 +139,10 @@ class BNNRunConfig:
                     f"None or one of {list_block_layouts()}", self.blocks)
         check_param(self.blocks is None or self.fan_in is None, own, "blocks",
                     "None when 'fan_in' is set (both set the first layer's mask)", self.blocks)
+        check_param(self.blocks is None or len(self.hidden) > 0, own, "blocks",
+                    "None when there is no hidden layer (the blocks split the first one)", self.blocks)
+        if self.blocks is not None:
+            check_block_width(self.blocks, self.hidden[0])
         check_param(self.sparsity_weight >= 0, own, "sparsity_weight", "a float in [0, inf)", self.sparsity_weight)
         check_garbage_params(own, "garbage_", rounds=self.garbage_rounds, source=self.garbage_source,
                              samples=self.garbage_samples, preimages=self.garbage_preimages,
@@ -238,6 +243,11 @@ def run_bnn_training(config: BNNRunConfig, out: str | Path, *, force: bool = Fal
     binarizer = InputBinarizer(pool=config.pool, threshold=config.threshold)
     x_train, x_test = binarizer(data.x_train), binarizer(data.x_test)
     garbage_config = config.garbage_config()
+    if config.blocks is not None:
+        c, h, w = data.input_shape
+        if c != 1 or h // config.pool != w // config.pool:
+            raise ValueError(f"Block layout {config.blocks!r} needs a single-channel square image after pooling; "
+                             f"{data.name} gives {c} x {h // config.pool} x {w // config.pool} with pool={config.pool} (--pool).")
     torch.manual_seed(config.seed)
     model = BNN(x_train.shape[1], config.hidden, data.n_classes + (garbage_config is not None),
                 ternary_delta=config.ternary_delta, fan_in=config.fan_in, blocks=config.blocks)

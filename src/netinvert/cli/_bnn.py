@@ -18,6 +18,8 @@ from ._common import add_alias, add_common, add_out, emit_json
 #: The counting methods of bnn.count_preimages, named here so that --help need not import the SAT side
 #: (tests/bnn/test_bnn_cli.py checks they are the registry's).
 COUNT_METHODS = ("approx", "dp", "exact", "factored", "sampled")
+#: netinvert.bnn.list_block_layouts() (a test keeps them equal)
+BLOCK_LAYOUT_NAMES = ("halves", "quadrants")
 
 #: The queries made of independent tasks (inputs, labels, test images), which take --jobs and --scheduler
 #: (tests/bnn/test_parallel_queries.py checks they are the registry's parallel ones).
@@ -53,9 +55,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fan-in", type=int, default=None,
                    help="each hidden neuron keeps its FAN_IN largest weights after a dense warm-up (makes exact counting by --dp feasible)")
     p.add_argument("--prune-at", type=float, default=1 / 3, help="with --fan-in: share of the epochs trained densely")
-    p.add_argument("--blocks", default=None,
-                   help="first-layer block layout (halves, quadrants): each hidden neuron reads one region of the image "
-                        "only, so that 'bnn count --method factored' counts the blocks one by one")
+    p.add_argument("--blocks", default=None, choices=BLOCK_LAYOUT_NAMES,
+                   help="first-layer block layout: each hidden neuron reads one region of the (square, single-channel) "
+                        "image only, so that 'bnn count --method factored' counts the blocks one by one (one hidden layer)")
     p.add_argument("--garbage-rounds", type=int, default=0,
                    help="add a 'garbage' class (label n) fed for this many rounds with inputs the net gives a real label "
                         "that the data does not support (default 0: no garbage class)")
