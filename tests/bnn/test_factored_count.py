@@ -133,3 +133,16 @@ def test_two_wide_blocks_with_a_ternary_head(seed):
     counts, info = count_labels_factored(net, time_s=60, mitm_above=0)
     assert counts == _brute(net) and sum(counts) == 2**18
     assert len(info["final_sides"]) == 2
+
+
+def test_progress_reports_the_pairs_and_the_stage(caplog):
+    """Minutes of pairs pass without output otherwise: with progress the closing line (stderr is no terminal
+    under pytest) names the stage and the pairs formed, in millions; the counts do not change."""
+    blocks = [(list(range(6)), list(range(9))), (list(range(6, 12)), list(range(9, 18)))]
+    net = _blocky(0, 18, blocks, 10)
+    quiet = count_labels_factored(net, time_s=60, mitm_above=0)
+    with caplog.at_level("INFO", logger="netinvert.progress"):
+        loud = count_labels_factored(net, time_s=60, mitm_above=0, progress=True)
+    assert loud[0] == quiet[0] == _brute(net)
+    lines = [r.getMessage() for r in caplog.records if r.name == "netinvert.progress"]
+    assert lines and "count (factored), million pairs" in lines[-1] and "label totals over" in lines[-1]

@@ -146,7 +146,7 @@ def _dp(net: IntegerBNN, label: int, time_s: float | None, p: dict[str, Any]) ->
 def _factored(net: IntegerBNN, label: int, time_s: float | None, p: dict[str, Any]) -> CountResult:
     from ._factored import count_labels_factored
 
-    counts, info = count_labels_factored(net, max_states=int(p["max_states"]), time_s=time_s)
+    counts, info = count_labels_factored(net, max_states=int(p["max_states"]), time_s=time_s, progress=bool(p["progress"]))
     secs = info.get("seconds", 0.0)
     if counts is None:
         return CountResult(label, None, True, SatResult.UNKNOWN, secs, "factored", net.n_inputs)
@@ -208,7 +208,7 @@ def count_preimages(target: Encoding | IntegerBNN, label: int, *, method: str = 
     n_samples, confidence : int, float
         ``sampled`` only: draws and the level of the interval.
     max_states, progress : int, bool
-        ``dp`` and ``factored``: state limit (UNKNOWN beyond it); ``dp`` only: a progress bar.
+        ``dp`` and ``factored``: state limit (UNKNOWN beyond it) and a progress bar.
     memory_gb, cpu_seconds : float or None
         ``exact`` and ``approx`` only: limits of the counter's child process, which dies with this
         one. ``memory_gb``: address space beyond what the child inherits at fork (``None``: 8 GiB);

@@ -34,9 +34,11 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from math import comb
+from typing import Any
 
 import numpy as np
 
+from .._progress import progress_bar
 from ._export import IntegerBNN
 
 __all__ = ["count_labels_factored", "input_groups", "neuron_blocks"]
@@ -47,6 +49,23 @@ _DEAD = np.int16(-20000)
 
 class _OutOfBudget(Exception):
     """The state limit or the time limit was passed (the caller reports UNKNOWN)."""
+
+
+class _Pairs:
+    """Counts the pairs formed (meet in the middle, combined histograms, label totals) on a progress bar,
+    in millions: they are where the minutes go (2 x 2^32 pattern pairs on the digits halves net)."""
+
+    def __init__(self, bar: Any) -> None:
+        self.bar, self._left = bar, 0
+
+    def __call__(self, n: int) -> None:
+        self._left += int(n)
+        whole, self._left = divmod(self._left, 1_000_000)
+        if whole:
+            self.bar.update(whole)
+
+    def stage(self, text: str) -> None:
+        self.bar.set_postfix_str(text)
 
 
 def input_groups(lits: np.ndarray) -> tuple[list[list[int]], np.ndarray, list[int]]:
@@ -213,7 +232,8 @@ def _half_vectors(cols: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 def _block_histogram_mitm(cols: np.ndarray, sizes: np.ndarray, bounds: np.ndarray, head: np.ndarray,
-                          neurons: list[int], deadline: float | None, stats: dict) -> tuple[np.ndarray, np.ndarray]:
+                          neurons: list[int], deadline: float | None, stats: dict, tick: _Pairs
+                          ) -> tuple[np.ndarray, np.ndarray]:
     """The histogram of :func:`_block_histogram`, by meet in the middle over the block's groups.
 
     The groups are split in two halves; each half's distinct partial sums (true literals per
@@ -238,6 +258,7 @@ def _block_histogram_mitm(cols: np.ndarray, sizes: np.ndarray, bounds: np.ndarra
         for i in range(1, n_bytes):
             code |= bits[..., i].astype(np.int64) << (8 * i)
         pattern += np.bincount(code.ravel(), weights=np.multiply.outer(qa[lo:lo + step], qb).ravel(), minlength=1 << n_j)
+        tick(len(code) * len(b))
         if deadline is not None and time.perf_counter() > deadline:
             raise _OutOfBudget("time limit")
     if pattern.sum() != 2.0 ** int(sizes.sum()):
@@ -312,7 +333,7 @@ def _pair_labels(pa: np.ndarray, pb: np.ndarray) -> np.ndarray:
 
 
 def _combine(sa: np.ndarray, ca: np.ndarray, sb: np.ndarray, cb: np.ndarray, reach: np.ndarray, max_states: int,
-             deadline: float | None, stats: dict) -> tuple[np.ndarray, np.ndarray]:
+             deadline: float | None, stats: dict, tick: _Pairs) -> tuple[np.ndarray, np.ndarray]:
     """The histogram of sums of two independent blocks' score vectors, pruned and merged."""
     out_s, out_c = [], []
     for cols, pa, qa, pb, qb in _by_live_set(sa, ca, sb, cb):
@@ -330,6 +351,7 @@ def _combine(sa: np.ndarray, ca: np.ndarray, sb: np.ndarray, cb: np.ndarray, rea
             _, full, c = _merge(e, full, c)
             out_s.append(full)
             out_c.append(c)
+            tick(len(part))
             if deadline is not None and time.perf_counter() > deadline:
                 raise _OutOfBudget("time limit")
     e = np.zeros((sum(len(s) for s in out_s), 0), dtype=np.int16)
@@ -340,7 +362,7 @@ def _combine(sa: np.ndarray, ca: np.ndarray, sb: np.ndarray, cb: np.ndarray, rea
 
 
 def _label_totals(sa: np.ndarray, ca: np.ndarray, sb: np.ndarray, cb: np.ndarray, n_classes: int,
-                  deadline: float | None, stats: dict, max_pairs: int) -> list[int]:
+                  deadline: float | None, stats: dict, max_pairs: int, tick: _Pairs) -> list[int]:
     """``sum ca_i cb_j [argmax(sa_i + sb_j) = k]`` for every ``k`` (uint64, wrapping mod 2^64).
 
     Each side is first pruned by the other's actual score differences (:func:`_ranges`, both taken
@@ -366,13 +388,14 @@ def _label_totals(sa: np.ndarray, ca: np.ndarray, sb: np.ndarray, cb: np.ndarray
             for i, k in enumerate(cols):
                 v = np.where(lab == i, qb[None, :], np.uint64(0)).sum(1, dtype=np.uint64)
                 totals[k] = (totals[k] + int((v * qa[lo:lo + step]).sum(dtype=np.uint64))) % 2**64
+            tick(lab.size)
             if deadline is not None and time.perf_counter() > deadline:
                 raise _OutOfBudget("time limit")
     return totals
 
 
 def count_labels_factored(net: IntegerBNN, *, max_states: int = 20_000_000, time_s: float | None = 60.0,
-                          mitm_above: int = 24) -> tuple[list[int] | None, dict]:
+                          mitm_above: int = 24, progress: bool = False) -> tuple[list[int] | None, dict]:
     """Exact count of the inputs of every label, by input groups, blocks and dead classes.
 
     Returns ``(counts, info)``: ``counts[k]`` is the number of inputs labelled ``k`` (``None``
@@ -382,6 +405,7 @@ def count_labels_factored(net: IntegerBNN, *, max_states: int = 20_000_000, time
 
     A block reading more than ``mitm_above`` inputs (at most 48) with at most 24 neurons gets its
     histogram by meet in the middle over its groups (``info["mitm_blocks"]``) instead of the DP.
+    ``progress`` shows the pairs formed so far (millions) and the stage: minutes pass without output otherwise.
 
     Raises
     ------
@@ -410,6 +434,8 @@ def count_labels_factored(net: IntegerBNN, *, max_states: int = 20_000_000, time
     pending[const] = False
     from ._count import dp_input_order
 
+    bar = progress_bar(None, "count (factored), million pairs", enabled=progress)
+    tick = _Pairs(bar)
     try:
         acc_s, acc_c = base.astype(np.int16), np.ones(1, dtype=np.uint64)
         acc_s, _ = _prune(acc_s, _reach(head, np.flatnonzero(pending)))
@@ -418,9 +444,10 @@ def count_labels_factored(net: IntegerBNN, *, max_states: int = 20_000_000, time
             order = dp_input_order(sub)
             gsel = np.asarray(gidx)[order]
             width = int(sizes[gsel].sum())
+            tick.stage(f"block {i + 1}/{len(blocks)}: {len(neurons)} neurons, {width} inputs")
             if mitm_above < width <= 48 and len(neurons) <= _MITM_MAX_NEURONS:
                 hs, hc = _block_histogram_mitm(columns[np.ix_(neurons, gsel)], sizes[gsel], bounds[neurons], head,
-                                               neurons, deadline, info)
+                                               neurons, deadline, info, tick)
                 info["mitm_blocks"] = info.get("mitm_blocks", 0) + 1
             else:
                 hs, hc = _block_histogram(columns[np.ix_(neurons, gsel)], sizes[gsel], bounds[neurons], head, neurons,
@@ -429,11 +456,13 @@ def count_labels_factored(net: IntegerBNN, *, max_states: int = 20_000_000, time
             info["largest_state"] = max(info["largest_state"], len(hs))
             info.setdefault("histograms", []).append(len(hs))
             if i < len(blocks) - 1:
-                acc_s, acc_c = _combine(acc_s, acc_c, hs, hc, _reach(head, np.flatnonzero(pending)), max_states, deadline, info)
+                acc_s, acc_c = _combine(acc_s, acc_c, hs, hc, _reach(head, np.flatnonzero(pending)), max_states, deadline, info,
+                                        tick)
                 info["largest_state"] = max(info["largest_state"], len(acc_s))
                 info.setdefault("combined", []).append(len(acc_s))
             else:
-                totals = _label_totals(acc_s, acc_c, hs, hc, net.n_classes, deadline, info, 500 * max_states)
+                tick.stage(f"label totals over {len(acc_s):,} x {len(hs):,} score vectors")
+                totals = _label_totals(acc_s, acc_c, hs, hc, net.n_classes, deadline, info, 500 * max_states, tick)
         if not blocks:
             totals = [0] * net.n_classes
             totals[int(acc_s[0].argmax())] = 1
@@ -441,6 +470,8 @@ def count_labels_factored(net: IntegerBNN, *, max_states: int = 20_000_000, time
         info["reason"] = str(exc)
         info["seconds"] = time.perf_counter() - t0
         return None, info
+    finally:
+        bar.close()
     if n_read == 64 and sum(totals) == 0:  # every input has one label: its 2^64 wrapped to 0
         totals[int(net.predict(np.zeros((1, net.n_inputs), dtype=np.int8))[0])] = 2**64
     if sum(totals) != 2**n_read:
