@@ -5,6 +5,7 @@ Run from the repository root::
     python bench/bnn_garbage.py                              # Fashion 7x7 dense + fan-in 12, Fashion 784 (~20 min)
     python bench/bnn_garbage.py --quick --results /tmp/g     # a smoke run: the fan-in-12 net, one round, few draws
     python bench/bnn_garbage.py --only-preimages             # redo only the preimage comparison from the cached nets
+    python bench/bnn_garbage.py --replicates 8 --nets NET    # SAT-fed vs noise-fed over 8 trainings per variant (~20 min a 7x7 net)
 
 Each net of ``bench/bnn.py``'s table is trained three times by :func:`netinvert.bnn.run_bnn_training`
 (same config and seed): ``plain`` (no garbage class), ``sat`` (garbage class fed SAT preimages and
@@ -623,6 +624,11 @@ def main() -> None:
         log.info("wrote %s", path)
         return
     res: dict[str, Any] = {"quick": args.quick, "nets": {}, "notes": NOTES}
+    old_path = args.out / "bnn_garbage.json"
+    if old_path.is_file() and not args.quick:  # the replicates train their own nets (own seeds and cache): keep them
+        old = json.loads(old_path.read_text())
+        if old.get("replicates"):
+            res["replicates"] = old["replicates"]
     for name in names:
         log.info("net %s", name)
         res["nets"][name] = bench_net(name, nets[name], args.runs_dir, args.verifier_epochs)
