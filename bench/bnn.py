@@ -386,7 +386,7 @@ NOTES: list[str] = [
     "accuracy 0.900 (the test set read once, for this net only; dense 64-32-10 0.906), so the 0.88 target is met. "
     "Counting (count_labels_factored, unchanged): all 10 labels exact in 328 s (was 699 s for the binary halves), "
     "summing to 2^64, 10/10 inside the sampled 99% intervals; 62 input groups, each block of 16 neurons over 31 groups "
-    "by meet in the middle (2^32 pairs), 57,931 and 54,859 score vectors after pruning, 3.15 billion score-vector pairs; "
+    "by meet in the middle (2^31 pairs each), 57,931 and 54,859 score vectors after pruning, 3.15 billion score-vector pairs; "
     "Ganak (3 s) and ApproxMC (10 s) finished no label, the plain dp passed 5 million states in 26 s. Robustness "
     "certified 8/8 (k = 1-3), preimages 10/10 in 2 s. The layouts are library code now: BNN(blocks='halves' or "
     "'quadrants'), BNNRunConfig.blocks and `netinvert bnn train --blocks` (a fixed first-layer mask that training keeps; "

@@ -135,14 +135,38 @@ def test_two_wide_blocks_with_a_ternary_head(seed):
     assert len(info["final_sides"]) == 2
 
 
-def test_progress_reports_the_pairs_and_the_stage(caplog):
-    """Minutes of pairs pass without output otherwise: with progress the closing line (stderr is no terminal
-    under pytest) names the stage and the pairs formed, in millions; the counts do not change."""
+class _FakeBar:
+    """Records what count_labels_factored tells its progress bar."""
+
+    def __init__(self, *args, **kwargs):
+        self.n, self.stages, self.closed = 0, [], False
+
+    def update(self, n):
+        self.n += n
+
+    def set_postfix_str(self, text):
+        self.stages.append(text)
+
+    def close(self):
+        self.closed = True
+
+
+def test_progress_counts_every_pair_and_closes_on_every_path(monkeypatch):
+    """The bar's total is every pair formed (meet in the middle, then label totals), it names the stages, it is
+    closed when the count ends and when it runs out of time, and count_preimages passes ``progress`` on; the
+    counts do not change."""
+    import netinvert.bnn._factored as factored
+
+    bars = []
+    monkeypatch.setattr(factored, "progress_bar", lambda *a, **k: bars.append(_FakeBar()) or bars[-1])
+    monkeypatch.setattr(factored._Pairs, "unit", 1)
     blocks = [(list(range(6)), list(range(9))), (list(range(6, 12)), list(range(9, 18)))]
     net = _blocky(0, 18, blocks, 10)
-    quiet = count_labels_factored(net, time_s=60, mitm_above=0)
-    with caplog.at_level("INFO", logger="netinvert.progress"):
-        loud = count_labels_factored(net, time_s=60, mitm_above=0, progress=True)
-    assert loud[0] == quiet[0] == _brute(net)
-    lines = [r.getMessage() for r in caplog.records if r.name == "netinvert.progress"]
-    assert lines and "count (factored), million pairs" in lines[-1] and "label totals over" in lines[-1]
+    counts, info = count_labels_factored(net, time_s=60, mitm_above=0, progress=True)
+    assert counts == _brute(net)
+    bar = bars[-1]
+    assert bar.closed and bar.n == info["mitm_pairs"] + info["pairs"] > 0
+    assert bar.stages[0].startswith("block 1/2") and bar.stages[-1].startswith("label totals over")
+    assert count_labels_factored(net, time_s=1e-9, mitm_above=0, progress=True)[0] is None and bars[-1].closed
+    r = count_preimages(net, 0, method="factored", progress=True, time_s=60)
+    assert list(r.all_labels) == counts and bars[-1].closed and bars[-1].n > 0

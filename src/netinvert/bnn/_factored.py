@@ -53,14 +53,17 @@ class _OutOfBudget(Exception):
 
 class _Pairs:
     """Counts the pairs formed (meet in the middle, combined histograms, label totals) on a progress bar,
-    in millions: they are where the minutes go (2 x 2^32 pattern pairs on the digits halves net)."""
+    in units of ``unit`` pairs: they are where the minutes go (2 x 2^31 pattern pairs and 3.2 billion score
+    pairs on the digits halves net)."""
+
+    unit = 1_000_000
 
     def __init__(self, bar: Any) -> None:
         self.bar, self._left = bar, 0
 
     def __call__(self, n: int) -> None:
         self._left += int(n)
-        whole, self._left = divmod(self._left, 1_000_000)
+        whole, self._left = divmod(self._left, self.unit)
         if whole:
             self.bar.update(whole)
 

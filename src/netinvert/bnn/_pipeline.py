@@ -340,7 +340,7 @@ class BNNQueryParams:
         ``robustness`` over several test images (one row each, in this order, each with its own
         budget); replaces ``index``.
     progress : bool
-        A progress bar (``count`` by ``dp``).
+        A progress bar (``count`` by ``dp`` or ``factored``).
     memory_gb, cpu_seconds : float or None
         Limits of the solver, counter and sampler subprocesses (``count`` exact/approx, ``sample``):
         address space beyond what the child inherits at fork (``None``: 8 GiB) and CPU time

@@ -130,7 +130,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="estimate from uniform random inputs (no solver; any net size): share of inputs with a 99%% interval")
     g.add_argument("--dp", dest="method", action="store_const", const="dp",
                    help="exact, every label at once, by dynamic programming over the inputs (no SAT; nets with a small fan-in)")
-    a.add_argument("--max-states", type=int, default=40_000_000, help="state limit for --dp (~10 GB at the limit)")
+    a.add_argument("--max-states", type=int, default=40_000_000, help="state limit for --dp and --method factored (~10 GB at the limit)")
     a.add_argument("--no-progress", action="store_true", help="hide the progress bar of --dp and --method factored")
     a.add_argument("-n", type=int, default=None, dest="n", help="draws for --sampled (default: 1,000,000)")
     add_alias(a, "--n", "--samples", dest="n", type=int)
