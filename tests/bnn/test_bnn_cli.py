@@ -269,7 +269,7 @@ def test_block_mask_survives_garbage_rounds(tmp_path, capsys):
     (("--hidden", 7, "--blocks", "halves"), "multiple of 2"),
     (("--hidden", 8, "--blocks", "thirds"), "invalid choice: 'thirds'"),
     (("--hidden", 8, "--blocks", "halves", "--fan-in", 3), "when 'fan_in' is set"),
-    (("--hidden", 8, "--blocks", "quadrants", "--pool", 5), "square image with an even side"),  # 1x1
+    (("--hidden", 8, "--blocks", "quadrants", "--pool", 5), "square image of at least 2 x 2"),  # 1x1
 ])
 def test_bad_block_layouts_are_clear_errors(tmp_path, capsys, argv, message):
     if "thirds" in argv:  # argparse's own refusal exits

@@ -204,8 +204,11 @@ def test_block_masks_keep_each_neuron_in_its_region_through_training(digits):
     quads = [m[i].reshape(8, 8) for i in (0, 3, 6, 9)]  # one neuron of each block, in the documented order
     assert quads[0][:4, :4].all() and quads[1][:4, 4:].all() and quads[2][4:, :4].all() and quads[3][4:, 4:].all()
     np.testing.assert_array_equal(block_mask("halves", 16, 4).numpy(), np.repeat(np.eye(2), [2, 2], 0).repeat(8, 1))
-    with pytest.raises(ValueError, match="square image with an even side"):
-        block_mask("halves", 49, 4)
+    with pytest.raises(ValueError, match="square image of at least 2 x 2"):
+        block_mask("halves", 48, 4)
+    odd = block_mask("quadrants", 49, 4).reshape(4, 7, 7)  # a 7x7 image: the middle row and column go top and left
+    assert odd[0, :4, :4].all() and odd[0].sum() == 16 and odd[3, 4:, 4:].all() and odd[3].sum() == 9
+    assert (block_mask("halves", 49, 2).sum(1) == torch.tensor([28.0, 21.0])).all()
     with pytest.raises(ValueError, match="multiple of 4"):
         BNN(64, (10,), 10, blocks="quadrants")
     with pytest.raises(ValueError, match="no 'fan_in'"):

@@ -34,14 +34,16 @@ BLOCK_LAYOUTS: Registry[BlockLayout] = Registry("block layout")
 
 
 def _halves(side: int) -> torch.Tensor:
-    """Top and bottom half (rows ``[0, side/2)`` and ``[side/2, side)``)."""
-    return torch.tensor([r // (side // 2) for r in range(side) for _ in range(side)])
+    """Top and bottom half: rows ``[0, ceil(side/2))`` and the rest (an odd side gives the top the middle row)."""
+    h = (side + 1) // 2
+    return torch.tensor([int(r >= h) for r in range(side) for _ in range(side)])
 
 
 def _quadrants(side: int) -> torch.Tensor:
-    """The four quadrants, row-major: top left, top right, bottom left, bottom right."""
-    h = side // 2
-    return torch.tensor([(r // h) * 2 + c // h for r in range(side) for c in range(side)])
+    """The four quadrants, row-major: top left, top right, bottom left, bottom right (split after
+    ``ceil(side/2)`` rows and columns, as :func:`_halves`)."""
+    h = (side + 1) // 2
+    return torch.tensor([int(r >= h) * 2 + int(c >= h) for r in range(side) for c in range(side)])
 
 
 BLOCK_LAYOUTS.add("halves", BlockLayout(2, _halves))
@@ -73,15 +75,15 @@ def block_mask(layout: str, n_inputs: int, width: int) -> torch.Tensor:
     UnknownNameError
         ``layout`` is not registered (the message lists the valid ones).
     ValueError
-        ``n_inputs`` is not the pixel count of a square image with an even side, or ``width`` is not a
+        ``n_inputs`` is not the pixel count of a square image of at least 2 x 2, or ``width`` is not a
         multiple of the number of regions.
     """
     spec = BLOCK_LAYOUTS.get(layout)
     side = math.isqrt(n_inputs)
-    if side * side != n_inputs or side % 2:
-        raise ValueError(f"Block layout {layout!r} needs the inputs of a square image with an even side. Got {n_inputs} "
+    if side * side != n_inputs or side < 2:
+        raise ValueError(f"Block layout {layout!r} needs the inputs of a square image of at least 2 x 2. Got {n_inputs} "
                          "inputs instead; choose the pooling (InputBinarizer's pool, --pool) so that the binarised image "
-                         "is square with an even side.")
+                         "is square and at least 2 x 2.")
     check_block_width(layout, width)
     per_block = width // spec.n_regions
     return (torch.arange(width)[:, None] // per_block == spec.regions(side)[None, :]).float()

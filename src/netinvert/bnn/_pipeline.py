@@ -86,7 +86,8 @@ class BNNRunConfig:
         A block layout of the first layer (:func:`list_block_layouts`: ``"halves"``, ``"quadrants"``):
         each neuron reads one region of the binarised image only, which keeps exact counting by the
         ``factored`` method feasible for one hidden layer and at most 64 inputs. Needs a
-        single-channel image that is square with an even side after pooling; excludes ``fan_in``.
+        single-channel square image of at least 2 x 2 after pooling (an odd side gives the top and left
+        blocks the middle row and column); excludes ``fan_in``.
     threads : int or None
         torch threads (``None``: ``$NETINVERT_THREADS``, else half the usable cores).
     garbage_rounds : int
