@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -50,6 +49,7 @@ from netinvert.bnn import (
 )
 from netinvert.data import Dataset, load_dataset
 from netinvert.metrics import nearest_ssim, train_verifiers
+from netinvert.runs import atomic_write_bytes
 
 log = logging.getLogger("bench.bnn_garbage")
 RESULTS = Path(__file__).parent / "results"
@@ -373,8 +373,6 @@ def replicate(name: str, net_cfg: dict[str, Any], seeds: list[int], runs_dir: Pa
 
     data = load_dataset(TIERS[name]["dataset"])
     rows, bitdata, verifiers = [], None, None
-    configs = {v: {k: x for k, x in variant_config(name, v, net_cfg).to_dict().items() if k != "seed"}
-               for v in ("sat", "noise")}
     for seed in seeds:
         row: dict[str, Any] = {"seed": seed}
         for variant in ("sat", "noise"):
@@ -398,7 +396,7 @@ def replicate(name: str, net_cfg: dict[str, Any], seeds: list[int], runs_dir: Pa
                  _fmt(row["sat"]["ssim_mean"]), _fmt(row["noise"]["ssim_mean"]))
     # a variant that found no preimage on some seed has no figures there: that seed is left out (and counted)
     used = [r for r in rows if all(r[v][k] is not None for v in ("sat", "noise") for k in ("robust_agree", "ssim_mean"))]
-    out: dict[str, Any] = {"seeds": seeds, "seeds_used": [r["seed"] for r in used], "configs": configs,
+    out: dict[str, Any] = {"seeds": seeds, "seeds_used": [r["seed"] for r in used], "configs": _replicate_configs(name, net_cfg),
                            "preimages_per_label": net_cfg["preimages"], "hint_seed": VERDICT_SEED, "rows": rows,
                            "machine": machine_record()}
     for key in ("robust_agree", "ssim_mean"):
@@ -418,31 +416,29 @@ def replicate(name: str, net_cfg: dict[str, Any], seeds: list[int], runs_dir: Pa
     return out
 
 
+def _replicate_configs(name: str, net_cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The sat and noise variants' configs, seed aside: what a replicate run records and a rerun compares."""
+    return {v: {k: x for k, x in variant_config(name, v, net_cfg).to_dict().items() if k != "seed"}
+            for v in ("sat", "noise")}
+
+
 def replicates_still_valid(name: str, rep: dict[str, Any], nets: dict[str, dict[str, Any]]) -> bool:
     """Whether replicates of ``name`` were run with the variants' current configs (seeds aside)."""
-    if name not in nets or "configs" not in rep:
-        return False
-    return all(rep["configs"][v] == {k: x for k, x in variant_config(name, v, nets[name]).to_dict().items() if k != "seed"}
-               for v in ("sat", "noise"))
+    return name in nets and rep.get("configs") == _replicate_configs(name, nets[name])
 
 
 def update_results(out_dir: Path, change: Any) -> dict[str, Any]:
     """Read bnn_garbage.json, apply ``change(res)`` and write it back atomically, under a file lock: two
     ``--replicates`` runs (one per net, one per core) may finish at the same time."""
     import fcntl
-    import tempfile
 
     path = out_dir / "bnn_garbage.json"
     with open(out_dir / ".bnn_garbage.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         res = json.loads(path.read_text()) if path.is_file() else {}
         change(res)
-        with tempfile.NamedTemporaryFile("w", dir=out_dir, suffix=".tmp", delete=False) as tmp:
-            tmp.write(json.dumps(res, indent=1) + "\n")
-        os.replace(tmp.name, path)
-        with tempfile.NamedTemporaryFile("w", dir=out_dir, suffix=".tmp", delete=False) as tmp:
-            tmp.write(_markdown(res))
-        os.replace(tmp.name, out_dir / "bnn_garbage.md")
+        atomic_write_bytes(path, (json.dumps(res, indent=1) + "\n").encode())
+        atomic_write_bytes(out_dir / "bnn_garbage.md", _markdown(res).encode())
     return res
 
 
@@ -459,7 +455,7 @@ def _replicate_lines(res: dict[str, Any]) -> list[str]:
              "| sat ahead | met | per seed: agreement sat / noise, SSIM sat / noise | load at the end |",
              "|---|---:|---|---:|---|---|---:|---|---|---|"]
     for name, r in reps.items():
-        used = r.get("seeds_used", r["seeds"])
+        used = r["seeds_used"]
         cells = []
         for key in ("robust_agree", "ssim_mean"):
             s = r[key]

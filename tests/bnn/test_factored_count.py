@@ -109,13 +109,16 @@ def test_meet_in_the_middle_blocks_equal_brute_force(seed):
     assert count_labels_factored(net, time_s=30)[0] == counts  # the DP path
 
 
+#: two blocks of 6 neurons over 9 inputs each (18 inputs: brute force stays quick)
+TWO_WIDE_BLOCKS = [(list(range(6)), list(range(9))), (list(range(6, 12)), list(range(9, 18)))]
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_two_wide_blocks_and_dense_net_by_mitm(seed):
     """Two blocks of 9 inputs x 6 neurons and 10 classes (the label totals over pairs of score vectors,
     each side pruned by the other's score differences), and a dense or ternary one-block net, all
     through the meet in the middle."""
-    blocks = [(list(range(6)), list(range(9))), (list(range(6, 12)), list(range(9, 18)))]
-    net = _blocky(seed, 18, blocks, 10)
+    net = _blocky(seed, 18, TWO_WIDE_BLOCKS, 10)
     counts, info = count_labels_factored(net, time_s=60, mitm_above=0)
     assert counts == _brute(net) and sum(counts) == 2**18
     assert len(info["final_sides"]) == 2
@@ -127,8 +130,7 @@ def test_two_wide_blocks_and_dense_net_by_mitm(seed):
 def test_two_wide_blocks_with_a_ternary_head(seed):
     """The shape of the counted digits tier (two blocks, ternary first layer and head): a class a block
     does not read (zero head weights) keeps the pruning by reachable scores exact."""
-    blocks = [(list(range(6)), list(range(9))), (list(range(6, 12)), list(range(9, 18)))]
-    net = _blocky(seed, 18, blocks, 10, ternary_head=True)
+    net = _blocky(seed, 18, TWO_WIDE_BLOCKS, 10, ternary_head=True)
     assert (net.head == 0).any()
     counts, info = count_labels_factored(net, time_s=60, mitm_above=0)
     assert counts == _brute(net) and sum(counts) == 2**18
@@ -160,8 +162,7 @@ def test_progress_counts_every_pair_and_closes_on_every_path(monkeypatch):
     bars = []
     monkeypatch.setattr(factored, "progress_bar", lambda *a, **k: bars.append(_FakeBar()) or bars[-1])
     monkeypatch.setattr(factored._Pairs, "unit", 1)
-    blocks = [(list(range(6)), list(range(9))), (list(range(6, 12)), list(range(9, 18)))]
-    net = _blocky(0, 18, blocks, 10)
+    net = _blocky(0, 18, TWO_WIDE_BLOCKS, 10)
     counts, info = count_labels_factored(net, time_s=60, mitm_above=0, progress=True)
     assert counts == _brute(net)
     bar = bars[-1]

@@ -194,8 +194,9 @@ def test_run_bnn_query_without_out_writes_nothing_and_checks_params(tmp_path):
 
 def test_block_masks_keep_each_neuron_in_its_region_through_training(digits):
     """A quadrant layout on the 8x8 digits: neurons 0-2 read only the top-left 4x4 quadrant, ... before and
-    after training (train_bnn prunes only with fan_in); the mask reaches the export. A 7x7 image (odd side)
-    and a width the regions do not divide are refused."""
+    after training (train_bnn prunes only with fan_in); the mask reaches the export. An odd side gives the
+    top and left blocks the middle row and column; a non-square input count and a width the regions do not
+    divide are refused."""
     from netinvert.bnn import BNNTrainConfig, block_mask, list_block_layouts, train_bnn
 
     assert list_block_layouts() == ["halves", "quadrants"]
