@@ -143,6 +143,18 @@ NOTES: list[str] = [
     "missed on every net and the SSIM target holds on the dense 7x7 net only. K = 8 and the rule 'interval excludes 0' "
     "were set before the run, though only in this session's plan: they landed in the same commit as the results. The "
     "784 net was not replicated (about 30 minutes a seed).",
+    "A label-aware selection rule, tried 2026-12-03 and dropped (scratch code, the same --replicates 8 protocol, both "
+    "variants under the rule): a candidate joins the garbage set when it lies beyond the radius from every fitting "
+    "input *of the label the net gives it* (radius: the 99% quantile of validation inputs' distances to their own "
+    "label's nearest fitting input), so an input called Bag one bit from a Trouser image counts as garbage. On the "
+    "plain dense 7x7 net's SAT preimages it separates well (the preimages it flags agree with the robust verifier "
+    "10% of the time, the rest 29%), but after retraining it changed nothing that matters: paired by seed against "
+    "the default rule, the SAT-fed net's robust agreement -0.001 [-0.017, +0.015] (dense) and -0.011 [-0.026, "
+    "+0.004] (fan-in 12), SSIM -0.007 and -0.001, test accuracy +0.014 [-0.019, +0.047] and -0.008. SAT minus noise "
+    "under it: dense agreement +0.008 [-0.021, +0.037], SSIM +0.017 [+0.004, +0.030]; fan-in 12 agreement +0.012 "
+    "[+0.000, +0.024] (p = 0.0497) and SSIM +0.021 [+0.001, +0.041], the edge of significance reached because its "
+    "noise-fed nets fared worse (agreement 0.180 vs 0.191), not because its SAT-fed ones did better (0.192 vs 0.203); "
+    "with two rules tried that is not a met target. The default rule stays.",
     "Times are upper bounds: one torch thread, 2 cores shared with another long benchmark (load average ~4). Nets "
     "and verifiers are cached in bench/.cache/bnn_garbage (a cached net is reused when its BNNRunConfig is unchanged).",
 ]

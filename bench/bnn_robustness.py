@@ -158,6 +158,13 @@ NOTES: list[str] = [
     "first-layer neurons, the UNSAT radius blows up) and image 2 (k >= 11: 36 free, more than 7.8M open partial "
     "patterns at level 24 of 36 and still doubling). Both need a proof at an UNSAT radius, where a dive cannot help: "
     "out of reach of this branch and bound.",
+    "Tried 2026-12-03 and dropped (scratch code, not committed): OR-tools CP-SAT 9.15 (lazy clause generation with "
+    "an LP relaxation, the solver that usually beats both MILP and CDCL on such mixed Boolean-linear models) on the "
+    "net reduced by flip_bounds at the radius (one Boolean per pixel, reified linear constraints for the free "
+    "neurons of both layers, the head's win conditions with torch's tie rule; each witness checked on the integer "
+    "net): it decides easy images (image 0, k = 1, in 7.5 s; image 1, k = 4, in 17.5 s, minimising the flips) but "
+    "proved nothing on image 11 at radius 4 (26 free first-layer neurons) in 30 s with 1 or 2 workers, where the "
+    "branch and bound takes the whole image in 1.5 s: no route to the two open images, which need radii 10-12.",
     "Previous round (kept): the fast path for two hidden layers (_bad_patterns_2: second-layer count changes in int16, "
     "the open partial patterns in two reused buffers, the worst margin per class as one float32 matmul per 4096-row "
     "chunk; the same bound and answers, tests compare it with the general path and a forward pass over every pattern), "
