@@ -5,7 +5,8 @@ Run from the repository root::
     python bench/reconstruct.py                           # Fashion-MNIST MLP on 500 members (+ digits); ~30 min, one core
     python bench/reconstruct.py --quick --results /tmp/q  # digits MLP on 100 members (minutes)
 
-Each setting trains an MLP on a class-balanced member subset with :func:`netinvert.models.run_training`
+Each setting trains an MLP (or netinvert's CNN, dropout off) on a class-balanced member subset with
+:func:`netinvert.models.run_training`
 (``netinvert train --subset N --subset-seed S``, which records the members and an equal disjoint
 non-member set), to near-zero training loss, and reconstructs with
 :func:`netinvert.apps.reconstruct.run_reconstruction` (``netinvert reconstruct``):
@@ -61,7 +62,7 @@ class Setting:
 
     dataset: str
     members: int
-    hidden: tuple[int, ...]
+    hidden: tuple[int, ...]  # the MLP's widths (the CNN keeps its defaults)
     epochs: int
     weight_decay: float
     steps: int  # generator / per-sample steps
@@ -75,6 +76,11 @@ class Setting:
     #: the setting whose validation model chooses the TLDR weights (default: this one); its budget for each weight set
     selection: str | None = None
     selection_steps: int | None = None
+    model: str = "mlp"
+
+    def model_params(self) -> dict[str, Any]:
+        """No dropout: the members are to be fitted to (near) zero training loss."""
+        return {"hidden": list(self.hidden), "dropout": 0.0} if self.model == "mlp" else {"dropout": 0.0}
 
     def train(self) -> TrainConfig:
         return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
@@ -84,12 +90,29 @@ class Setting:
 METHODS = ("tldr", "tldr-selected", "plain", "per-sample", "kkt", "control-random", "control-non-members")
 SETTINGS: dict[str, Setting] = {
     "digits-mlp-100": Setting("digits", 100, (256, 256), 300, 0.0, 1000),
+    # five times the members (members and non-members take 1,000 of the 1,437 training digits)
+    "digits-mlp-500": Setting("digits", 500, (256, 256), 300, 0.0, 1000,
+                              methods=("tldr", "tldr-selected", "plain", "per-sample", "control-random",
+                                       "control-non-members")),
     "fashion-mlp-500": Setting("fashion-mnist", 500, (1000, 1000), 200, 0.0, 1500, selection_steps=500, kkt_seconds=900),
     # the KKT attack's regime: full-batch SGD with weight decay, trained to a stationary point; the TLDR weights are
     # those chosen for Fashion-MNIST on fashion-mlp-500's validation model
     "fashion-mlp-500-sgd-wd": Setting("fashion-mnist", 500, (1000, 1000), 3000, 1e-3, 1500, optimizer="sgd",
                                       batch_size=500, lr=0.05, eval_every=300, selection="fashion-mlp-500", kkt_seconds=1200,
                                       methods=("kkt", "tldr", "tldr-selected", "control-random", "control-non-members")),
+    # four times the members (the issue's largest subset): the MLP recipe of fashion-mlp-500 and its chosen weights;
+    # no per-sample row: one batch of 2,000 images under the Gram and weight-gradient terms ran past 18 minutes
+    "fashion-mlp-2000": Setting("fashion-mnist", 2000, (1000, 1000), 200, 0.0, 1500, selection="fashion-mlp-500",
+                                methods=("tldr-selected", "control-random", "control-non-members")),
+    # the CNN (netinvert's default classifier: conv + batch norm, its dropout off) beside the MLPs; no KKT, whose
+    # stationarity conditions hold for homogeneous nets trained by gradient flow, which batch norm is not
+    "digits-cnn-100": Setting("digits", 100, (), 300, 0.0, 1000, model="cnn",
+                              methods=("tldr", "tldr-selected", "plain", "per-sample", "control-random",
+                                       "control-non-members")),
+    # (per-sample left out: the CNN under the weight-gradient and perturbed terms ran past 54 minutes on one core, the
+    # TLDR generator 11; control-non-members left out for time)
+    "fashion-cnn-500": Setting("fashion-mnist", 500, (), 200, 0.0, 1500, model="cnn", eval_every=25,
+                               methods=("tldr", "control-random")),
 }
 QUICK = {"digits-mlp-100": Setting("digits", 100, (256, 256), 200, 0.0, 300, kkt_steps=300)}
 #: TLDR weight sets tried on the validation model (fixed before any run): the preset, and the two terms that
@@ -106,7 +129,7 @@ TARGET_SETTINGS = ("fashion-mlp-500", "fashion-mlp-500-sgd-wd")
 
 
 def _classifier(name: str, st: Setting, cache: Path, subset_seed: int = 0) -> Path:
-    config = ClassifierRunConfig(dataset=st.dataset, model="mlp", model_params={"hidden": list(st.hidden), "dropout": 0.0},
+    config = ClassifierRunConfig(dataset=st.dataset, model=st.model, model_params=st.model_params(),
                                  train=st.train(), subset=st.members, subset_seed=subset_seed, seed=0, device="cpu",
                                  threads=1)
     run = cache / (f"{name}-classifier" if subset_seed == 0 else f"{name}-validation-classifier")
@@ -197,7 +220,7 @@ def measure(name: str, st: Setting, cache: Path, results: Path) -> dict[str, Any
     clf = _classifier(name, st, cache)
     card = read_card(clf)
     members, non_members = (data.x_train[i] for i in load_members(clf))
-    row: dict[str, Any] = {"name": name, "dataset": st.dataset, "members": st.members, "hidden": list(st.hidden),
+    row: dict[str, Any] = {"name": name, "dataset": st.dataset, "members": st.members, "model": st.model, "hidden": list(st.hidden),
                            "epochs": st.epochs, "weight_decay": st.weight_decay, "optimizer": st.optimizer,
                            "batch_size": st.batch_size, "lr": st.lr, "steps": st.steps, "kkt_steps": st.kkt_steps,
                            "test_accuracy": card["test_accuracy"], "final_train_loss": card["history"]["loss"][-1],
@@ -288,7 +311,8 @@ def render(result: dict[str, Any]) -> str:
         lines.append("")
     for r in result["runs"]:
         regime = f"{r.get('optimizer', 'adamw')}, batch {r.get('batch_size', 100)}, lr {r.get('lr', 0.001)}"
-        lines += [f"## {r['name']}", "", f"MLP {r['hidden']}, {r['members']} class-balanced members, {r['epochs']} epochs "
+        arch = f"MLP {r['hidden']}" if r.get("model", "mlp") == "mlp" else f"{r['model'].upper()} (netinvert's, dropout off)"
+        lines += [f"## {r['name']}", "", f"{arch}, {r['members']} class-balanced members, {r['epochs']} epochs "
                   f"({regime}), weight decay {r['weight_decay']}: final training loss {r['final_train_loss']:.4f}, test "
                   f"accuracy {r['test_accuracy']:.3f}; {r['steps']} generator / per-sample steps, {r.get('kkt_steps', '-')} "
                   "KKT steps.", "", *_method_rows(r["methods"]), ""]
