@@ -241,7 +241,7 @@ def kl() -> LossTerm:
 
     ``P`` is the conditioning's target distribution, ``Q = softmax(logits)``. With the papers'
     soft vector it pulls the whole output distribution towards ``P``, which caps confidence when
-    ``P`` is flat (arXiv 2407.18002). With a one-hot ``P`` (``hot`` conditioning, as in TLDR) it is
+    ``P`` is flat (arXiv 2407.18002). With a one-hot ``P`` (``label`` conditioning, as in TLDR) it is
     ``-log Q_y``, the very value of :func:`ce`: together the two weigh that one term twice.
     """
     def fn(ctx: LossContext) -> torch.Tensor:
