@@ -168,11 +168,17 @@ def variant_config(name: str, variant: str, net: dict[str, Any]) -> BNNRunConfig
     return replace(base, **net["garbage"], garbage_source=variant)
 
 
+def _trained_with(run: Path, config: BNNRunConfig) -> bool:
+    """Whether the run folder holds a net the pipeline trained with ``config`` (so it may be reused)."""
+    card = run / "card.json"
+    return card.is_file() and json.loads(card.read_text())["config"] == config.to_dict()
+
+
 def trained_run(name: str, variant: str, net: dict[str, Any], runs_dir: Path) -> Path:
     """The run folder of one variant: trained by the pipeline unless ``runs_dir`` already holds it."""
     run = runs_dir / f"{name}-{variant}"
     config = variant_config(name, variant, net)
-    if (run / "card.json").is_file() and json.loads((run / "card.json").read_text())["config"] == config.to_dict():
+    if _trained_with(run, config):
         log.info("%s %s: reusing %s", name, variant, run)
     else:
         r = run_bnn_training(config, run, force=True)
@@ -390,8 +396,7 @@ def replicate(name: str, net_cfg: dict[str, Any], seeds: list[int], runs_dir: Pa
         for variant in ("sat", "noise"):
             config = replace(variant_config(name, variant, net_cfg), seed=seed)
             run_dir = runs_dir / "replicates" / f"{name}-{variant}-seed{seed}"
-            if not ((run_dir / "card.json").is_file()
-                    and json.loads((run_dir / "card.json").read_text())["config"] == config.to_dict()):
+            if not _trained_with(run_dir, config):
                 run_bnn_training(config, run_dir, force=True, progress=False)
             run = load_bnn_run(run_dir)
             if bitdata is None:
@@ -669,8 +674,8 @@ def main() -> None:
                 v["verdicts"].pop("_images")
         res["notes"] = NOTES
         res["preimages_rerun"] = {"nets": names, "seconds": time.perf_counter() - t0, "machine": machine_record()}
-        path.write_text(json.dumps(res, indent=1) + "\n")
-        (args.out / "bnn_garbage.md").write_text(_markdown(res))
+        # through the lock, keeping the replicates in the file now: a --replicates run may have finished meanwhile
+        update_results(args.out, lambda old: old.update({k: v for k, v in res.items() if k != "replicates"}))
         log.info("wrote %s", path)
         return
     res: dict[str, Any] = {"quick": args.quick, "nets": {}, "notes": NOTES}
